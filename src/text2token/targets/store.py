@@ -1,0 +1,82 @@
+"""Sparse target storage: per text a list of token ids and weights (CSR layout), never a
+dense V-vector. Saved atomically as safetensors with a fingerprint in the metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+
+from ..errors import Text2TokenError
+from ..textio import atomic_path
+
+
+@dataclass
+class SparseTargets:
+    """Targets for N texts: ``ids[indptr[i]:indptr[i+1]]`` with ``weights`` likewise.
+
+    ``text_index[i]`` is the position of target ``i``'s text in the source corpus (texts
+    without any target are skipped, so this is not always ``i``).
+    """
+
+    indptr: np.ndarray  # int64, N+1
+    ids: np.ndarray  # int32
+    weights: np.ndarray  # float32
+    text_index: np.ndarray  # int64, N
+    fingerprint: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.indptr) - 1
+
+    def get(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        a, b = self.indptr[i], self.indptr[i + 1]
+        return self.ids[a:b], self.weights[a:b]
+
+    @property
+    def nbytes(self) -> int:
+        return self.indptr.nbytes + self.ids.nbytes + self.weights.nbytes + self.text_index.nbytes
+
+    def batch(self, rows: list[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded (B×K) id and weight tensors for ``rows``; padding has weight 0."""
+        parts = [self.get(int(r)) for r in rows]
+        k = max(len(p[0]) for p in parts)
+        ids = torch.zeros(len(parts), k, dtype=torch.long)
+        weights = torch.zeros(len(parts), k, dtype=torch.float32)
+        for j, (pi, pw) in enumerate(parts):
+            ids[j, : len(pi)] = torch.from_numpy(pi.astype(np.int64))
+            weights[j, : len(pw)] = torch.from_numpy(pw)
+        return ids, weights
+
+    @classmethod
+    def from_lists(cls, id_lists, weight_lists, text_index, fingerprint=None) -> SparseTargets:
+        lengths = np.fromiter((len(x) for x in id_lists), dtype=np.int64, count=len(id_lists))
+        indptr = np.zeros(len(id_lists) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        ids = np.concatenate([np.asarray(x, dtype=np.int32) for x in id_lists]) if id_lists else np.zeros(0, np.int32)
+        weights = (
+            np.concatenate([np.asarray(w, dtype=np.float32) for w in weight_lists]) if weight_lists else np.zeros(0, np.float32)
+        )
+        return cls(indptr, ids, weights, np.asarray(text_index, dtype=np.int64), dict(fingerprint or {}))
+
+    def save(self, path: str | os.PathLike) -> None:
+        arrays = {"indptr": self.indptr, "ids": self.ids, "weights": self.weights, "text_index": self.text_index}
+        with atomic_path(path, suffix=".safetensors") as tmp:
+            save_file(arrays, str(tmp), metadata={"fingerprint": json.dumps(self.fingerprint, sort_keys=True)})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, expect_fingerprint: dict | None = None) -> SparseTargets:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="np") as fh:
+            fingerprint = json.loads((fh.metadata() or {}).get("fingerprint", "{}"))
+        if expect_fingerprint is not None and fingerprint != expect_fingerprint:
+            diff = sorted(k for k in set(fingerprint) | set(expect_fingerprint) if fingerprint.get(k) != expect_fingerprint.get(k))
+            raise Text2TokenError(
+                f"{path}: cached targets were built for different settings ({', '.join(diff)}); delete the file to rebuild"
+            )
+        arrays = load_file(str(path))
+        return cls(arrays["indptr"], arrays["ids"], arrays["weights"], arrays["text_index"], fingerprint)

@@ -1,0 +1,134 @@
+"""Reading text files (``.txt`` one text per line, ``.jsonl`` with a ``text`` field) and
+writing outputs atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import InputFileError
+
+
+def read_texts(path: str | os.PathLike, field: str = "text", skip_blank: bool = False) -> list[str]:
+    """Read texts from ``path``.
+
+    ``.jsonl`` files hold one JSON object per line with a string ``field``; any other
+    suffix is read as plain text, one text per line. Invalid UTF-8, a JSONL line that is
+    not JSON or lacks ``field``, and an empty or whitespace-only line raise
+    :class:`InputFileError` naming the file and line — unless ``skip_blank`` is set, in
+    which case blank lines are skipped (use :func:`read_texts_counted` to learn how many).
+    """
+    return read_texts_counted(path, field=field, skip_blank=skip_blank)[0]
+
+
+def read_texts_counted(
+    path: str | os.PathLike, field: str = "text", skip_blank: bool = False
+) -> tuple[list[str], int]:
+    """Like :func:`read_texts`, also returning how many blank lines were skipped."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "file does not exist")
+    if path.is_dir():
+        raise InputFileError(path, "is a directory, expected a .txt or .jsonl file")
+    raw = path.read_bytes()
+    is_jsonl = path.suffix.lower() == ".jsonl"
+    texts: list[str] = []
+    skipped = 0
+    for lineno, line_bytes in enumerate(raw.split(b"\n"), start=1):
+        if line_bytes.endswith(b"\r"):
+            line_bytes = line_bytes[:-1]
+        try:
+            line = line_bytes.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputFileError(path, f"invalid UTF-8 at byte {exc.start} of the line", lineno) from None
+        if lineno == 1 and line.startswith("\ufeff"):
+            line = line[1:]
+        if not line.strip():
+            # The final newline of a file is not an empty line.
+            if line_bytes == b"" and lineno == raw.count(b"\n") + 1:
+                continue
+            if skip_blank:
+                skipped += 1
+                continue
+            raise InputFileError(path, "empty or whitespace-only line", lineno)
+        if is_jsonl:
+            text = _text_from_json(path, lineno, line, field)
+            if not text.strip():
+                if skip_blank:
+                    skipped += 1
+                    continue
+                raise InputFileError(path, f"field '{field}' is empty or whitespace-only", lineno)
+        else:
+            text = line
+        texts.append(text)
+    if not texts:
+        raise InputFileError(path, "file holds no texts" + (" (only blank lines)" if skipped else " (empty)"))
+    return texts, skipped
+
+
+def _text_from_json(path: Path, lineno: int, line: str, field: str) -> str:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputFileError(path, f"not valid JSON ({exc.msg} at column {exc.colno})", lineno) from None
+    if not isinstance(obj, dict):
+        raise InputFileError(path, f"expected a JSON object with field '{field}', got {type(obj).__name__}", lineno)
+    if field not in obj:
+        raise InputFileError(path, f"missing field '{field}' (fields: {', '.join(sorted(obj)) or 'none'})", lineno)
+    value = obj[field]
+    if not isinstance(value, str):
+        raise InputFileError(path, f"field '{field}' must be a string, got {type(value).__name__}", lineno)
+    return value
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read a JSONL file of objects, with errors naming file and line."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "file does not exist")
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputFileError(path, f"not valid JSON ({exc.msg})", lineno) from None
+            if not isinstance(obj, dict):
+                raise InputFileError(path, "expected a JSON object", lineno)
+            rows.append(obj)
+    return rows
+
+
+@contextmanager
+def atomic_path(final: str | os.PathLike, suffix: str = ""):
+    """Yield a temporary path next to ``final``; rename it onto ``final`` only on success.
+
+    A crash or an exception leaves no partial ``final`` behind.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + suffix, dir=final.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, final)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_atomic(final: str | os.PathLike, writer: Callable[[Path], None], suffix: str = "") -> None:
+    """Call ``writer(tmp_path)`` and atomically move the result to ``final``."""
+    with atomic_path(final, suffix=suffix) as tmp:
+        writer(tmp)
+
+
+def write_json_atomic(final: str | os.PathLike, obj) -> None:
+    write_atomic(final, lambda p: p.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"))

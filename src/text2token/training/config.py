@@ -1,0 +1,208 @@
+"""Run configuration: dataclasses ⇄ YAML, ``section.key=value`` overrides, validation with
+messages that name the field."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..attention import ATTENTION_MODES
+from ..errors import ConfigError
+from ..pooling import POOLING_MODES
+
+
+@dataclass
+class ModelConfig:
+    name: str = "default"  # "default", a Hugging Face id or folder, or a .gguf file
+    pooling: str = "last"  # mean | last | weighted_mean
+    attention: str = "causal"  # causal | bidirectional
+    template: str | None = "auto"  # "auto": PromptEOL for last pooling, none otherwise; null: none
+    max_length: int = 128  # tokens per text when the saved model encodes (template included)
+
+
+@dataclass
+class DataConfig:
+    train_file: str | None = None  # .txt (one text per line) or .jsonl; null = the bundled Brown corpus
+    field: str = "text"  # JSONL field
+    max_texts: int | None = None  # use at most this many texts (after shuffling)
+    target_max_length: int = 128  # tokens considered when building data-driven targets
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class TrainingConfig:
+    steps: int = 40
+    batch_size: int = 32  # global batch (split across processes)
+    max_length: int = 64  # tokens per training text (template included)
+    lr: float = 5e-5
+    scheduler: str = "constant"  # constant | linear | cosine (after warm-up)
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    log_every: int = 1
+    save_every: int = 10  # checkpoint every N steps (0: only at the end)
+    keep_checkpoints: int = 2
+    mixed_precision: str = "auto"  # auto (bf16 on GPU, none on CPU) | no | bf16 | fp16
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = "runs/demo"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | os.PathLike) -> None:
+        from ..textio import write_atomic
+
+        write_atomic(path, lambda p: p.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8"))
+
+    def validate(self) -> RunConfig:
+        m, d, l, t = self.model, self.data, self.lora, self.training
+        _check(m.pooling in POOLING_MODES, "model.pooling", f"must be one of {', '.join(POOLING_MODES)}, got '{m.pooling}'")
+        _check(m.attention in ATTENTION_MODES, "model.attention", f"must be one of {', '.join(ATTENTION_MODES)}, got '{m.attention}'")
+        _check(m.template is None or m.template == "auto" or "{text}" in m.template, "model.template", "must contain '{text}', or be 'auto' or null")
+        _check(m.max_length >= 8, "model.max_length", f"must be >= 8, got {m.max_length}")
+        _check(d.max_texts is None or d.max_texts > 0, "data.max_texts", f"must be > 0, got {d.max_texts}")
+        _check(d.target_max_length > 0, "data.target_max_length", "must be > 0")
+        _check(l.r > 0, "lora.r", f"must be > 0, got {l.r}")
+        _check(l.alpha > 0, "lora.alpha", f"must be > 0, got {l.alpha}")
+        _check(0 <= l.dropout < 1, "lora.dropout", f"must be in [0, 1), got {l.dropout}")
+        _check(bool(l.target_modules), "lora.target_modules", "must name at least one module")
+        _check(t.steps > 0, "training.steps", f"must be > 0, got {t.steps}")
+        _check(t.max_length >= 8, "training.max_length", f"must be >= 8, got {t.max_length}")
+        _check(t.batch_size > 0, "training.batch_size", f"must be > 0, got {t.batch_size}")
+        _check(t.lr > 0, "training.lr", f"must be > 0, got {t.lr}")
+        _check(t.scheduler in ("constant", "linear", "cosine"), "training.scheduler", "must be constant, linear or cosine")
+        _check(t.warmup_steps >= 0, "training.warmup_steps", "must be >= 0")
+        _check(t.weight_decay >= 0, "training.weight_decay", "must be >= 0")
+        _check(t.grad_clip >= 0, "training.grad_clip", "must be >= 0 (0 disables clipping)")
+        _check(t.log_every > 0, "training.log_every", "must be > 0")
+        _check(t.save_every >= 0, "training.save_every", "must be >= 0")
+        _check(t.keep_checkpoints >= 1, "training.keep_checkpoints", "must be >= 1")
+        _check(t.mixed_precision in ("auto", "no", "bf16", "fp16"), "training.mixed_precision", "must be auto, no, bf16 or fp16")
+        return self
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"config field '{key}' {message}")
+
+
+def _build(cls, values: dict, prefix: str, source: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: '{prefix or 'top level'}' must be a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(
+                f"{source}: unknown config key '{prefix}{key}'{hint}; valid keys: {', '.join(fields)}"
+            )
+        f = fields[key]
+        if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
+            kwargs[key] = _build(f.default_factory, value or {}, f"{prefix}{key}.", source)
+        else:
+            kwargs[key] = _coerce(value, f, f"{prefix}{key}", source)
+    return cls(**kwargs)
+
+
+def _coerce(value, f: dataclasses.Field, key: str, source: str):
+    """Check ``value`` against the field's annotation ("int", "float | None", "list[str]", ...)."""
+    kinds = [k.strip() for k in str(f.type).split("|")]
+    if value is None:
+        if "None" in kinds:
+            return None
+        raise ConfigError(f"{source}: config field '{key}' cannot be null")
+    if "bool" in kinds:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: config field '{key}' must be true or false, got {value!r}")
+    if "int" in kinds:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: config field '{key}' must be an integer, got {value!r}")
+    if "float" in kinds:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{source}: config field '{key}' must be a number, got {value!r}")
+    if "list[str]" in kinds:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise ConfigError(f"{source}: config field '{key}' must be a list of strings, got {value!r}")
+    if isinstance(value, str):
+        return value
+    raise ConfigError(f"{source}: config field '{key}' must be a string, got {value!r}")
+
+
+def _set_dotted(tree: dict, dotted: str, value) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{dotted}': '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value (e.g. training.steps=20)")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML config (or the defaults), apply ``section.key=value`` overrides, validate."""
+    tree: dict = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file does not exist")
+        try:
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: config file is not valid UTF-8") from None
+    for item in overrides or []:
+        key, value = parse_override(item)
+        _set_dotted(tree, key, value)
+    if overrides:
+        source = f"{source} + overrides"
+    return _build(RunConfig, tree, "", source).validate()

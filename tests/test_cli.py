@@ -1,0 +1,97 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from text2token.cli import main
+
+
+def test_encode_txt_and_jsonl_end_to_end(tmp_path, tiny_model_dir, capsys):
+    txt = tmp_path / "in.txt"
+    txt.write_text("first text\nsecond, longer text here\nthird\n", encoding="utf-8")
+    out = tmp_path / "emb.npy"
+    assert main(["encode", "--model", str(tiny_model_dir), "--input", str(txt), "--output", str(out), "--normalize",
+                 "--batch-size", "2"]) == 0
+    emb = np.load(out)
+    assert emb.shape == (3, 64) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    jl = tmp_path / "in.jsonl"
+    jl.write_text("\n".join(json.dumps({"text": t, "id": i}) for i, t in
+                            enumerate(["first text", "second, longer text here", "third"])) + "\n")
+    out2 = tmp_path / "emb2.npy"
+    assert main(["encode", "--model", str(tiny_model_dir), "--input", str(jl), "--output", str(out2), "--normalize"]) == 0
+    np.testing.assert_allclose(np.load(out2), emb, atol=1e-5)
+
+
+def test_explain_prints_tokens(tiny_model_dir, capsys):
+    assert main(["explain", "--model", str(tiny_model_dir), "--top-k", "3", "--json", "cats and dogs"]) == 0
+    row = json.loads(capsys.readouterr().out.strip())
+    assert row["text"] == "cats and dogs" and len(row["tokens"]) == 3
+
+
+@pytest.mark.parametrize("content,match", [
+    (None, "in.txt: file does not exist"),
+    (b"", "in.txt: file holds no texts"),
+    (b"good line\n   \nanother\n", "in.txt:2: empty or whitespace-only line"),
+    (b"ok\n\xff\xfe bad\n", "in.txt:2: invalid UTF-8"),
+])
+def test_encode_bad_text_files(tmp_path, tiny_model_dir, capsys, content, match):
+    path = tmp_path / "in.txt"
+    if content is not None:
+        path.write_bytes(content)
+    out = tmp_path / "o.npy"
+    assert main(["encode", "--model", str(tiny_model_dir), "--input", str(path), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("lines,match", [
+    (['{"text": "a"}', "{not json"], "in.jsonl:2: not valid JSON"),
+    (['{"text": "a"}', '{"body": "b"}'], "in.jsonl:2: missing field 'text' (fields: body)"),
+    (['{"text": 5}'], "in.jsonl:1: field 'text' must be a string"),
+    (['["a"]'], "in.jsonl:1: expected a JSON object"),
+    (['{"text": "  "}'], "in.jsonl:1: field 'text' is empty"),
+])
+def test_encode_bad_jsonl(tmp_path, tiny_model_dir, capsys, lines, match):
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["encode", "--model", str(tiny_model_dir), "--input", str(path), "--output", str(tmp_path / "o.npy")]) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_bad_models(tmp_path, capsys, tokenizer):
+    from transformers import LlamaConfig, LlamaModel, ViTConfig, ViTModel
+
+    txt = tmp_path / "in.txt"
+    txt.write_text("hello\n")
+    assert main(["encode", "--model", str(tmp_path / "missing"), "--input", str(txt), "--output", str(tmp_path / "o.npy")]) == 2
+    assert "model path does not exist" in capsys.readouterr().err
+    # a trunk saved without its (untied) LM head
+    trunk = LlamaModel(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                   num_attention_heads=2, tie_word_embeddings=False))
+    trunk.save_pretrained(tmp_path / "trunk")
+    tokenizer.save_pretrained(tmp_path / "trunk")
+    assert main(["explain", "--model", str(tmp_path / "trunk"), "x"]) == 2
+    assert "has no trained LM head" in capsys.readouterr().err
+    # not a causal LM family at all
+    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)).save_pretrained(
+        tmp_path / "vit")
+    assert main(["explain", "--model", str(tmp_path / "vit"), "x"]) == 2
+    assert "not a causal language model" in capsys.readouterr().err
+
+
+def test_train_bad_config_is_one_line(tmp_path, capsys):
+    assert main(["train", "training.stepz=3"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'training.stepz'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_print_config_and_console_script(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "text2token.cli", "train", "--print-config", "training.steps=5"],
+                         capture_output=True, text=True, check=True)
+    assert "steps: 5" in res.stdout
+    res = subprocess.run([sys.executable, "-m", "text2token.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "encode" in res.stdout and "explain" in res.stdout

@@ -1,0 +1,75 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from text2token import Text2TokenModel
+from text2token.errors import ConfigError, ModelLoadError
+from text2token.pooling import PROMPTEOL_TEMPLATE
+
+TEXTS = ["The quick brown fox jumps over the lazy dog.", "Hi.", "A somewhat longer sentence about embeddings, "
+         "language models and the tokens they predict.", "Short one"]
+
+
+def test_encode_shape_dtype_order_and_batch_size_independence(tiny_model):
+    full = tiny_model.encode(TEXTS, batch_size=4)
+    assert full.shape == (4, tiny_model.backbone.config.hidden_size) and full.dtype == np.float32
+    singles = np.stack([tiny_model.encode([t])[0] for t in TEXTS])
+    np.testing.assert_allclose(full, singles, atol=1e-5)  # order preserved, padding ignored
+    np.testing.assert_allclose(tiny_model.encode(TEXTS, batch_size=3), full, atol=1e-5)
+    normed = tiny_model.encode(TEXTS, normalize_embeddings=True)
+    np.testing.assert_allclose(np.linalg.norm(normed, axis=1), 1.0, atol=1e-5)
+    assert tiny_model.encode("single").shape == (tiny_model.backbone.config.hidden_size,)
+
+
+def test_prompteol_template_always_fits(tiny_model_dir):
+    model = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="last", max_length=24, device="cpu")
+    assert model.template == PROMPTEOL_TEMPLATE
+    long_text = " ".join(["elephant"] * 200)
+    enc = model.tokenize([long_text, "tiny"])
+    suffix = model.tokenizer('" means in one word:"', add_special_tokens=False)["input_ids"]
+    assert enc["input_ids"].shape[1] <= 24
+    row = enc["input_ids"][0][enc["attention_mask"][0].bool()].tolist()
+    assert row[-len(suffix):] == suffix, "the template's end survives truncation"
+    assert model.tokenizer.decode(row).startswith('This sentence : "elephant')
+
+
+def test_save_load_identical_embeddings(tiny_model_dir, tmp_path):
+    model = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="weighted_mean", device="cpu")
+    before = model.encode(TEXTS)
+    model.save_pretrained(tmp_path / "saved")
+    settings = json.loads((tmp_path / "saved" / "text2token_config.json").read_text())
+    assert settings["pooling"] == "weighted_mean" and settings["max_length"] == 128
+    assert settings["provenance"]["backbone"] == str(tiny_model_dir)
+    model.save_pretrained(tmp_path / "saved")  # overwriting an existing folder works
+    again = Text2TokenModel.from_pretrained(str(tmp_path / "saved"), device="cpu")
+    assert again.pooling == "weighted_mean"
+    np.testing.assert_array_equal(again.encode(TEXTS), before)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary folders left behind"
+
+
+def test_explain_returns_topk_probabilities(tiny_model):
+    out = tiny_model.explain(["cats and dogs", "stock market"], top_k=3)
+    assert len(out) == 2 and all(len(row) == 3 for row in out)
+    probs = [p for _, p in out[0]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+
+
+def test_vocab_logits_in_fp32_even_for_bf16_backbone(tiny_model_dir):
+    model = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", device="cpu", dtype=torch.bfloat16)
+    enc = model.tokenize(["hello world"])
+    pooled = model(enc["input_ids"], enc["attention_mask"])
+    assert pooled.dtype == torch.bfloat16
+    logits = model.vocab_logits(pooled * 1e3)  # would overflow bf16's precision, not fp32's
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+
+
+def test_bad_settings_and_paths(tiny_model_dir, tmp_path):
+    with pytest.raises(ConfigError, match="pooling"):
+        Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="max", device="cpu")
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        Text2TokenModel.from_pretrained(str(tmp_path / "nope"), device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="config.json"):
+        Text2TokenModel.from_pretrained(str(tmp_path / "empty"), device="cpu")

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from text2token.targets import DataDrivenTargetBuilder, SparseTargets
+from text2token.targets.data_driven import clean_text
+from text2token.errors import Text2TokenError
+
+
+def test_clean_text_drops_punctuation_symbols_underscores_and_stopwords():
+    assert clean_text("The cats -- sadly!! -- were running_fast, weren't they?") == "cats sadly running fast weren"
+    assert clean_text("THE And oF") == ""
+    assert clean_text("e-mail: foo@bar.com") == "e mail foo bar com"
+
+
+def test_golden_targets_on_real_tokenizer(tokenizer):
+    builder = DataDrivenTargetBuilder(tokenizer)
+    ids = builder.token_ids("The cats, sadly, were running!!! The cats...")
+    pieces = [tokenizer.convert_ids_to_tokens(i) for i in ids]
+    # stopwords ("The", "were") and punctuation gone; "cats" kept once (unique ids)
+    assert pieces == ["cats", "Ġsadly", "Ġrunning", "Ġcats"]
+    assert len(set(ids)) == len(ids)
+
+
+def test_subword_pieces_are_all_kept(tokenizer):
+    builder = DataDrivenTargetBuilder(tokenizer)
+    word = "antidisestablishmentarianism"
+    ids = builder.token_ids(word)
+    assert len(ids) > 1, "a rare long word splits into several pieces, all kept"
+    assert tokenizer.decode(ids).replace(" ", "") == word
+
+
+def test_no_special_or_whitespace_tokens(tokenizer):
+    builder = DataDrivenTargetBuilder(tokenizer)
+    special = set(tokenizer.all_special_ids)
+    text = f"{tokenizer.eos_token} hello\t\t   world {tokenizer.bos_token}\n\n  ok"
+    ids = builder.token_ids(text)
+    assert ids and not special & set(ids)
+    assert all(tokenizer.decode([i]).strip() for i in ids)
+    # the tokenizer's own special ids are never content, whatever they are
+    assert not any(builder.is_content_token(i) for i in special)
+
+
+def test_build_uniform_sums_to_one_and_skips_texts_without_content(tokenizer):
+    builder = DataDrivenTargetBuilder(tokenizer)
+    texts = ["Quantum physics explains atoms.", "the and of", "!!! ???", "Dogs bark loudly at night."]
+    targets, report = builder.build(texts, batch_size=2)
+    assert report.as_dict() == {"texts": 4, "kept": 2, "skipped_no_content": 2}
+    assert targets.text_index.tolist() == [0, 3]
+    for i in range(len(targets)):
+        ids, w = targets.get(i)
+        assert np.isclose(w.sum(), 1.0, atol=1e-6)
+        assert np.allclose(w, 1.0 / len(ids))
+    # sparse: bytes grow with tokens, not with the vocabulary size
+    assert targets.nbytes < 200
+
+
+def test_store_roundtrip_and_fingerprint_check(tmp_path, tokenizer):
+    builder = DataDrivenTargetBuilder(tokenizer)
+    targets, _ = builder.build(["Red apples grow on trees.", "Blue whales swim."])
+    targets.fingerprint = builder.fingerprint()
+    path = tmp_path / "t.safetensors"
+    targets.save(path)
+    loaded = SparseTargets.load(path, expect_fingerprint=builder.fingerprint())
+    for a, b in zip((targets.indptr, targets.ids, targets.weights, targets.text_index),
+                    (loaded.indptr, loaded.ids, loaded.weights, loaded.text_index)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(Text2TokenError, match="max_length"):
+        SparseTargets.load(path, expect_fingerprint={**builder.fingerprint(), "max_length": 7})
+    ids, weights = loaded.batch([1, 0])
+    assert ids.shape == weights.shape and weights.sum(dim=1).allclose(weights.new_ones(2))

@@ -1,0 +1,97 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from text2token import Text2TokenModel
+from text2token.errors import ConfigError, Text2TokenError
+from text2token.training import load_config, train
+from text2token.training.trainer import batch_schedule, load_checkpoint_model
+
+SENTENCES = [
+    "Astronomers observed distant galaxies through powerful telescopes.",
+    "Farmers harvest wheat and corn in late summer.",
+    "The orchestra performed a beautiful symphony last night.",
+    "Doctors recommend regular exercise and balanced diets.",
+    "Engineers designed bridges that withstand strong earthquakes.",
+    "Children played football in the muddy park.",
+    "Volcanoes erupted, spreading ash across villages.",
+    "Programmers debug software with careful testing.",
+] * 4
+
+
+def _config(tmp_path, model_dir, *extra):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES) + "\n\n", encoding="utf-8")
+    return load_config(None, [f"model.name={model_dir}", f"data.train_file={corpus}", f"output_dir={tmp_path / 'run'}",
+                              "model.pooling=mean", "training.batch_size=8", "training.max_length=32",
+                              "training.lr=3e-3", "lora.r=8", "training.save_every=2", "lora.dropout=0.0", *extra])
+
+
+def _losses(run_dir):
+    return [json.loads(l)["loss"] for l in (run_dir / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_training_reduces_loss_and_saves_a_loadable_merged_model(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, "training.steps=12")
+    model_dir = train(cfg, show_progress_bar=False)
+    losses = _losses(tmp_path / "run")
+    assert len(losses) == 12
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.05, losses
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert report["blank_lines_skipped"] == 1 and report["targets"]["skipped_no_content"] == 0
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    trained = Text2TokenModel.from_pretrained(str(model_dir), device="cpu")
+    base = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", device="cpu")
+    assert not any("lora" in n for n, _ in trained.named_parameters()), "LoRA merged, plain model saved"
+    assert trained.max_length == 128, "encode length, not the training truncation"
+    assert not np.allclose(trained.encode(SENTENCES[:2]), base.encode(SENTENCES[:2]), atol=1e-4)
+    # the frozen LM head is untouched by training
+    assert torch.equal(trained.lm_head.weight, base.lm_head.weight)
+    settings = json.loads((model_dir / "text2token_config.json").read_text())
+    assert settings["training"]["steps"] == 12 and settings["training"]["stages"] == ["data"]
+
+
+def test_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir):
+    full_dir = tmp_path / "full"
+    full_dir.mkdir()
+    full = train(_config(full_dir, tiny_model_dir, "training.steps=6"), show_progress_bar=False)
+    part_dir = tmp_path / "part"
+    part_dir.mkdir()
+    train(_config(part_dir, tiny_model_dir, "training.steps=4"), show_progress_bar=False)
+    # continue the same run to 6 steps from its checkpoint at step 2 (step-4 one is the end: not saved)
+    resumed = train(_config(part_dir, tiny_model_dir, "training.steps=6"), resume=True, show_progress_bar=False)
+    a = Text2TokenModel.from_pretrained(str(full), device="cpu").encode(SENTENCES[:3])
+    b = Text2TokenModel.from_pretrained(str(resumed), device="cpu").encode(SENTENCES[:3])
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert _losses(full_dir / "run")[:2] == _losses(part_dir / "run")[:2]
+
+
+def test_refuses_to_overwrite_checkpoints_without_resume(tmp_path, tiny_model_dir):
+    train(_config(tmp_path, tiny_model_dir, "training.steps=3"), show_progress_bar=False)
+    with pytest.raises(Text2TokenError, match="--resume"):
+        train(_config(tmp_path, tiny_model_dir, "training.steps=3"), show_progress_bar=False)
+
+
+def test_checkpoint_model_equals_final_model(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, "training.steps=4", "training.keep_checkpoints=5")
+    train(cfg, show_progress_bar=False)
+    ckpt = load_checkpoint_model(tmp_path / "run" / "checkpoints" / "checkpoint-0000002")
+    assert ckpt.encode(["hello"]).shape[1] == 64
+
+
+def test_unknown_lora_module_is_a_clear_error(tmp_path, tiny_model_dir):
+    with pytest.raises(ConfigError, match="lora.target_modules"):
+        train(_config(tmp_path, tiny_model_dir, "training.steps=1", "lora.target_modules=[query,value]"),
+              show_progress_bar=False)
+
+
+def test_batch_schedule_is_deterministic_and_covers_data():
+    lengths = np.arange(40)
+    a = batch_schedule(40, 8, 10, seed=3, lengths=lengths)
+    b = batch_schedule(40, 8, 10, seed=3, lengths=lengths)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert sorted(np.concatenate(a[:5]).tolist()) == list(range(40)), "one epoch sees every text once"
+    with pytest.raises(Text2TokenError, match="fewer than one batch"):
+        batch_schedule(5, 8, 1, seed=0, lengths=np.arange(5))
