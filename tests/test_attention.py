@@ -45,3 +45,30 @@ def test_bidirectional_model_embeddings_differ_and_reload(tiny_model_dir, tmp_pa
 def test_unknown_attention_mode(tiny_model):
     with pytest.raises(ValueError):
         set_attention(tiny_model.backbone, "sideways")
+
+
+def _tiny(config_cls, **extra):
+    kwargs = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=64)
+    kwargs.update(extra)
+    return config_cls(**kwargs)
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral", "qwen2", "qwen3", "gemma3_text"])
+def test_validated_families_switch_both_ways(family):
+    """Every family listed as validated really honours the switch (random tiny models, real classes)."""
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+
+    from text2token.attention import VALIDATED_FAMILIES
+
+    assert family in VALIDATED_FAMILIES
+    cls = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config,
+           "gemma3_text": Gemma3TextConfig}[family]
+    extra = {"head_dim": 8, "sliding_window": 4} if family == "gemma3_text" else {}
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(_tiny(cls, **extra)).eval()
+    assert probe_first_token_sensitivity(model) == 0.0
+    set_attention(model, "bidirectional")
+    assert probe_first_token_sensitivity(model) > 0.0
+    set_attention(model, "causal")
+    assert probe_first_token_sensitivity(model) == 0.0

@@ -7,7 +7,7 @@ from text2token.errors import Text2TokenError
 
 
 def test_clean_text_drops_punctuation_symbols_underscores_and_stopwords():
-    assert clean_text("The cats -- sadly!! -- were running_fast, weren't they?") == "cats sadly running fast weren"
+    assert clean_text("The cats -- sadly!! -- were running_fast, weren't they?") == "cats sadly running fast weren t"
     assert clean_text("THE And oF") == ""
     assert clean_text("e-mail: foo@bar.com") == "e mail foo bar com"
 

@@ -151,6 +151,17 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
     return json.loads((path / "state.json").read_text())["step"]
 
 
+def _truncate_log(path: Path, last_step: int) -> None:
+    """Drop log records after the checkpoint we resume from (they will be redone)."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= last_step]
+    from ..textio import write_atomic
+
+    write_atomic(path, lambda p: p.write_text("".join(k + "\n" for k in keep), encoding="utf-8"))
+
+
 def _mixed_precision(setting: str) -> str:
     if setting == "auto":
         return "bf16" if torch.cuda.is_available() else "no"
@@ -218,6 +229,7 @@ def train(config: RunConfig, resume: bool = False, show_progress_bar: bool = Tru
             start_step = load_checkpoint(ckpt, model, optimizer, scheduler)
             if main:
                 logger.info("resumed from %s (step %d)", ckpt, start_step)
+                _truncate_log(out_dir / "train_log.jsonl", start_step)
     model.train()
     ddp_model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 

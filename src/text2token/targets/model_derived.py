@@ -1,0 +1,74 @@
+"""Stage-2 targets derived from a frozen model (by default the stage-1 model, LoRA merged).
+
+For every text x: ``l(x) = lm_head(pool(h(x)))`` and ``p(x) = softmax(l(x))``. Over the stage-2
+training texts, the corpus prior is ``π = softmax(mean_x l(x))``. The ratio
+``r_v = p_v / (p_v + π_v + 1e-8)`` is high where the text makes a token far more likely than
+texts in general do; the target is ``q = softmax(r / τ)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from tqdm.auto import tqdm
+
+RATIO_EPS = 1e-8
+
+
+def model_fingerprint(model: torch.nn.Module, sample: int = 4096) -> str:
+    """A cheap fingerprint of a model's weights: shapes plus a strided sample of every tensor."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        step = max(1, flat.numel() // sample)
+        h.update(name.encode())
+        h.update(str(tuple(tensor.shape)).encode())
+        h.update(flat[::step][:sample].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@torch.inference_mode()
+def logit_sum(model, texts: list[str], batch_size: int = 32, show_progress_bar: bool = False) -> tuple[torch.Tensor, int]:
+    """Sum of ``lm_head(pool(h(x)))`` over ``texts`` (fp64, streamed in batches) and the count."""
+    total = None
+    for start in tqdm(range(0, len(texts), batch_size), desc="corpus prior", disable=not show_progress_bar):
+        enc = model.tokenize(texts[start : start + batch_size])
+        enc = {k: v.to(model.device) for k, v in enc.items()}
+        logits = model.vocab_logits(model(enc["input_ids"], enc["attention_mask"])).double().sum(dim=0)
+        total = logits if total is None else total + logits
+    return total, len(texts)
+
+
+def corpus_prior(model, texts: list[str], batch_size: int = 32, accelerator=None, show_progress_bar: bool = False) -> torch.Tensor:
+    """``π = softmax(mean_x l(x))`` (fp32, V). With ``accelerator``, each process passes its own
+    shard of ``texts`` and the sums and counts are all-reduced, so every process gets the same π."""
+    total, count = logit_sum(model, texts, batch_size, show_progress_bar)
+    if total is None:
+        total = torch.zeros(model.lm_head.weight.shape[0], dtype=torch.float64, device=model.device)
+    if accelerator is not None and accelerator.num_processes > 1:
+        packed = torch.cat([total, torch.tensor([float(count)], dtype=torch.float64, device=total.device)])
+        packed = accelerator.reduce(packed, reduction="sum")
+        total, count = packed[:-1], int(packed[-1].item())
+    return torch.softmax((total / max(count, 1)).float(), dim=-1)
+
+
+def ratio_scores(logits: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """``r = p / (p + π + 1e-8)`` with ``p = softmax(logits)`` (B×V, fp32)."""
+    p = torch.softmax(logits.float(), dim=-1)
+    return p / (p + prior.to(p.device).float() + RATIO_EPS)
+
+
+def model_derived_targets(logits: torch.Tensor, prior: torch.Tensor, tau: float) -> torch.Tensor:
+    """Dense targets ``q = softmax(r / τ)`` (B×V), no gradient."""
+    if tau <= 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    with torch.no_grad():
+        return torch.softmax(ratio_scores(logits.detach(), prior) / tau, dim=-1)
+
+
+def truncate_top_k(q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keep the top-k entries of each row of ``q``: (ids B×k, weights renormalised to 1, mass kept B)."""
+    top = q.topk(min(k, q.shape[-1]), dim=-1)
+    mass = top.values.sum(dim=-1)
+    return top.indices, top.values / mass.unsqueeze(-1), mass
