@@ -30,7 +30,7 @@ def _config(tmp_path, model_dir, *extra):
 
 
 def _losses(run_dir):
-    return [json.loads(l)["loss"] for l in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    return [json.loads(l)["loss"] for l in (run_dir / "stage1-data" / "train_log.jsonl").read_text().splitlines()]
 
 
 def test_training_reduces_loss_and_saves_a_loadable_merged_model(tmp_path, tiny_model_dir):
@@ -39,7 +39,7 @@ def test_training_reduces_loss_and_saves_a_loadable_merged_model(tmp_path, tiny_
     losses = _losses(tmp_path / "run")
     assert len(losses) == 12
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.05, losses
-    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    report = json.loads((tmp_path / "run" / "stage1-data" / "data_report.json").read_text())
     assert report["blank_lines_skipped"] == 1 and report["targets"]["skipped_no_content"] == 0
     assert (tmp_path / "run" / "config.yaml").is_file()
     trained = Text2TokenModel.from_pretrained(str(model_dir), device="cpu")
@@ -60,7 +60,7 @@ def test_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir):
     part_dir = tmp_path / "part"
     part_dir.mkdir()
     train(_config(part_dir, tiny_model_dir, "training.steps=4"), show_progress_bar=False)
-    # continue the same run to 6 steps from its checkpoint at step 2 (step-4 one is the end: not saved)
+    # continue the finished 4-step run to 6 steps from its last checkpoint (step 4)
     resumed = train(_config(part_dir, tiny_model_dir, "training.steps=6"), resume=True, show_progress_bar=False)
     a = Text2TokenModel.from_pretrained(str(full), device="cpu").encode(SENTENCES[:3])
     b = Text2TokenModel.from_pretrained(str(resumed), device="cpu").encode(SENTENCES[:3])
@@ -77,8 +77,12 @@ def test_refuses_to_overwrite_checkpoints_without_resume(tmp_path, tiny_model_di
 def test_checkpoint_model_equals_final_model(tmp_path, tiny_model_dir):
     cfg = _config(tmp_path, tiny_model_dir, "training.steps=4", "training.keep_checkpoints=5")
     train(cfg, show_progress_bar=False)
-    ckpt = load_checkpoint_model(tmp_path / "run" / "checkpoints" / "checkpoint-0000002")
+    run = tmp_path / "run"
+    ckpt = load_checkpoint_model(run / "stage1-data" / "checkpoints" / "checkpoint-0000002")
     assert ckpt.encode(["hello"]).shape[1] == 64
+    # the checkpoint's weights differ from the final model's (two more steps were taken)
+    final = Text2TokenModel.from_pretrained(str(run / "model"), device="cpu")
+    assert not np.allclose(ckpt.encode(SENTENCES[:2]), final.encode(SENTENCES[:2]), atol=1e-5)
 
 
 def test_unknown_lora_module_is_a_clear_error(tmp_path, tiny_model_dir):

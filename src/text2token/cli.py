@@ -26,12 +26,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train an embedder (stage 1: data-driven targets)",
+    t = sub.add_parser("train", help="train an embedder (stage 1 data-driven, stage 2 model-derived targets)",
                        description="Train LoRA adapters so that softmax(lm_head(pooled)) matches each text's "
-                                   "data-driven target. Settings come from --config (YAML) and then from "
+                                   "target: stage 1 (data) the text's own content tokens, stage 2 (model) tokens "
+                                   "the frozen stage-1 model finds characteristic. Settings come from --config (YAML) and then from "
                                    "section.key=value overrides; the resolved config is saved in the output folder.")
     t.add_argument("--config", help="YAML config file (default: built-in defaults)")
     t.add_argument("--output", help="run folder (overrides output_dir); the model goes to OUTPUT/model")
+    t.add_argument("--stages", help="comma-separated stages to run: data (stage 1), model (stage 2); e.g. data,model")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run folder")
     t.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     t.add_argument("overrides", nargs="*", metavar="section.key=value",
@@ -86,6 +88,8 @@ def cmd_train(args) -> int:
     overrides = list(args.overrides)
     if args.output:
         overrides.append(f"output_dir={args.output}")
+    if args.stages:
+        overrides.append(f"stages=[{args.stages}]")
     config = load_config(args.config, overrides)
     if args.print_config:
         import yaml
@@ -94,8 +98,9 @@ def cmd_train(args) -> int:
         return 0
     model_dir = train(config, resume=args.resume)
     summary = json.loads((Path(config.output_dir) / "train_summary.json").read_text())
-    print(f"model saved to {model_dir}  ({summary['steps']} steps, {summary['seconds_per_step']} s/step, "
-          f"peak memory {summary['peak_memory_mb']:.0f} MB)")
+    per_stage = ", ".join(f"{k[6:]}: {v['steps']} steps at {v['seconds_per_step']} s/step"
+                          for k, v in summary.items() if k.startswith("stage_"))
+    print(f"model saved to {model_dir}  ({per_stage}; peak memory {summary['peak_memory_mb']:.0f} MB)")
     return 0
 
 

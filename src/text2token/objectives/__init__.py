@@ -1,5 +1,5 @@
 """Training objectives."""
 
-from .token_kl import sparse_kl_loss
+from .token_kl import dense_kl_loss, sparse_kl_loss
 
-__all__ = ["sparse_kl_loss"]
+__all__ = ["dense_kl_loss", "sparse_kl_loss"]

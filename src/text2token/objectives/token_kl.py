@@ -18,3 +18,11 @@ def sparse_kl_loss(logits: torch.Tensor, target_ids: torch.Tensor, target_weight
     log_q = torch.where(q > 0, torch.log(q.clamp_min(1e-30)), torch.zeros_like(q))
     per_text = (q * (log_q - log_p)).sum(dim=1)
     return per_text.mean()
+
+
+def dense_kl_loss(logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """KL(q‖p) batch-mean for a dense target ``q`` (B×V); ``0·log 0`` counts as 0."""
+    log_p = torch.log_softmax(logits.float(), dim=-1)
+    q = q.detach().float()
+    log_q = torch.where(q > 0, torch.log(q.clamp_min(1e-30)), torch.zeros_like(q))
+    return (q * (log_q - log_p)).sum(dim=1).mean()

@@ -60,12 +60,27 @@ class TrainingConfig:
 
 
 @dataclass
+class Stage2Config:
+    """Stage 2: targets derived from the frozen stage-1 model (ratio to the corpus prior, temperature τ)."""
+
+    steps: int = 40
+    lr: float = 5e-5
+    tau: float = 0.01  # q = softmax(r / tau); small = near one-hot on the top-ratio tokens
+    train_file: str | None = None  # null = the stage-1 corpus (reshuffled with seed + 1)
+    max_texts: int | None = None  # stage-2 training set (and prior set); null = steps × batch_size texts
+    targets: str = "on_the_fly"  # on_the_fly (exact) | precomputed (top-k sparse store)
+    top_k: int = 64  # kept per text when precomputed; the mass kept is reported
+
+
+@dataclass
 class RunConfig:
     output_dir: str = "runs/demo"
+    stages: list[str] = field(default_factory=lambda: ["data"])  # data (stage 1), model (stage 2), in order
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -76,7 +91,16 @@ class RunConfig:
         write_atomic(path, lambda p: p.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8"))
 
     def validate(self) -> RunConfig:
-        m, d, l, t = self.model, self.data, self.lora, self.training
+        m, d, l, t, s2 = self.model, self.data, self.lora, self.training, self.stage2
+        _check(bool(self.stages) and all(x in ("data", "model") for x in self.stages) and len(set(self.stages)) == len(self.stages),
+               "stages", f"must be a list of distinct stages from: data, model (got {self.stages})")
+        _check(self.stages == ["data", "model"] or len(self.stages) == 1, "stages", "must run data before model")
+        _check(s2.steps > 0, "stage2.steps", f"must be > 0, got {s2.steps}")
+        _check(s2.lr > 0, "stage2.lr", f"must be > 0, got {s2.lr}")
+        _check(s2.tau > 0, "stage2.tau", f"must be > 0, got {s2.tau}")
+        _check(s2.max_texts is None or s2.max_texts > 0, "stage2.max_texts", f"must be > 0, got {s2.max_texts}")
+        _check(s2.targets in ("on_the_fly", "precomputed"), "stage2.targets", "must be on_the_fly or precomputed")
+        _check(s2.top_k > 0, "stage2.top_k", f"must be > 0, got {s2.top_k}")
         _check(m.pooling in POOLING_MODES, "model.pooling", f"must be one of {', '.join(POOLING_MODES)}, got '{m.pooling}'")
         _check(m.attention in ATTENTION_MODES, "model.attention", f"must be one of {', '.join(ATTENTION_MODES)}, got '{m.attention}'")
         _check(m.template is None or m.template == "auto" or "{text}" in m.template, "model.template", "must contain '{text}', or be 'auto' or null")

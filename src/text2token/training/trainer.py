@@ -1,5 +1,7 @@
-"""Stage-1 Text2Token training on accelerate: LoRA on the backbone, KL(q‖p) between sparse
-data-driven targets and softmax(lm_head(pooled)).
+"""Text2Token training on accelerate: per stage a fresh LoRA on the backbone, trained so that
+softmax(lm_head(pooled)) matches the targets (KL(q‖p)): stage 1 data-driven (sparse), stage 2
+model-derived from the frozen stage-1 network (on the fly with the adapter disabled, or
+precomputed top-k).
 
 The same code runs on CPU, one GPU, or ``accelerate launch`` on many processes: each
 process takes its slice of every global batch, DDP averages the gradients.
@@ -33,7 +35,7 @@ from ..model import Text2TokenModel
 from ..objectives import sparse_kl_loss
 from ..pooling import default_template
 from ..targets import DataDrivenTargetBuilder, SparseTargets
-from ..textio import read_texts_counted, write_json_atomic
+from ..textio import atomic_path, read_texts_counted, write_json_atomic
 from .config import RunConfig
 
 logger = logging.getLogger(__name__)
@@ -168,134 +170,289 @@ def _mixed_precision(setting: str) -> str:
     return setting
 
 
-def train(config: RunConfig, resume: bool = False, show_progress_bar: bool = True) -> Path:
-    """Run stage-1 training; return the folder of the merged, saved model."""
-    cfg, tcfg = config, config.training
-    out_dir = Path(cfg.output_dir)
-    accelerator = Accelerator(mixed_precision=_mixed_precision(tcfg.mixed_precision))
-    main = accelerator.is_main_process
-    if main:
-        if out_dir.exists() and any(out_dir.iterdir()) and not resume and latest_checkpoint(out_dir):
-            raise Text2TokenError(f"{out_dir} already holds checkpoints: pass --resume to continue, or choose another --output")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(out_dir / "config.yaml")
-    set_seed(tcfg.seed)
+STAGE_DIRS = {"data": "stage1-data", "model": "stage2-model"}
 
-    template = default_template(cfg.model.pooling) if cfg.model.template == "auto" else cfg.model.template
-    model = Text2TokenModel.from_pretrained(
-        cfg.model.name, pooling=cfg.model.pooling, attention=cfg.model.attention, template=template,
-        max_length=tcfg.max_length, device=accelerator.device, dtype=torch.float32,
-    )
 
-    texts, corpus_info = load_training_texts(cfg)
-    builder = DataDrivenTargetBuilder(model.tokenizer, max_length=cfg.data.target_max_length)
-    fingerprint = {**builder.fingerprint(), "corpus": corpus_info["sha256_16"], "seed": tcfg.seed, "max_texts": cfg.data.max_texts}
-    targets_file = out_dir / "targets_data_driven.safetensors"
-    if targets_file.is_file():
-        targets = SparseTargets.load(targets_file, expect_fingerprint=fingerprint)
-        report = {"texts": len(texts), "kept": len(targets), "skipped_no_content": len(texts) - len(targets)}
-    else:
-        targets, rep = builder.build(texts, show_progress_bar=show_progress_bar and main)
-        targets.fingerprint = fingerprint
-        report = rep.as_dict()
-        if main:
-            targets.save(targets_file)
-    if main:
-        write_json_atomic(out_dir / "data_report.json", {**corpus_info, "targets": report})
-        logger.info("targets: %s", report)
+def _template(cfg: RunConfig):
+    return default_template(cfg.model.pooling) if cfg.model.template == "auto" else cfg.model.template
 
-    # LoRA on the backbone (peft injects the adapters in place; everything else is frozen).
-    available = {n.rsplit(".", 1)[-1] for n, _ in model.backbone.named_modules()}
+
+def _lora(cfg: RunConfig, backbone):
+    available = {n.rsplit(".", 1)[-1] for n, _ in backbone.named_modules()}
     unknown = [m for m in cfg.lora.target_modules if m not in available]
     if unknown:
         raise ConfigError(f"config field 'lora.target_modules': {unknown} not found in the model; linear layers include "
                           + ", ".join(sorted(n for n in available if n.endswith("proj"))[:12]))
-    peft_model = get_peft_model(model.backbone, PeftLoraConfig(
+    return get_peft_model(backbone, PeftLoraConfig(
         r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
         target_modules=list(cfg.lora.target_modules), bias="none"))
+
+
+def _apply_adapter(model, state: dict[str, torch.Tensor], where) -> None:
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state.items():
+            if name not in params:
+                raise Text2TokenError(f"{where}: adapter tensor {name} does not fit this model/config")
+            params[name].copy_(value.to(params[name].device))
+
+
+def train(config: RunConfig, resume: bool = False, show_progress_bar: bool = True) -> Path:
+    """Run the configured stages (``data`` → merge → ``model``); return the saved model folder.
+
+    Each stage trains a fresh LoRA, which is merged into the backbone when the stage ends.
+    Stage folders (``stage1-data/``, ``stage2-model/``) hold logs, checkpoints and the final
+    adapter, so ``resume`` skips finished stages and continues an unfinished one.
+    """
+    cfg = config
+    out_dir = Path(cfg.output_dir)
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.training.mixed_precision))
+    main = accelerator.is_main_process
+    if main:
+        has_ckpt = any(latest_checkpoint(out_dir / d) for d in STAGE_DIRS.values()) if out_dir.exists() else False
+        if has_ckpt and not resume:
+            raise Text2TokenError(f"{out_dir} already holds checkpoints: pass --resume to continue, or choose another --output")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(out_dir / "config.yaml")
+    accelerator.wait_for_everyone()
+    set_seed(cfg.training.seed)
+    model = Text2TokenModel.from_pretrained(
+        cfg.model.name, pooling=cfg.model.pooling, attention=cfg.model.attention, template=_template(cfg),
+        max_length=cfg.training.max_length, device=accelerator.device, dtype=torch.float32,
+    )
+    summaries = {}
+    t_start = time.perf_counter()
+    for stage in cfg.stages:
+        summaries[stage] = _run_stage(stage, cfg, model, accelerator, out_dir / STAGE_DIRS[stage], resume, show_progress_bar)
+    elapsed = time.perf_counter() - t_start
+
+    model_dir = out_dir / "model"
+    if main:
+        model.eval()
+        model.max_length = cfg.model.max_length  # training truncation differs from encoding length
+        summary = {"stages": list(cfg.stages), "steps": sum(s["steps"] for s in summaries.values()),
+                   "seconds": round(elapsed, 1), "peak_memory_mb": _peak_memory_mb(),
+                   "processes": accelerator.num_processes, **{f"stage_{k}": v for k, v in summaries.items()}}
+        model.save_pretrained(model_dir, extra={"training": {"config": cfg.to_dict(), **summary}})
+        write_json_atomic(out_dir / "train_summary.json", summary)
+    accelerator.wait_for_everyone()
+    return model_dir
+
+
+def _stage_texts(stage: str, cfg: RunConfig) -> tuple[list[str], dict]:
+    if stage == "data":
+        return load_training_texts(cfg)
+    s2 = cfg.stage2
+    path = Path(s2.train_file) if s2.train_file else corpus_path(cfg)
+    texts, blank = read_texts_counted(path, field=cfg.data.field, skip_blank=True)
+    digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]
+    order = np.random.default_rng(cfg.training.seed + 1).permutation(len(texts))
+    order = order[: (s2.max_texts or s2.steps * cfg.training.batch_size)]
+    return [texts[i] for i in order], {"file": str(path), "sha256_16": digest, "lines": len(texts),
+                                       "blank_lines_skipped": blank, "used": len(order)}
+
+
+def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage_dir: Path, resume, show_progress_bar):
+    """Train one stage with a fresh LoRA, then merge it into ``model.backbone``."""
+    from ..objectives import dense_kl_loss
+    from ..targets.model_derived import corpus_prior, model_derived_targets, model_fingerprint
+
+    tcfg = cfg.training
+    steps, lr = (tcfg.steps, tcfg.lr) if stage == "data" else (cfg.stage2.steps, cfg.stage2.lr)
+    main = accelerator.is_main_process
+    if main:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+    texts, corpus_info = _stage_texts(stage, cfg)
+    frozen_fp = model_fingerprint(model.backbone)
+
+    # ---- targets
+    targets = prior = None
+    report: dict = {}
+    if stage == "data":
+        builder = DataDrivenTargetBuilder(model.tokenizer, max_length=cfg.data.target_max_length)
+        fingerprint = {**builder.fingerprint(), "corpus": corpus_info["sha256_16"], "seed": tcfg.seed,
+                       "max_texts": cfg.data.max_texts}
+        targets_file = stage_dir / "targets.safetensors"
+        if targets_file.is_file():
+            targets = SparseTargets.load(targets_file, expect_fingerprint=fingerprint)
+            report = {"texts": len(texts), "kept": len(targets), "skipped_no_content": len(texts) - len(targets)}
+        else:
+            targets, rep = builder.build(texts, show_progress_bar=show_progress_bar and main)
+            targets.fingerprint = fingerprint
+            report = rep.as_dict()
+            if main:
+                targets.save(targets_file)
+        rows_text = targets.text_index
+    else:
+        prior_file = stage_dir / "prior.safetensors"
+        fingerprint = {"model": frozen_fp, "corpus": corpus_info["sha256_16"], "texts": len(texts),
+                       "pooling": model.pooling, "attention": model.attention, "template": model.template,
+                       "max_length": model.max_length}
+        prior = _load_prior(prior_file, fingerprint)
+        if prior is None:
+            model.eval()
+            shard = texts[accelerator.process_index :: accelerator.num_processes]
+            prior = corpus_prior(model, shard, batch_size=tcfg.batch_size, accelerator=accelerator,
+                                 show_progress_bar=show_progress_bar and main)
+            if main:
+                _save_prior(prior_file, prior, fingerprint)
+        prior = prior.to(accelerator.device)
+        rows_text = np.arange(len(texts))
+        if cfg.stage2.targets == "precomputed":
+            targets, report = _precompute_model_targets(model, texts, prior, cfg, stage_dir, fingerprint, show_progress_bar and main)
+        report.update(tau=cfg.stage2.tau, mode=cfg.stage2.targets)
+    if main:
+        write_json_atomic(stage_dir / "data_report.json", {**corpus_info, "targets": report})
+
+    # ---- a fresh LoRA for this stage
+    set_seed(tcfg.seed + (0 if stage == "data" else 1))
+    peft_model = _lora(cfg, model.backbone)
+    final_adapter = stage_dir / "adapter_final.safetensors"
+    if resume and final_adapter.is_file() and _finished_steps(stage_dir) == steps:
+        _apply_adapter(model, load_file(str(final_adapter)), final_adapter)  # stage already finished
+        model.backbone = peft_model.merge_and_unload()
+        return json.loads((stage_dir / "summary.json").read_text())
     if tcfg.gradient_checkpointing:
         model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.backbone.enable_input_require_grads()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    n_trainable = sum(p.numel() for p in trainable)
-    optimizer = torch.optim.AdamW(trainable, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=tcfg.weight_decay)
     scheduler = get_scheduler(tcfg.scheduler if tcfg.scheduler != "constant" else "constant_with_warmup",
-                              optimizer, num_warmup_steps=tcfg.warmup_steps, num_training_steps=tcfg.steps)
-
+                              optimizer, num_warmup_steps=tcfg.warmup_steps, num_training_steps=steps)
+    log_path = stage_dir / "train_log.jsonl"
     start_step = 0
-    if resume:
-        ckpt = latest_checkpoint(out_dir)
-        if ckpt is not None:
-            start_step = load_checkpoint(ckpt, model, optimizer, scheduler)
-            if main:
-                logger.info("resumed from %s (step %d)", ckpt, start_step)
-                _truncate_log(out_dir / "train_log.jsonl", start_step)
+    if resume and (ckpt := latest_checkpoint(stage_dir)) is not None:
+        start_step = load_checkpoint(ckpt, model, optimizer, scheduler)
+        if main:
+            logger.info("resumed from %s (step %d)", ckpt, start_step)
+            _truncate_log(log_path, start_step)
+    elif main and log_path.exists():
+        log_path.unlink()
     model.train()
     ddp_model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
-    lengths = np.array([len(texts[i]) for i in targets.text_index])
-    schedule = batch_schedule(len(targets), tcfg.batch_size, tcfg.steps, tcfg.seed, lengths)
-    world, rank = accelerator.num_processes, accelerator.process_index
-    log_path = out_dir / "train_log.jsonl"
-    bar = tqdm(total=tcfg.steps, initial=start_step, desc="stage 1 (data-driven)", disable=not (show_progress_bar and main))
+    n = len(targets) if targets is not None else len(texts)
+    lengths = np.array([len(texts[i]) for i in rows_text])
+    schedule = batch_schedule(n, tcfg.batch_size, steps, tcfg.seed + (0 if stage == "data" else 1), lengths)
+    world, rank, dev = accelerator.num_processes, accelerator.process_index, accelerator.device
+    name = "stage 1 (data-driven)" if stage == "data" else f"stage 2 (model-derived, tau={cfg.stage2.tau:g})"
+    bar = tqdm(total=steps, initial=start_step, desc=name, disable=not (show_progress_bar and main))
     t_start = time.perf_counter()
-    step = start_step
     with _Interrupt() as interrupt:
-        for step in range(start_step + 1, tcfg.steps + 1):
+        for step in range(start_step + 1, steps + 1):
             rows = schedule[step - 1][rank::world]
             t0 = time.perf_counter()
-            enc = model.tokenize([texts[targets.text_index[r]] for r in rows])
-            ids, weights = targets.batch(rows)
-            dev = accelerator.device
+            enc = model.tokenize([texts[rows_text[r]] for r in rows])
+            input_ids, mask = enc["input_ids"].to(dev), enc["attention_mask"].to(dev)
+            extra = {}
+            if stage == "model" and targets is None:  # exact targets from the frozen network (adapter off)
+                with torch.no_grad(), peft_model.disable_adapter(), accelerator.autocast():
+                    q = model_derived_targets(model.vocab_logits(ddp_model(input_ids, mask)), prior, cfg.stage2.tau)
+                extra["q_mass_top64"] = round(q.topk(64, dim=-1).values.sum(dim=-1).mean().item(), 4)
             with accelerator.autocast():
-                pooled = ddp_model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev))
-            loss = sparse_kl_loss(model.vocab_logits(pooled), ids.to(dev), weights.to(dev))
+                pooled = ddp_model(input_ids, mask)
+            logits = model.vocab_logits(pooled)
+            if targets is not None:
+                ids, weights = targets.batch(rows)
+                loss = sparse_kl_loss(logits, ids.to(dev), weights.to(dev))
+            else:
+                loss = dense_kl_loss(logits, q)
             if not torch.isfinite(loss):
                 raise Text2TokenError(
-                    f"loss is {loss.item()} at step {step}; the last good checkpoint is kept in {out_dir / 'checkpoints'}. "
-                    "Try a lower training.lr or training.mixed_precision=no")
+                    f"loss is {loss.item()} at {name} step {step}; the last good checkpoint is kept in "
+                    f"{stage_dir / 'checkpoints'}. Try a lower learning rate or training.mixed_precision=no")
             accelerator.backward(loss)
             grad_norm = accelerator.clip_grad_norm_(trainable, tcfg.grad_clip) if tcfg.grad_clip > 0 else None
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             loss_value = accelerator.reduce(loss.detach(), reduction="mean").item()
-            seconds = time.perf_counter() - t0
             if main:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_value:.4f}")
-                if step % tcfg.log_every == 0 or step == tcfg.steps:
-                    record = {"stage": "data", "step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0],
+                if step % tcfg.log_every == 0 or step == steps:
+                    record = {"stage": stage, "step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0],
                               "grad_norm": float(grad_norm) if grad_norm is not None else None,
-                              "seconds": round(seconds, 3), "tokens": int(enc["attention_mask"].sum()) * world}
+                              "seconds": round(time.perf_counter() - t0, 3),
+                              "tokens": int(enc["attention_mask"].sum()) * world, **extra}
                     with open(log_path, "a", encoding="utf-8") as fh:
                         fh.write(json.dumps(record) + "\n")
-            last = step == tcfg.steps
-            if main and (interrupt.hit or (tcfg.save_every and step % tcfg.save_every == 0 and not last)):
-                save_checkpoint(out_dir, step, model, optimizer, scheduler, tcfg.keep_checkpoints)
+            if main and (interrupt.hit or step == steps or (tcfg.save_every and step % tcfg.save_every == 0)):
+                save_checkpoint(stage_dir, step, model, optimizer, scheduler, tcfg.keep_checkpoints)
             if interrupt.hit:
                 bar.close()
-                accelerator.wait_for_everyone()
-                raise KeyboardInterrupt(f"interrupted at step {step}; checkpoint saved, continue with --resume")
+                raise KeyboardInterrupt(f"interrupted at {name} step {step}; checkpoint saved, continue with --resume")
     bar.close()
     accelerator.wait_for_everyone()
     elapsed = time.perf_counter() - t_start
-
-    model_dir = out_dir / "model"
+    summary = {"stage": stage, "steps": steps, "lr": lr, "resumed_from": start_step,
+               "trainable_parameters": sum(p.numel() for p in trainable), "seconds": round(elapsed, 1),
+               "seconds_per_step": round(elapsed / max(1, steps - start_step), 2), "targets": report,
+               "frozen_model_fingerprint": frozen_fp}
     if main:
-        merged = peft_model.merge_and_unload()
-        model.backbone = merged
-        model.eval()
-        model.max_length = cfg.model.max_length  # training truncation differs from encoding length
-        peak = _peak_memory_mb()
-        summary = {"steps": tcfg.steps, "resumed_from": start_step, "trainable_parameters": n_trainable,
-                   "seconds": round(elapsed, 1),
-                   "seconds_per_step": round(elapsed / max(1, tcfg.steps - start_step), 2),
-                   "peak_memory_mb": peak, "processes": world, "targets": report}
-        model.save_pretrained(model_dir, extra={"training": {"stages": ["data"], "config": cfg.to_dict(), **summary}})
-        write_json_atomic(out_dir / "train_summary.json", summary)
-    accelerator.wait_for_everyone()
-    return model_dir
+        with atomic_path(final_adapter, suffix=".safetensors") as tmp:
+            save_file(_trainable_state(model), str(tmp))
+        write_json_atomic(stage_dir / "summary.json", summary)
+    model.backbone = peft_model.merge_and_unload()
+    model.eval()
+    return summary
+
+
+def _finished_steps(stage_dir: Path) -> int | None:
+    try:
+        return json.loads((stage_dir / "summary.json").read_text())["steps"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _load_prior(path: Path, fingerprint: dict) -> torch.Tensor | None:
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        stored = json.loads((fh.metadata() or {}).get("fingerprint", "{}"))
+        if stored != fingerprint:
+            logger.warning("%s was computed for another model/corpus/settings; recomputing", path)
+            return None
+        return fh.get_tensor("prior")
+
+
+def _save_prior(path: Path, prior: torch.Tensor, fingerprint: dict) -> None:
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file({"prior": prior.detach().cpu().contiguous()}, str(tmp),
+                  metadata={"fingerprint": json.dumps(fingerprint, sort_keys=True)})
+
+
+@torch.inference_mode()
+def _precompute_model_targets(model, texts, prior, cfg: RunConfig, stage_dir: Path, fingerprint: dict, progress: bool):
+    """Top-k sparse model-derived targets for every stage-2 text; reports the mass kept."""
+    from ..targets.model_derived import model_derived_targets, truncate_top_k
+
+    fp = {**fingerprint, "tau": cfg.stage2.tau, "top_k": cfg.stage2.top_k}
+    path = stage_dir / "targets.safetensors"
+    if path.is_file():
+        try:
+            targets = SparseTargets.load(path, expect_fingerprint=fp)
+            return targets, {"texts": len(texts), "top_k": cfg.stage2.top_k, "mass_kept_mean": None}
+        except Text2TokenError:
+            logger.warning("%s was built for other settings; rebuilding", path)
+    model.eval()
+    ids_list, w_list, masses = [], [], []
+    bs = cfg.training.batch_size
+    for start in tqdm(range(0, len(texts), bs), desc="stage-2 targets", disable=not progress):
+        enc = model.tokenize(texts[start : start + bs])
+        enc = {k: v.to(model.device) for k, v in enc.items()}
+        q = model_derived_targets(model.vocab_logits(model(enc["input_ids"], enc["attention_mask"])), prior, cfg.stage2.tau)
+        ids, w, mass = truncate_top_k(q, cfg.stage2.top_k)
+        ids_list.extend(ids.cpu().numpy())
+        w_list.extend(w.cpu().numpy())
+        masses.append(mass.cpu())
+    targets = SparseTargets.from_lists(ids_list, w_list, np.arange(len(texts)), fp)
+    targets.save(path)
+    mass = torch.cat(masses)
+    return targets, {"texts": len(texts), "top_k": cfg.stage2.top_k, "mass_kept_mean": round(mass.mean().item(), 4),
+                     "mass_kept_min": round(mass.min().item(), 4)}
 
 
 def _peak_memory_mb() -> float:
@@ -307,28 +464,28 @@ def _peak_memory_mb() -> float:
 
 
 def load_checkpoint_model(checkpoint_dir: str | os.PathLike) -> Text2TokenModel:
-    """Rebuild the merged model of a training checkpoint (``RUN/checkpoints/checkpoint-N``)."""
+    """Rebuild the merged model of a training checkpoint (``RUN/stage*/checkpoints/checkpoint-N``):
+    the base model, every earlier finished stage's adapter merged, then this checkpoint's adapter."""
     from .config import load_config
 
     ckpt = Path(checkpoint_dir)
-    run_dir = ckpt.parent.parent
+    stage_dir = ckpt.parent.parent
+    run_dir = stage_dir.parent
     if not (ckpt / "adapter.safetensors").is_file() or not (run_dir / "config.yaml").is_file():
-        raise Text2TokenError(f"{ckpt} is not a training checkpoint (needs adapter.safetensors and ../../config.yaml)")
+        raise Text2TokenError(f"{ckpt} is not a training checkpoint (needs adapter.safetensors and {run_dir}/config.yaml)")
     cfg = load_config(run_dir / "config.yaml")
-    template = default_template(cfg.model.pooling) if cfg.model.template == "auto" else cfg.model.template
     model = Text2TokenModel.from_pretrained(cfg.model.name, pooling=cfg.model.pooling, attention=cfg.model.attention,
-                                            template=template, max_length=cfg.model.max_length, device="cpu",
+                                            template=_template(cfg), max_length=cfg.model.max_length, device="cpu",
                                             dtype=torch.float32)
-    peft_model = get_peft_model(model.backbone, PeftLoraConfig(
-        r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-        target_modules=list(cfg.lora.target_modules), bias="none"))
-    state = load_file(str(ckpt / "adapter.safetensors"))
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in state.items():
-            if name not in params:
-                raise Text2TokenError(f"{ckpt}: adapter tensor {name} does not fit the model in {run_dir / 'config.yaml'}")
-            params[name].copy_(value)
-    model.backbone = peft_model.merge_and_unload()
+    for stage in cfg.stages:
+        this = run_dir / STAGE_DIRS[stage]
+        adapter = ckpt / "adapter.safetensors" if this == stage_dir else this / "adapter_final.safetensors"
+        if not adapter.is_file():
+            raise Text2TokenError(f"{adapter} is missing: stage '{stage}' of {run_dir} has not finished")
+        peft_model = _lora(cfg, model.backbone)
+        _apply_adapter(model, load_file(str(adapter)), adapter)
+        model.backbone = peft_model.merge_and_unload()
+        if this == stage_dir:
+            break
     model.eval()
     return model
