@@ -1,11 +1,9 @@
 import json
 
 import numpy as np
-import torch
 
 from text2token import Text2TokenModel
 from text2token.training import train
-from text2token.training.trainer import load_checkpoint_model
 
 from test_training import SENTENCES, _config
 

@@ -8,8 +8,6 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from .errors import ModelLoadError
+from .textio import atomic_directory
 
 logger = logging.getLogger(__name__)
 
@@ -103,19 +102,11 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
     if missing or unexpected:
         raise ModelLoadError(f"converting {gguf_file}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     plain.tie_weights()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         files = sorted(p.name for p in tmp.iterdir() if p.is_file())
         (tmp / _MANIFEST).write_text(json.dumps({"source": source, "files": files}, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 

@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     from transformers.utils import logging as hf_logging
 
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # raised inside peft, not actionable
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     from .errors import Text2TokenError

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from .attention import ATTENTION_MODES, set_attention
 from .backbone import Backbone, load_backbone
 from .errors import ConfigError
 from .pooling import POOLING_MODES, default_template, pool
+from .textio import atomic_directory
 
 CONFIG_NAME = "text2token_config.json"
 DEFAULT_POOLING = "last"
@@ -114,26 +113,13 @@ class Text2TokenModel(torch.nn.Module):
 
     def save_pretrained(self, path: str | os.PathLike, extra: dict | None = None) -> None:
         """Save as a plain Hugging Face folder plus ``text2token_config.json``, atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_directory(path) as tmp:
             self.backbone.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
             settings = self.settings()
             if extra:
                 settings.update(extra)
             (tmp / CONFIG_NAME).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-            if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-                os.replace(path, old / "x")
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
 
     # ------------------------------------------------------------------ tensors
     @property

@@ -12,11 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import signal
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +33,7 @@ from ..model import Text2TokenModel
 from ..objectives import sparse_kl_loss
 from ..pooling import default_template
 from ..targets import DataDrivenTargetBuilder, SparseTargets
-from ..textio import atomic_path, read_texts_counted, write_json_atomic
+from ..textio import atomic_directory, atomic_path, read_texts_counted, write_json_atomic
 from .config import RunConfig
 
 logger = logging.getLogger(__name__)
@@ -114,19 +112,14 @@ def save_checkpoint(out_dir: Path, step: int, model, optimizer, scheduler, keep:
     """Write checkpoint-<step> atomically (tmp folder → rename) and prune old ones."""
     ckpt_root = out_dir / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
+    for stale in ckpt_root.glob(".tmp-*"):  # left by a process killed mid-write
+        shutil.rmtree(stale, ignore_errors=True)
     final = ckpt_root / f"checkpoint-{step:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=ckpt_root))
-    try:
+    with atomic_directory(final) as tmp:
         save_file(_trainable_state(model), str(tmp / "adapter.safetensors"))
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, "time": time.time()}))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     for old in sorted(p for p in ckpt_root.glob("checkpoint-*") if p.is_dir())[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
