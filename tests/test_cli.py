@@ -95,3 +95,15 @@ def test_print_config_and_console_script(tmp_path):
     assert "steps: 5" in res.stdout
     res = subprocess.run([sys.executable, "-m", "text2token.cli", "--help"], capture_output=True, text=True, check=True)
     assert "encode" in res.stdout and "explain" in res.stdout
+
+
+def test_hub_ids_take_the_hub_path_and_fail_clearly_offline(tmp_path):
+    from text2token.backbone import resolve_model_path
+
+    assert resolve_model_path("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert resolve_model_path("gpt2") == "gpt2"
+    res = subprocess.run([sys.executable, "-m", "text2token.cli", "explain", "--model", "HuggingFaceTB/SmolLM2-135M-Instruct",
+                          "x"], capture_output=True, text=True,
+                         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert res.returncode == 2
+    assert "cannot load model 'HuggingFaceTB/SmolLM2-135M-Instruct'" in res.stderr and "Traceback" not in res.stderr

@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
+from safetensors.torch import load_file
 
 from text2token import Text2TokenModel
 
@@ -15,19 +17,28 @@ from test_interrupt import _cmd
 from test_training import SENTENCES
 
 
+TWO_STAGES = ["stages=[data,model]", "stage2.steps=3", "stage2.max_texts=16", "stage2.lr=3e-3", "stage2.tau=0.1"]
+
+
 def test_two_processes_match_one(tmp_path, tiny_model_dir):
+    """Both stages: same losses, same corpus prior (all-reduced), same final weights."""
     steps = 6
     one = tmp_path / "one"
-    subprocess.run(_cmd(tmp_path, tiny_model_dir, one, steps), check=True, capture_output=True)
+    # separate caches, so that the 2-process run computes (and all-reduces) its own prior
+    env_one = {**os.environ, "TEXT2TOKEN_HOME": str(tmp_path / "home1")}
+    subprocess.run(_cmd(tmp_path, tiny_model_dir, one, steps) + TWO_STAGES, check=True, capture_output=True, env=env_one)
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     two = tmp_path / "two"
-    cmd = _cmd(tmp_path, tiny_model_dir, two, steps)
+    cmd = _cmd(tmp_path, tiny_model_dir, two, steps) + TWO_STAGES
     launch = [accelerate, "launch", "--num_processes", "2", "--num_machines", "1", "--cpu", "--mixed_precision", "no",
               "--dynamo_backend", "no", "-m", "text2token.cli", *cmd[3:]]
-    res = subprocess.run(launch, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    res = subprocess.run(launch, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "TEXT2TOKEN_HOME": str(tmp_path / "home2")})
     assert res.returncode == 0, res.stderr[-3000:]
-    read = lambda run: [json.loads(l)["loss"] for l in (run / "stage1-data" / "train_log.jsonl").read_text().splitlines()]  # noqa: E731
-    np.testing.assert_allclose(read(two), read(one), rtol=1e-4)
+    for stage in ("stage1-data", "stage2-model"):
+        read = lambda run: [json.loads(l)["loss"] for l in (run / stage / "train_log.jsonl").read_text().splitlines()]  # noqa: E731
+        np.testing.assert_allclose(read(two), read(one), rtol=1e-4)
+    prior = lambda run: load_file(str(run / "stage2-model" / "prior.safetensors"))["prior"]  # noqa: E731
+    assert torch.allclose(prior(one), prior(two), rtol=1e-5, atol=1e-9)
     summary = json.loads((two / "train_summary.json").read_text())
     assert summary["processes"] == 2
     a = Text2TokenModel.from_pretrained(str(one / "model"), device="cpu").encode(SENTENCES[:4])

@@ -42,3 +42,15 @@ def test_prior_equals_softmax_of_mean_logits(tiny_model):
         enc = tiny_model.tokenize(texts)
         logits = tiny_model.vocab_logits(tiny_model(enc["input_ids"], enc["attention_mask"]))
     assert torch.allclose(prior, torch.softmax(logits.mean(dim=0), dim=-1), atol=1e-6)
+
+
+def test_cached_prior_is_reused_only_for_the_same_fingerprint(tmp_path):
+    from text2token.training.trainer import _load_prior, _save_prior
+
+    prior = torch.softmax(torch.randn(50), -1)
+    fp = {"model": "abc", "corpus": "c1", "texts": 10, "pooling": "mean"}
+    _save_prior(tmp_path / "prior.safetensors", prior, fp)
+    assert torch.equal(_load_prior(tmp_path / "prior.safetensors", fp), prior)
+    assert _load_prior(tmp_path / "prior.safetensors", {**fp, "model": "other"}) is None  # model changed
+    assert _load_prior(tmp_path / "prior.safetensors", {**fp, "corpus": "c2"}) is None  # corpus changed
+    assert _load_prior(tmp_path / "missing.safetensors", fp) is None

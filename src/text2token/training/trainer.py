@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from ..backbone import cache_dir
 from ..errors import ConfigError, Text2TokenError
 from ..model import Text2TokenModel
 from ..objectives import sparse_kl_loss
@@ -278,10 +279,15 @@ def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage
         rows_text = targets.text_index
     else:
         prior_file = stage_dir / "prior.safetensors"
-        fingerprint = {"model": frozen_fp, "corpus": corpus_info["sha256_16"], "texts": len(texts),
+        texts_sha = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]  # the exact prior set
+        fingerprint = {"model": frozen_fp, "texts_sha256_16": texts_sha, "texts": len(texts),
                        "pooling": model.pooling, "attention": model.attention, "template": model.template,
                        "max_length": model.max_length}
+        key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:24]
+        shared_file = cache_dir() / "priors" / f"prior-{key}.safetensors"  # reused across runs (e.g. a tau sweep)
         prior = _load_prior(prior_file, fingerprint)
+        if prior is None and (prior := _load_prior(shared_file, fingerprint)) is not None and main:
+            _save_prior(prior_file, prior, fingerprint)
         if prior is None:
             model.eval()
             shard = texts[accelerator.process_index :: accelerator.num_processes]
@@ -289,6 +295,7 @@ def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage
                                  show_progress_bar=show_progress_bar and main)
             if main:
                 _save_prior(prior_file, prior, fingerprint)
+                _save_prior(shared_file, prior, fingerprint)
         prior = prior.to(accelerator.device)
         rows_text = np.arange(len(texts))
         if cfg.stage2.targets == "precomputed":
