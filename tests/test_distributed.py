@@ -30,7 +30,9 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir):
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     two = tmp_path / "two"
     cmd = _cmd(tmp_path, tiny_model_dir, two, steps) + TWO_STAGES
-    launch = [accelerate, "launch", "--num_processes", "2", "--num_machines", "1", "--cpu", "--mixed_precision", "no",
+    # On a machine without GPUs, accelerate's torchrun path (--multi_gpu) starts MULTI_CPU (gloo) processes;
+    # its --cpu flag would route multi-process runs through mpirun instead.
+    launch = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
               "--dynamo_backend", "no", "-m", "text2token.cli", *cmd[3:]]
     res = subprocess.run(launch, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "TEXT2TOKEN_HOME": str(tmp_path / "home2")})
     assert res.returncode == 0, res.stderr[-3000:]

@@ -200,7 +200,10 @@ def train(config: RunConfig, resume: bool = False, show_progress_bar: bool = Tru
     """
     cfg = config
     out_dir = Path(cfg.output_dir)
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.training.mixed_precision))
+    # Several processes on a machine without CUDA (e.g. `accelerate launch --multi_gpu` or torchrun on CPUs):
+    # accelerate sets up gloo (MULTI_CPU) only when asked for the CPU explicitly.
+    cpu_distributed = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.training.mixed_precision), cpu=cpu_distributed)
     main = accelerator.is_main_process
     if main:
         has_ckpt = any(latest_checkpoint(out_dir / d) for d in STAGE_DIRS.values()) if out_dir.exists() else False
