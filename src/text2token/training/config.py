@@ -43,7 +43,7 @@ class LoraConfig:
 
 @dataclass
 class TrainingConfig:
-    steps: int = 40
+    steps: int = 20  # stage 1 (short: longer stage 1 hurt classification on SmolLM2, see README)
     batch_size: int = 32  # global batch (split across processes)
     max_length: int = 64  # tokens per training text (template included)
     lr: float = 5e-5
@@ -63,7 +63,7 @@ class TrainingConfig:
 class Stage2Config:
     """Stage 2: targets derived from the frozen stage-1 model (ratio to the corpus prior, temperature τ)."""
 
-    steps: int = 40
+    steps: int = 30
     lr: float = 5e-5
     tau: float = 0.01  # q = softmax(r / tau); small = near one-hot on the top-ratio tokens
     train_file: str | None = None  # null = the stage-1 corpus (reshuffled with seed + 1)
@@ -75,7 +75,7 @@ class Stage2Config:
 @dataclass
 class RunConfig:
     output_dir: str = "runs/demo"
-    stages: list[str] = field(default_factory=lambda: ["data"])  # data (stage 1), model (stage 2), in order
+    stages: list[str] = field(default_factory=lambda: ["data", "model"])  # data (stage 1), model (stage 2), in order
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
