@@ -20,7 +20,7 @@ def _cmd(tmp_path, model_dir, run, steps, resume=False):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
     return [sys.executable, "-m", "text2token.cli", "train", "--output", str(run), *(["--resume"] if resume else []),
-            f"model.name={model_dir}", f"data.train_file={corpus}", "model.pooling=mean", "training.batch_size=8",
+            "stages=[data]", f"model.name={model_dir}", f"data.train_file={corpus}", "model.pooling=mean", "training.batch_size=8",
             "training.max_length=32", "training.lr=3e-3", "lora.r=8", "lora.dropout=0.0", f"training.steps={steps}",
             "training.save_every=3", "training.keep_checkpoints=2"]
 

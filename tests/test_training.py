@@ -24,7 +24,7 @@ SENTENCES = [
 def _config(tmp_path, model_dir, *extra):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(SENTENCES) + "\n\n", encoding="utf-8")
-    return load_config(None, [f"model.name={model_dir}", f"data.train_file={corpus}", f"output_dir={tmp_path / 'run'}",
+    return load_config(None, ["stages=[data]", f"model.name={model_dir}", f"data.train_file={corpus}", f"output_dir={tmp_path / 'run'}",
                               "model.pooling=mean", "training.batch_size=8", "training.max_length=32",
                               "training.lr=3e-3", "lora.r=8", "training.save_every=2", "lora.dropout=0.0", *extra])
 

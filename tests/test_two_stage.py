@@ -66,3 +66,16 @@ def test_resume_inside_stage_two_matches_a_straight_run(tmp_path, tiny_model_dir
     a = Text2TokenModel.from_pretrained(str(straight), device="cpu").encode(SENTENCES[:3])
     b = Text2TokenModel.from_pretrained(str(resumed), device="cpu").encode(SENTENCES[:3])
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_training_stage_one_further_invalidates_a_finished_stage_two(tmp_path, tiny_model_dir):
+    common = ["stages=[data,model]", "stage2.steps=3", "stage2.max_texts=24", "stage2.lr=3e-3", "stage2.tau=0.1"]
+    straight_dir, part_dir = tmp_path / "a", tmp_path / "b"
+    straight_dir.mkdir()
+    part_dir.mkdir()
+    straight = train(_config(straight_dir, tiny_model_dir, *common, "training.steps=4"), show_progress_bar=False)
+    train(_config(part_dir, tiny_model_dir, *common, "training.steps=2"), show_progress_bar=False)
+    resumed = train(_config(part_dir, tiny_model_dir, *common, "training.steps=4"), resume=True, show_progress_bar=False)
+    a = Text2TokenModel.from_pretrained(str(straight), device="cpu").encode(SENTENCES[:3])
+    b = Text2TokenModel.from_pretrained(str(resumed), device="cpu").encode(SENTENCES[:3])
+    np.testing.assert_allclose(a, b, atol=1e-5)

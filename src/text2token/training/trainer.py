@@ -257,10 +257,11 @@ def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage
     tcfg = cfg.training
     steps, lr = (tcfg.steps, tcfg.lr) if stage == "data" else (cfg.stage2.steps, cfg.stage2.lr)
     main = accelerator.is_main_process
-    if main:
-        stage_dir.mkdir(parents=True, exist_ok=True)
-    texts, corpus_info = _stage_texts(stage, cfg)
     frozen_fp = model_fingerprint(model.backbone)
+    if main:
+        _claim_stage_dir(stage_dir, frozen_fp)
+    accelerator.wait_for_everyone()
+    texts, corpus_info = _stage_texts(stage, cfg)
 
     # ---- targets
     targets = prior = None
@@ -399,6 +400,23 @@ def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage
     model.backbone = peft_model.merge_and_unload()
     model.eval()
     return summary
+
+
+def _claim_stage_dir(stage_dir: Path, frozen_fp: str) -> None:
+    """Record which model this stage starts from; if an earlier stage changed since (e.g. it was
+    trained further), this stage's checkpoints and final adapter are stale: discard them."""
+    base_file = stage_dir / "base_model.json"
+    if base_file.is_file():
+        recorded = json.loads(base_file.read_text()).get("fingerprint")
+        if recorded == frozen_fp:
+            return
+        logger.warning("%s was trained on top of a different model (earlier stage changed); restarting it", stage_dir)
+        for name in ("checkpoints",):
+            shutil.rmtree(stage_dir / name, ignore_errors=True)
+        for name in ("adapter_final.safetensors", "summary.json", "train_log.jsonl", "targets.safetensors"):
+            (stage_dir / name).unlink(missing_ok=True)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(base_file, {"fingerprint": frozen_fp})
 
 
 def _finished_steps(stage_dir: Path) -> int | None:
