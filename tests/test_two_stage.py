@@ -51,31 +51,29 @@ def test_precomputed_targets_report_mass_and_stage_alone(tmp_path, tiny_model_di
     assert len(targets) == 24 and np.allclose(np.add.reduceat(targets.weights, targets.indptr[:-1]), 1, atol=1e-5)
 
 
-def test_resume_inside_stage_two_matches_a_straight_run(tmp_path, tiny_model_dir):
-    common = ["training.steps=2", "stages=[data,model]", "stage2.lr=3e-3", "stage2.tau=0.1", "stage2.max_texts=48"]
+def _straight_vs_extended(tmp_path, model_dir, common, short, full):
+    """Train ``full`` straight; train ``short`` then resume with ``full``; both final models must agree."""
     straight_dir, part_dir = tmp_path / "a", tmp_path / "b"
     straight_dir.mkdir()
     part_dir.mkdir()
-    straight = train(_config(straight_dir, tiny_model_dir, *common, "stage2.steps=6"), show_progress_bar=False)
-    train(_config(part_dir, tiny_model_dir, *common, "stage2.steps=4"), show_progress_bar=False)
-    resumed = train(_config(part_dir, tiny_model_dir, *common, "stage2.steps=6"), resume=True, show_progress_bar=False)
-    log = _log(part_dir / "run" / "stage2-model" / "train_log.jsonl")
-    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
-    np.testing.assert_allclose([r["loss"] for r in log],
-                               [r["loss"] for r in _log(straight_dir / "run" / "stage2-model" / "train_log.jsonl")], rtol=1e-5)
+    straight = train(_config(straight_dir, model_dir, *common, full), show_progress_bar=False)
+    train(_config(part_dir, model_dir, *common, short), show_progress_bar=False)
+    resumed = train(_config(part_dir, model_dir, *common, full), resume=True, show_progress_bar=False)
     a = Text2TokenModel.from_pretrained(str(straight), device="cpu").encode(SENTENCES[:3])
     b = Text2TokenModel.from_pretrained(str(resumed), device="cpu").encode(SENTENCES[:3])
     np.testing.assert_allclose(a, b, atol=1e-5)
+    return straight_dir / "run", part_dir / "run"
+
+
+def test_resume_inside_stage_two_matches_a_straight_run(tmp_path, tiny_model_dir):
+    common = ["training.steps=2", "stages=[data,model]", "stage2.lr=3e-3", "stage2.tau=0.1", "stage2.max_texts=48"]
+    straight, part = _straight_vs_extended(tmp_path, tiny_model_dir, common, "stage2.steps=4", "stage2.steps=6")
+    log = _log(part / "stage2-model" / "train_log.jsonl")
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose([r["loss"] for r in log],
+                               [r["loss"] for r in _log(straight / "stage2-model" / "train_log.jsonl")], rtol=1e-5)
 
 
 def test_training_stage_one_further_invalidates_a_finished_stage_two(tmp_path, tiny_model_dir):
     common = ["stages=[data,model]", "stage2.steps=3", "stage2.max_texts=24", "stage2.lr=3e-3", "stage2.tau=0.1"]
-    straight_dir, part_dir = tmp_path / "a", tmp_path / "b"
-    straight_dir.mkdir()
-    part_dir.mkdir()
-    straight = train(_config(straight_dir, tiny_model_dir, *common, "training.steps=4"), show_progress_bar=False)
-    train(_config(part_dir, tiny_model_dir, *common, "training.steps=2"), show_progress_bar=False)
-    resumed = train(_config(part_dir, tiny_model_dir, *common, "training.steps=4"), resume=True, show_progress_bar=False)
-    a = Text2TokenModel.from_pretrained(str(straight), device="cpu").encode(SENTENCES[:3])
-    b = Text2TokenModel.from_pretrained(str(resumed), device="cpu").encode(SENTENCES[:3])
-    np.testing.assert_allclose(a, b, atol=1e-5)
+    _straight_vs_extended(tmp_path, tiny_model_dir, common, "training.steps=2", "training.steps=4")
