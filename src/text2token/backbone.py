@@ -34,15 +34,6 @@ class Backbone:
     tokenizer: object
     source: str  # what the user asked for: "default", a hub id, a folder, a .gguf file
 
-    @property
-    def trunk(self) -> torch.nn.Module:
-        """The transformer body whose last hidden state is already final-normed."""
-        return self.model.base_model
-
-    @property
-    def lm_head(self) -> torch.nn.Module:
-        return self.model.get_output_embeddings()
-
 
 def cache_dir() -> Path:
     """Where converted models live: ``$TEXT2TOKEN_HOME`` or ``~/.cache/text2token``."""

@@ -45,15 +45,18 @@ def corpus_path(config: RunConfig) -> Path:
     return Path(config.data.train_file) if config.data.train_file else BUNDLED_CORPUS
 
 
-def load_training_texts(config: RunConfig) -> tuple[list[str], dict]:
-    """Read, shuffle (seeded) and cap the training texts; report what was skipped."""
-    path = corpus_path(config)
-    texts, blank = read_texts_counted(path, field=config.data.field, skip_blank=True)
+def read_corpus(path: Path, field: str, seed: int, limit: int | None) -> tuple[list[str], dict]:
+    """Read a corpus (blank lines skipped and counted), shuffle it with ``seed``, keep ``limit`` texts."""
+    texts, blank = read_texts_counted(path, field=field, skip_blank=True)
     digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]
-    order = np.random.default_rng(config.training.seed).permutation(len(texts))
-    if config.data.max_texts:
-        order = order[: config.data.max_texts]
-    return [texts[i] for i in order], {"file": str(path), "sha256_16": digest, "lines": len(texts), "blank_lines_skipped": blank}
+    order = np.random.default_rng(seed).permutation(len(texts))[:limit]
+    return [texts[i] for i in order], {"file": str(path), "sha256_16": digest, "lines": len(texts),
+                                       "blank_lines_skipped": blank, "used": len(order)}
+
+
+def load_training_texts(config: RunConfig) -> tuple[list[str], dict]:
+    """The stage-1 texts: the corpus shuffled with the seed, capped at ``data.max_texts``."""
+    return read_corpus(corpus_path(config), config.data.field, config.training.seed, config.data.max_texts)
 
 
 def batch_schedule(n: int, batch_size: int, steps: int, seed: int, lengths: np.ndarray) -> list[np.ndarray]:
@@ -241,12 +244,7 @@ def _stage_texts(stage: str, cfg: RunConfig) -> tuple[list[str], dict]:
         return load_training_texts(cfg)
     s2 = cfg.stage2
     path = Path(s2.train_file) if s2.train_file else corpus_path(cfg)
-    texts, blank = read_texts_counted(path, field=cfg.data.field, skip_blank=True)
-    digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]
-    order = np.random.default_rng(cfg.training.seed + 1).permutation(len(texts))
-    order = order[: (s2.max_texts or s2.steps * cfg.training.batch_size)]
-    return [texts[i] for i in order], {"file": str(path), "sha256_16": digest, "lines": len(texts),
-                                       "blank_lines_skipped": blank, "used": len(order)}
+    return read_corpus(path, cfg.data.field, cfg.training.seed + 1, s2.max_texts or s2.steps * cfg.training.batch_size)
 
 
 def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage_dir: Path, resume, show_progress_bar):
