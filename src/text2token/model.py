@@ -142,8 +142,7 @@ class Text2TokenModel(torch.nn.Module):
         tok = self.tokenizer
         if self.template is None:
             return tok(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        overhead = len(tok(self.template.replace("{text}", ""))["input_ids"])
-        budget = max(1, self.max_length - overhead)
+        budget = max(1, self.max_length - self._template_overhead(self.template))
         texts = list(texts)
         for _ in range(4):
             lengths = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
@@ -159,6 +158,13 @@ class Text2TokenModel(torch.nn.Module):
                 texts[i] = tok.decode(ids)
         full = [self.template.replace("{text}", t) for t in texts]
         return tok(full, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+
+    def _template_overhead(self, template: str) -> int:
+        """Tokens the template (with special tokens) adds around the text; computed once per template."""
+        cache = self.__dict__.setdefault("_overhead_cache", {})
+        if template not in cache:
+            cache[template] = len(self.tokenizer(template.replace("{text}", ""))["input_ids"])
+        return cache[template]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Pooled last-layer hidden states (B×H), in the backbone's dtype."""
@@ -213,6 +219,15 @@ class Text2TokenModel(torch.nn.Module):
         if single:
             out = out[0]
         return out.numpy() if convert_to_numpy else out
+
+    @torch.inference_mode()
+    def iter_vocab_logits(self, texts: list[str], batch_size: int = 32, desc: str = "logits",
+                          show_progress_bar: bool = False):
+        """Yield fp32 ``lm_head(pooled)`` (B×V) for consecutive batches of ``texts``, in input order."""
+        for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not show_progress_bar):
+            enc = self.tokenize(texts[start : start + batch_size])
+            enc = {k: v.to(self.device) for k, v in enc.items()}
+            yield self.vocab_logits(self(enc["input_ids"], enc["attention_mask"]))
 
     @torch.inference_mode()
     def explain(self, texts: str | list[str], top_k: int = 10, batch_size: int = 32) -> list[list[tuple[str, float]]]:

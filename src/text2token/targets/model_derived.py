@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 
 import torch
-from tqdm.auto import tqdm
 
 RATIO_EPS = 1e-8
 
@@ -28,15 +27,12 @@ def model_fingerprint(model: torch.nn.Module, sample: int = 4096) -> str:
     return h.hexdigest()[:16]
 
 
-@torch.inference_mode()
 def logit_sum(model, texts: list[str], batch_size: int = 32, show_progress_bar: bool = False) -> tuple[torch.Tensor, int]:
     """Sum of ``lm_head(pool(h(x)))`` over ``texts`` (fp64, streamed in batches) and the count."""
     total = None
-    for start in tqdm(range(0, len(texts), batch_size), desc="corpus prior", disable=not show_progress_bar):
-        enc = model.tokenize(texts[start : start + batch_size])
-        enc = {k: v.to(model.device) for k, v in enc.items()}
-        logits = model.vocab_logits(model(enc["input_ids"], enc["attention_mask"])).double().sum(dim=0)
-        total = logits if total is None else total + logits
+    for logits in model.iter_vocab_logits(texts, batch_size, desc="corpus prior", show_progress_bar=show_progress_bar):
+        batch_sum = logits.double().sum(dim=0)
+        total = batch_sum if total is None else total + batch_sum
     return total, len(texts)
 
 

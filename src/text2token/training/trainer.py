@@ -135,14 +135,7 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
-    state = load_file(str(path / "adapter.safetensors"))
-    params = dict(model.named_parameters())
-    missing = [n for n in params if params[n].requires_grad and n not in state]
-    if missing:
-        raise Text2TokenError(f"{path}: checkpoint does not match this model/config (missing {missing[0]})")
-    with torch.no_grad():
-        for name, value in state.items():
-            params[name].copy_(value.to(params[name].device))
+    _apply_adapter(model, load_file(str(path / "adapter.safetensors")), path)
     extra = torch.load(path / "optimizer.pt", weights_only=False)
     optimizer.load_state_dict(extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])
@@ -186,11 +179,14 @@ def _lora(cfg: RunConfig, backbone):
 
 
 def _apply_adapter(model, state: dict[str, torch.Tensor], where) -> None:
+    """Copy saved adapter tensors into the model's trainable (LoRA) parameters; they must match exactly."""
     params = dict(model.named_parameters())
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    if set(state) != trainable:
+        odd = sorted(set(state) ^ trainable)
+        raise Text2TokenError(f"{where}: adapter does not fit this model/config (e.g. {odd[0]})")
     with torch.no_grad():
         for name, value in state.items():
-            if name not in params:
-                raise Text2TokenError(f"{where}: adapter tensor {name} does not fit this model/config")
             params[name].copy_(value.to(params[name].device))
 
 
@@ -443,7 +439,6 @@ def _save_prior(path: Path, prior: torch.Tensor, fingerprint: dict) -> None:
                   metadata={"fingerprint": json.dumps(fingerprint, sort_keys=True)})
 
 
-@torch.inference_mode()
 def _precompute_model_targets(model, texts, prior, cfg: RunConfig, stage_dir: Path, fingerprint: dict, progress: bool):
     """Top-k sparse model-derived targets for every stage-2 text; reports the mass kept."""
     from ..targets.model_derived import model_derived_targets, truncate_top_k
@@ -458,12 +453,8 @@ def _precompute_model_targets(model, texts, prior, cfg: RunConfig, stage_dir: Pa
             logger.warning("%s was built for other settings; rebuilding", path)
     model.eval()
     ids_list, w_list, masses = [], [], []
-    bs = cfg.training.batch_size
-    for start in tqdm(range(0, len(texts), bs), desc="stage-2 targets", disable=not progress):
-        enc = model.tokenize(texts[start : start + bs])
-        enc = {k: v.to(model.device) for k, v in enc.items()}
-        q = model_derived_targets(model.vocab_logits(model(enc["input_ids"], enc["attention_mask"])), prior, cfg.stage2.tau)
-        ids, w, mass = truncate_top_k(q, cfg.stage2.top_k)
+    for logits in model.iter_vocab_logits(texts, cfg.training.batch_size, desc="stage-2 targets", show_progress_bar=progress):
+        ids, w, mass = truncate_top_k(model_derived_targets(logits, prior, cfg.stage2.tau), cfg.stage2.top_k)
         ids_list.extend(ids.cpu().numpy())
         w_list.extend(w.cpu().numpy())
         masses.append(mass.cpu())
