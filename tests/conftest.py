@@ -13,7 +13,8 @@ from transformers.utils import logging as hf_logging
 
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+if "OMP_NUM_THREADS" not in os.environ:
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(scope="session")

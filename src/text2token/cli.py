@@ -12,6 +12,7 @@ from pathlib import Path
 EXAMPLES = """examples:
   text2token train --config configs/demo.yaml --output runs/demo
   text2token train training.steps=20 training.lr=1e-4 model.pooling=mean
+  text2token train --objective simcse --output runs/simcse training.steps=50   # the LLM2Vec baseline
   text2token encode --model runs/demo/model --input texts.txt --output emb.npy --normalize
   text2token explain --model runs/demo/model "The cat sat on the mat."
   text2token eval --model runs/demo/model --suite demo --baseline default
@@ -35,7 +36,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--output", help="run folder (overrides output_dir); the model goes to OUTPUT/model")
     t.add_argument("--stages", help="comma-separated stages to run: data (stage 1), model (stage 2); e.g. data,model")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run folder")
+    t.add_argument("--objective", choices=["text2token", "simcse"],
+                   help="text2token (default: the configured stages) or simcse, LLM2Vec's unsupervised contrastive "
+                        "baseline with the same LoRA, pooling, attention and data (training.* settings; simcse.dropout, "
+                        "simcse.temperature); same as objective=")
     t.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    t.add_argument("--errors", choices=["strict", "replace"],
+                   help="invalid UTF-8 in the corpus: strict (default; error naming file and line) or replace "
+                        "(decode with U+FFFD, count the lines in the run's data_report.json); same as data.errors=")
     t.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="config overrides, e.g. training.steps=20 model.pooling=mean lora.r=8")
 
@@ -46,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--output", required=True, help="output .npy file (float32, one row per input text)")
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
+    e.add_argument("--errors", choices=["strict", "replace"], default="strict",
+                   help="invalid UTF-8 in --input: strict (error naming the line) or replace (U+FFFD, counted)")
 
     x = sub.add_parser("explain", help="show the top LM-head tokens of each text's embedding")
     _model_args(x)
@@ -55,7 +65,16 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("eval", help="evaluate on the bundled offline tasks")
     _model_args(v)
-    v.add_argument("--suite", default="demo", help="demo (subsets, quick), held-out, or full (default: demo)")
+    v.add_argument("--suite", default="demo",
+                   help="bundled offline tasks: demo (seeded subsets), quick (smaller subsets), held-out, or offline "
+                        "(= full: all six tasks, complete) (default: demo)")
+    v.add_argument("--mteb", metavar="BENCHMARK",
+                   help="run an MTEB 2.x benchmark instead, e.g. 'MTEB(eng, v2)' (needs the datasets: hub or HF cache)")
+    v.add_argument("--mteb-tasks", metavar="A,B,...", help="run these MTEB tasks, e.g. STSBenchmark,Banking77Classification")
+    v.add_argument("--mteb-cache", metavar="DIR",
+                   help="MTEB results cache (default: $TEXT2TOKEN_HOME/mteb-results); finished tasks are not rerun")
+    v.add_argument("--prompts", metavar="FILE.json",
+                   help="per-task / per-type prompts for MTEB, e.g. {\"query\": \"Query: \", \"STS\": \"...\"}")
     v.add_argument("--baseline", metavar="MODEL",
                    help="also evaluate this model with the same pooling/attention (e.g. the untrained 'default')")
     v.add_argument("--output", help="write the results as JSON to this file")
@@ -90,6 +109,10 @@ def cmd_train(args) -> int:
         overrides.append(f"output_dir={args.output}")
     if args.stages:
         overrides.append(f"stages=[{args.stages}]")
+    if args.errors:
+        overrides.append(f"data.errors={args.errors}")
+    if args.objective:
+        overrides.append(f"objective={args.objective}")
     config = load_config(args.config, overrides)
     if args.print_config:
         import yaml
@@ -108,14 +131,20 @@ def cmd_encode(args) -> int:
     import numpy as np
 
     from .errors import Text2TokenError
-    from .textio import atomic_path, read_texts
+    from .textio import atomic_path, read_texts_counted
 
     if args.batch_size < 1:
         raise Text2TokenError("--batch-size must be >= 1")
     if not args.output.endswith(".npy"):
         raise Text2TokenError(f"--output must end in .npy, got '{args.output}'")
-    texts = read_texts(args.input, field=args.field)
+    texts, counts = read_texts_counted(args.input, field=args.field, errors=args.errors)
+    if counts["invalid_utf8_lines_replaced"]:
+        print(f"note: {counts['invalid_utf8_lines_replaced']} lines of {args.input} had invalid UTF-8 "
+              "(decoded with U+FFFD)", file=sys.stderr)
     model = _load(args)
+    if truncated := model.count_truncated(texts):
+        print(f"note: {truncated} of {len(texts)} texts are longer than {model.max_length} tokens and are truncated "
+              "(--max-length to change)", file=sys.stderr)
     emb = model.encode(texts, batch_size=args.batch_size, normalize_embeddings=args.normalize, show_progress_bar=True)
     with atomic_path(args.output, suffix=".npy") as tmp:
         with open(tmp, "wb") as fh:
@@ -145,6 +174,8 @@ def cmd_eval(args) -> int:
     from .model import Text2TokenModel
     from .textio import write_json_atomic
 
+    if args.mteb or args.mteb_tasks:
+        return _eval_mteb(args)
     model = _load(args)
     columns = {}
     if args.baseline:
@@ -161,6 +192,37 @@ def cmd_eval(args) -> int:
     if args.output:
         out = next(reversed(columns.values())) if len(columns) == 1 else {"models": columns}
         write_json_atomic(args.output, out)
+        print(f"\nresults written to {args.output}")
+    return 0
+
+
+def _eval_mteb(args) -> int:
+    from .backbone import cache_dir
+    from .errors import InputFileError, Text2TokenError
+    from .evaluation.mteb_runner import MTEBEncoder, format_mteb_table, resolve_tasks, run_mteb
+    from .textio import write_json_atomic
+
+    if args.mteb and args.mteb_tasks:
+        raise Text2TokenError("give either --mteb BENCHMARK or --mteb-tasks, not both")
+    if args.baseline:
+        raise Text2TokenError("--baseline works with the offline suite; for MTEB run eval once per model")
+    tasks = resolve_tasks(args.mteb, [t.strip() for t in args.mteb_tasks.split(",") if t.strip()] if args.mteb_tasks else None)
+    prompts = None
+    if args.prompts:
+        try:
+            prompts = json.loads(Path(args.prompts).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputFileError(args.prompts, f"cannot read prompts JSON ({exc})") from None
+        if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+            raise InputFileError(args.prompts, "expected a JSON object of name -> prompt string")
+    encoder = MTEBEncoder(_load(args), prompts=prompts, batch_size=args.batch_size)
+    cache = args.mteb_cache or str(cache_dir() / "mteb-results")
+    print(f"running {len(tasks)} MTEB task(s) with {args.model} (results cache: {cache})")
+    result = run_mteb(encoder, tasks, cache_dir=cache)
+    print()
+    print(format_mteb_table(result))
+    if args.output:
+        write_json_atomic(args.output, {"model": args.model, "benchmark": args.mteb, **result})
         print(f"\nresults written to {args.output}")
     return 0
 

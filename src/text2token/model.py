@@ -159,6 +159,14 @@ class Text2TokenModel(torch.nn.Module):
         full = [self.template.replace("{text}", t) for t in texts]
         return tok(full, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
 
+    def count_truncated(self, texts: list[str]) -> int:
+        """How many of ``texts`` are longer than ``max_length`` tokens (template included) and
+        will be truncated by :meth:`tokenize`."""
+        overhead = self._template_overhead(self.template if self.template is not None else "{text}")
+        budget = self.max_length - overhead
+        lengths = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return sum(len(ids) > budget for ids in lengths)
+
     def _template_overhead(self, template: str) -> int:
         """Tokens the template (with special tokens) adds around the text; computed once per template."""
         cache = self.__dict__.setdefault("_overhead_cache", {})

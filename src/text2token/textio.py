@@ -14,22 +14,29 @@ from pathlib import Path
 from .errors import InputFileError
 
 
-def read_texts(path: str | os.PathLike, field: str = "text", skip_blank: bool = False) -> list[str]:
+ERROR_MODES = ("strict", "replace")
+
+
+def read_texts(path: str | os.PathLike, field: str = "text", skip_blank: bool = False, errors: str = "strict") -> list[str]:
     """Read texts from ``path``.
 
     ``.jsonl`` files hold one JSON object per line with a string ``field``; any other
-    suffix is read as plain text, one text per line. Invalid UTF-8, a JSONL line that is
-    not JSON or lacks ``field``, and an empty or whitespace-only line raise
-    :class:`InputFileError` naming the file and line — unless ``skip_blank`` is set, in
-    which case blank lines are skipped (use :func:`read_texts_counted` to learn how many).
+    suffix is read as plain text, one text per line. A JSONL line that is not JSON or lacks
+    ``field``, and an empty or whitespace-only line raise :class:`InputFileError` naming the
+    file and line — unless ``skip_blank`` is set, in which case blank lines are skipped (use
+    :func:`read_texts_counted` to learn how many). Invalid UTF-8 is an error too with
+    ``errors="strict"``; ``errors="replace"`` decodes it with U+FFFD and counts the line.
     """
-    return read_texts_counted(path, field=field, skip_blank=skip_blank)[0]
+    return read_texts_counted(path, field=field, skip_blank=skip_blank, errors=errors)[0]
 
 
 def read_texts_counted(
-    path: str | os.PathLike, field: str = "text", skip_blank: bool = False
-) -> tuple[list[str], int]:
-    """Like :func:`read_texts`, also returning how many blank lines were skipped."""
+    path: str | os.PathLike, field: str = "text", skip_blank: bool = False, errors: str = "strict"
+) -> tuple[list[str], dict]:
+    """Like :func:`read_texts`, also returning counts: ``blank_lines_skipped`` and
+    ``invalid_utf8_lines_replaced``."""
+    if errors not in ERROR_MODES:
+        raise ValueError(f"errors must be one of {ERROR_MODES}, got {errors!r}")
     path = Path(path)
     if not path.exists():
         raise InputFileError(path, "file does not exist")
@@ -38,37 +45,41 @@ def read_texts_counted(
     raw = path.read_bytes()
     is_jsonl = path.suffix.lower() == ".jsonl"
     texts: list[str] = []
-    skipped = 0
+    counts = {"blank_lines_skipped": 0, "invalid_utf8_lines_replaced": 0}
+    n_lines = raw.count(b"\n") + 1
     for lineno, line_bytes in enumerate(raw.split(b"\n"), start=1):
         if line_bytes.endswith(b"\r"):
             line_bytes = line_bytes[:-1]
         try:
             line = line_bytes.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InputFileError(path, f"invalid UTF-8 at byte {exc.start} of the line", lineno) from None
+            if errors == "strict":
+                raise InputFileError(path, f"invalid UTF-8 at byte {exc.start} of the line "
+                                           "(use --errors replace to decode it with U+FFFD and go on)", lineno) from None
+            line = line_bytes.decode("utf-8", errors="replace")
+            counts["invalid_utf8_lines_replaced"] += 1
         if lineno == 1 and line.startswith("\ufeff"):
             line = line[1:]
         if not line.strip():
-            # The final newline of a file is not an empty line.
-            if line_bytes == b"" and lineno == raw.count(b"\n") + 1:
+            if line_bytes == b"" and lineno == n_lines:  # the final newline of a file is not an empty line
                 continue
             if skip_blank:
-                skipped += 1
+                counts["blank_lines_skipped"] += 1
                 continue
             raise InputFileError(path, "empty or whitespace-only line", lineno)
         if is_jsonl:
             text = _text_from_json(path, lineno, line, field)
             if not text.strip():
                 if skip_blank:
-                    skipped += 1
+                    counts["blank_lines_skipped"] += 1
                     continue
                 raise InputFileError(path, f"field '{field}' is empty or whitespace-only", lineno)
         else:
             text = line
         texts.append(text)
     if not texts:
-        raise InputFileError(path, "file holds no texts" + (" (only blank lines)" if skipped else " (empty)"))
-    return texts, skipped
+        raise InputFileError(path, "file holds no texts" + (" (only blank lines)" if counts["blank_lines_skipped"] else " (empty)"))
+    return texts, counts
 
 
 def _text_from_json(path: Path, lineno: int, line: str, field: str) -> str:

@@ -76,7 +76,9 @@ class SparseTargets:
         if expect_fingerprint is not None and fingerprint != expect_fingerprint:
             diff = sorted(k for k in set(fingerprint) | set(expect_fingerprint) if fingerprint.get(k) != expect_fingerprint.get(k))
             raise Text2TokenError(
-                f"{path}: cached targets were built for different settings ({', '.join(diff)}); delete the file to rebuild"
+                f"{path}: cached targets were built for different settings ({', '.join(diff)}: stored "
+                + ", ".join(f"{k}={fingerprint.get(k)!r}" for k in diff)
+                + "); delete the file to rebuild them (or use a new run folder)"
             )
         arrays = load_file(str(path))
         return cls(arrays["indptr"], arrays["ids"], arrays["weights"], arrays["text_index"], fingerprint)

@@ -31,6 +31,7 @@ class DataConfig:
     field: str = "text"  # JSONL field
     max_texts: int | None = None  # use at most this many texts (after shuffling)
     target_max_length: int = 128  # tokens considered when building data-driven targets
+    errors: str = "strict"  # invalid UTF-8 in the corpus: strict (error naming the line) | replace (U+FFFD, counted)
 
 
 @dataclass
@@ -73,14 +74,28 @@ class Stage2Config:
 
 
 @dataclass
+class SimCSEConfig:
+    """The LLM2Vec-style unsupervised SimCSE baseline (``objective: simcse``)."""
+
+    dropout: float = 0.3  # attention dropout of the backbone while training (LLM2Vec: 0.3); LoRA dropout is lora.dropout
+    temperature: float = 0.05  # cosine similarities are divided by this
+
+
+@dataclass
 class RunConfig:
     output_dir: str = "runs/demo"
+    objective: str = "text2token"  # text2token (stages below) | simcse (the contrastive baseline, training.* settings)
     stages: list[str] = field(default_factory=lambda: ["data", "model"])  # data (stage 1), model (stage 2), in order
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     stage2: Stage2Config = field(default_factory=Stage2Config)
+    simcse: SimCSEConfig = field(default_factory=SimCSEConfig)
+
+    def run_stages(self) -> list[str]:
+        """The stages train() runs: ``stages`` for Text2Token, the single ``simcse`` stage for the baseline."""
+        return list(self.stages) if self.objective == "text2token" else ["simcse"]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -95,6 +110,9 @@ class RunConfig:
         _check(bool(self.stages) and all(x in ("data", "model") for x in self.stages) and len(set(self.stages)) == len(self.stages),
                "stages", f"must be a list of distinct stages from: data, model (got {self.stages})")
         _check(self.stages == ["data", "model"] or len(self.stages) == 1, "stages", "must run data before model")
+        _check(self.objective in ("text2token", "simcse"), "objective", f"must be text2token or simcse, got '{self.objective}'")
+        _check(0 <= self.simcse.dropout < 1, "simcse.dropout", f"must be in [0, 1), got {self.simcse.dropout}")
+        _check(self.simcse.temperature > 0, "simcse.temperature", f"must be > 0, got {self.simcse.temperature}")
         _check(s2.steps > 0, "stage2.steps", f"must be > 0, got {s2.steps}")
         _check(s2.lr > 0, "stage2.lr", f"must be > 0, got {s2.lr}")
         _check(s2.tau > 0, "stage2.tau", f"must be > 0, got {s2.tau}")
@@ -107,6 +125,7 @@ class RunConfig:
         _check(m.max_length >= 8, "model.max_length", f"must be >= 8, got {m.max_length}")
         _check(d.max_texts is None or d.max_texts > 0, "data.max_texts", f"must be > 0, got {d.max_texts}")
         _check(d.target_max_length > 0, "data.target_max_length", "must be > 0")
+        _check(d.errors in ("strict", "replace"), "data.errors", f"must be strict or replace, got '{d.errors}'")
         _check(l.r > 0, "lora.r", f"must be > 0, got {l.r}")
         _check(l.alpha > 0, "lora.alpha", f"must be > 0, got {l.alpha}")
         _check(0 <= l.dropout < 1, "lora.dropout", f"must be in [0, 1), got {l.dropout}")

@@ -31,11 +31,12 @@ from transformers import get_scheduler
 from ..backbone import cache_dir
 from ..errors import ConfigError, Text2TokenError
 from ..model import Text2TokenModel
-from ..objectives import sparse_kl_loss
+from ..objectives import set_attention_dropout, simcse_loss, sparse_kl_loss
 from ..pooling import default_template
 from ..targets import DataDrivenTargetBuilder, SparseTargets
 from ..textio import atomic_directory, atomic_path, read_texts_counted, write_json_atomic
 from .config import RunConfig
+from .lock import RunLock
 
 logger = logging.getLogger(__name__)
 BUNDLED_CORPUS = Path(__file__).resolve().parent.parent / "data" / "corpus" / "brown_sentences.txt"
@@ -45,18 +46,19 @@ def corpus_path(config: RunConfig) -> Path:
     return Path(config.data.train_file) if config.data.train_file else BUNDLED_CORPUS
 
 
-def read_corpus(path: Path, field: str, seed: int, limit: int | None) -> tuple[list[str], dict]:
+def read_corpus(path: Path, field: str, seed: int, limit: int | None, errors: str = "strict") -> tuple[list[str], dict]:
     """Read a corpus (blank lines skipped and counted), shuffle it with ``seed``, keep ``limit`` texts."""
-    texts, blank = read_texts_counted(path, field=field, skip_blank=True)
+    texts, counts = read_texts_counted(path, field=field, skip_blank=True, errors=errors)
     digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]
     order = np.random.default_rng(seed).permutation(len(texts))[:limit]
-    return [texts[i] for i in order], {"file": str(path), "sha256_16": digest, "lines": len(texts),
-                                       "blank_lines_skipped": blank, "used": len(order)}
+    return [texts[i] for i in order], {"file": str(path), "sha256_16": digest, "lines": len(texts), **counts,
+                                       "used": len(order)}
 
 
 def load_training_texts(config: RunConfig) -> tuple[list[str], dict]:
     """The stage-1 texts: the corpus shuffled with the seed, capped at ``data.max_texts``."""
-    return read_corpus(corpus_path(config), config.data.field, config.training.seed, config.data.max_texts)
+    return read_corpus(corpus_path(config), config.data.field, config.training.seed, config.data.max_texts,
+                       config.data.errors)
 
 
 def batch_schedule(n: int, batch_size: int, steps: int, seed: int, lengths: np.ndarray) -> list[np.ndarray]:
@@ -112,8 +114,20 @@ def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
+CHECKPOINT_FILES = ("adapter.safetensors", "optimizer.pt", "state.json")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def save_checkpoint(out_dir: Path, step: int, model, optimizer, scheduler, keep: int) -> Path:
-    """Write checkpoint-<step> atomically (tmp folder → rename) and prune old ones."""
+    """Write checkpoint-<step> atomically (tmp folder → rename) with a manifest of checksums, and
+    prune old ones. A crash at any moment leaves every earlier checkpoint intact."""
     ckpt_root = out_dir / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     for stale in ckpt_root.glob(".tmp-*"):  # left by a process killed mid-write
@@ -124,14 +138,40 @@ def save_checkpoint(out_dir: Path, step: int, model, optimizer, scheduler, keep:
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, "time": time.time()}))
+        manifest = {"step": step, "files": {f: {"sha256": _sha256(tmp / f), "bytes": (tmp / f).stat().st_size}
+                                            for f in CHECKPOINT_FILES}}
+        for f in CHECKPOINT_FILES:  # on disk before the rename makes the checkpoint visible
+            with open(tmp / f, "rb+") as fh:
+                os.fsync(fh.fileno())
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
     for old in sorted(p for p in ckpt_root.glob("checkpoint-*") if p.is_dir())[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
+def verify_checkpoint(path: Path) -> str | None:
+    """None if every file of the checkpoint matches its manifest checksum, else what is wrong."""
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return "manifest.json missing or unreadable"
+    for name, meta in manifest.get("files", {}).items():
+        f = path / name
+        if not f.is_file():
+            return f"{name} missing"
+        if f.stat().st_size != meta["bytes"] or _sha256(f) != meta["sha256"]:
+            return f"{name} does not match its checksum"
+    return None
+
+
 def latest_checkpoint(out_dir: Path) -> Path | None:
-    ckpts = sorted(p for p in (out_dir / "checkpoints").glob("checkpoint-*") if (p / "state.json").is_file())
-    return ckpts[-1] if ckpts else None
+    """The newest checkpoint whose files match their manifest; damaged newer ones are skipped (with a warning)."""
+    for ckpt in sorted((p for p in (out_dir / "checkpoints").glob("checkpoint-*") if p.is_dir()), reverse=True):
+        problem = verify_checkpoint(ckpt)
+        if problem is None:
+            return ckpt
+        logger.warning("skipping damaged checkpoint %s: %s", ckpt, problem)
+    return None
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
@@ -160,7 +200,7 @@ def _mixed_precision(setting: str) -> str:
     return setting
 
 
-STAGE_DIRS = {"data": "stage1-data", "model": "stage2-model"}
+STAGE_DIRS = {"data": "stage1-data", "model": "stage2-model", "simcse": "simcse"}
 
 
 def _template(cfg: RunConfig):
@@ -204,6 +244,17 @@ def train(config: RunConfig, resume: bool = False, show_progress_bar: bool = Tru
     cpu_distributed = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.training.mixed_precision), cpu=cpu_distributed)
     main = accelerator.is_main_process
+    lock = RunLock(out_dir)
+    if main:
+        lock.acquire()  # a second run on this folder refuses; a dead owner's lock is taken over
+    try:
+        return _train_locked(cfg, accelerator, out_dir, resume, show_progress_bar)
+    finally:
+        lock.release()
+
+
+def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show_progress_bar: bool) -> Path:
+    main = accelerator.is_main_process
     if main:
         has_ckpt = any(latest_checkpoint(out_dir / d) for d in STAGE_DIRS.values()) if out_dir.exists() else False
         if has_ckpt and not resume:
@@ -218,7 +269,7 @@ def train(config: RunConfig, resume: bool = False, show_progress_bar: bool = Tru
     )
     summaries = {}
     t_start = time.perf_counter()
-    for stage in cfg.stages:
+    for stage in cfg.run_stages():
         summaries[stage] = _run_stage(stage, cfg, model, accelerator, out_dir / STAGE_DIRS[stage], resume, show_progress_bar)
     elapsed = time.perf_counter() - t_start
 
@@ -226,7 +277,7 @@ def train(config: RunConfig, resume: bool = False, show_progress_bar: bool = Tru
     if main:
         model.eval()
         model.max_length = cfg.model.max_length  # training truncation differs from encoding length
-        summary = {"stages": list(cfg.stages), "steps": sum(s["steps"] for s in summaries.values()),
+        summary = {"objective": cfg.objective, "stages": cfg.run_stages(), "steps": sum(s["steps"] for s in summaries.values()),
                    "seconds": round(elapsed, 1), "peak_memory_mb": _peak_memory_mb(),
                    "processes": accelerator.num_processes, **{f"stage_{k}": v for k, v in summaries.items()}}
         model.save_pretrained(model_dir, extra={"training": {"config": cfg.to_dict(), **summary}})
@@ -236,11 +287,12 @@ def train(config: RunConfig, resume: bool = False, show_progress_bar: bool = Tru
 
 
 def _stage_texts(stage: str, cfg: RunConfig) -> tuple[list[str], dict]:
-    if stage == "data":
+    if stage in ("data", "simcse"):
         return load_training_texts(cfg)
     s2 = cfg.stage2
     path = Path(s2.train_file) if s2.train_file else corpus_path(cfg)
-    return read_corpus(path, cfg.data.field, cfg.training.seed + 1, s2.max_texts or s2.steps * cfg.training.batch_size)
+    return read_corpus(path, cfg.data.field, cfg.training.seed + 1, s2.max_texts or s2.steps * cfg.training.batch_size,
+                       cfg.data.errors)
 
 
 def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage_dir: Path, resume, show_progress_bar):
@@ -249,11 +301,11 @@ def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage
     from ..targets.model_derived import corpus_prior, model_derived_targets, model_fingerprint
 
     tcfg = cfg.training
-    steps, lr = (tcfg.steps, tcfg.lr) if stage == "data" else (cfg.stage2.steps, cfg.stage2.lr)
+    steps, lr = (cfg.stage2.steps, cfg.stage2.lr) if stage == "model" else (tcfg.steps, tcfg.lr)
     main = accelerator.is_main_process
     frozen_fp = model_fingerprint(model.backbone)
     if main:
-        _claim_stage_dir(stage_dir, frozen_fp)
+        _claim_stage_dir(stage_dir, frozen_fp, first=stage == cfg.run_stages()[0])
     accelerator.wait_for_everyone()
     texts, corpus_info = _stage_texts(stage, cfg)
 
@@ -275,6 +327,10 @@ def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage
             if main:
                 targets.save(targets_file)
         rows_text = targets.text_index
+    elif stage == "simcse":
+        rows_text = np.arange(len(texts))
+        report = {"objective": "simcse", "texts": len(texts), "attention_dropout": cfg.simcse.dropout,
+                  "temperature": cfg.simcse.temperature}
     else:
         prior_file = stage_dir / "prior.safetensors"
         texts_sha = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]  # the exact prior set
@@ -299,16 +355,21 @@ def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage
         if cfg.stage2.targets == "precomputed":
             targets, report = _precompute_model_targets(model, texts, prior, cfg, stage_dir, fingerprint, show_progress_bar and main)
         report.update(tau=cfg.stage2.tau, mode=cfg.stage2.targets)
+    corpus_info["texts_truncated_to_max_length"] = model.count_truncated(texts)
     if main:
         write_json_atomic(stage_dir / "data_report.json", {**corpus_info, "targets": report})
+        _report_input_problems(stage_dir, corpus_info, cfg.training.max_length)
 
     # ---- a fresh LoRA for this stage
-    set_seed(tcfg.seed + (0 if stage == "data" else 1))
+    set_seed(tcfg.seed + (1 if stage == "model" else 0))
+    old_dropout = set_attention_dropout(model.backbone, cfg.simcse.dropout) if stage == "simcse" else None
     peft_model = _lora(cfg, model.backbone)
     final_adapter = stage_dir / "adapter_final.safetensors"
     if resume and final_adapter.is_file() and _finished_steps(stage_dir) == steps:
         _apply_adapter(model, load_file(str(final_adapter)), final_adapter)  # stage already finished
         model.backbone = peft_model.merge_and_unload()
+        if old_dropout is not None:
+            set_attention_dropout(model.backbone, old_dropout)
         return json.loads((stage_dir / "summary.json").read_text())
     if tcfg.gradient_checkpointing:
         model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -331,9 +392,10 @@ def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage
 
     n = len(targets) if targets is not None else len(texts)
     lengths = np.array([len(texts[i]) for i in rows_text])
-    schedule = batch_schedule(n, tcfg.batch_size, steps, tcfg.seed + (0 if stage == "data" else 1), lengths)
+    schedule = batch_schedule(n, tcfg.batch_size, steps, tcfg.seed + (1 if stage == "model" else 0), lengths)
     world, rank, dev = accelerator.num_processes, accelerator.process_index, accelerator.device
-    name = "stage 1 (data-driven)" if stage == "data" else f"stage 2 (model-derived, tau={cfg.stage2.tau:g})"
+    name = {"data": "stage 1 (data-driven)", "model": f"stage 2 (model-derived, tau={cfg.stage2.tau:g})",
+            "simcse": f"SimCSE (dropout {cfg.simcse.dropout:g})"}[stage]
     bar = tqdm(total=steps, initial=start_step, desc=name, disable=not (show_progress_bar and main))
     t_start = time.perf_counter()
     with _Interrupt() as interrupt:
@@ -347,15 +409,22 @@ def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage
                 with torch.no_grad(), peft_model.disable_adapter(), accelerator.autocast():
                     q = model_derived_targets(model.vocab_logits(ddp_model(input_ids, mask)), prior, cfg.stage2.tau)
                 extra["q_mass_top64"] = round(q.topk(64, dim=-1).values.sum(dim=-1).mean().item(), 4)
-            with accelerator.autocast():
-                pooled = ddp_model(input_ids, mask)
-            logits = model.vocab_logits(pooled)
-            if targets is not None:
-                ids, weights = targets.batch(rows)
-                loss = sparse_kl_loss(logits, ids.to(dev), weights.to(dev))
+            if stage == "simcse":  # both dropout views in one forward pass (one DDP forward per backward)
+                with accelerator.autocast():
+                    pooled = ddp_model(torch.cat([input_ids, input_ids]), torch.cat([mask, mask]))
+                view_a, view_b = pooled.chunk(2)
+                loss = simcse_loss(view_a, view_b, cfg.simcse.temperature, gather_negatives=world > 1)
             else:
-                loss = dense_kl_loss(logits, q)
+                with accelerator.autocast():
+                    pooled = ddp_model(input_ids, mask)
+                logits = model.vocab_logits(pooled)  # B×V only: the LM head on pooled vectors
+                if targets is not None:
+                    ids, weights = targets.batch(rows)
+                    loss = sparse_kl_loss(logits, ids.to(dev), weights.to(dev))
+                else:
+                    loss = dense_kl_loss(logits, q)
             if not torch.isfinite(loss):
+                bar.close()
                 raise Text2TokenError(
                     f"loss is {loss.item()} at {name} step {step}; the last good checkpoint is kept in "
                     f"{stage_dir / 'checkpoints'}. Try a lower learning rate or training.mixed_precision=no")
@@ -392,18 +461,40 @@ def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage
             save_file(_trainable_state(model), str(tmp))
         write_json_atomic(stage_dir / "summary.json", summary)
     model.backbone = peft_model.merge_and_unload()
+    if old_dropout is not None:
+        set_attention_dropout(model.backbone, old_dropout)
     model.eval()
     return summary
 
 
-def _claim_stage_dir(stage_dir: Path, frozen_fp: str) -> None:
-    """Record which model this stage starts from; if an earlier stage changed since (e.g. it was
-    trained further), this stage's checkpoints and final adapter are stale: discard them."""
+def _report_input_problems(stage_dir: Path, info: dict, max_length: int) -> None:
+    """One warning line per kind of corpus problem that was handled rather than refused."""
+    notes = []
+    if info.get("blank_lines_skipped"):
+        notes.append(f"{info['blank_lines_skipped']} blank lines skipped")
+    if info.get("invalid_utf8_lines_replaced"):
+        notes.append(f"{info['invalid_utf8_lines_replaced']} lines with invalid UTF-8 decoded with U+FFFD")
+    if info.get("texts_truncated_to_max_length"):
+        notes.append(f"{info['texts_truncated_to_max_length']} of {info['used']} texts truncated to "
+                     f"training.max_length={max_length} tokens")
+    if notes:
+        logger.warning("%s: %s (counts in %s)", info["file"], "; ".join(notes), stage_dir / "data_report.json")
+
+
+def _claim_stage_dir(stage_dir: Path, frozen_fp: str, first: bool) -> None:
+    """Record which model this stage starts from. If the first stage's folder was started from
+    another model (e.g. ``model.name`` changed), refuse: its checkpoints and targets belong to that
+    model. If a later stage's base changed because an earlier stage was trained further, this
+    stage's checkpoints and final adapter are stale: discard them."""
     base_file = stage_dir / "base_model.json"
     if base_file.is_file():
         recorded = json.loads(base_file.read_text()).get("fingerprint")
         if recorded == frozen_fp:
             return
+        if first:
+            raise Text2TokenError(
+                f"{stage_dir} was started from another model (weights fingerprint {recorded}, now {frozen_fp}); "
+                f"its checkpoints and targets do not belong to this one: choose another --output, or delete {stage_dir}")
         logger.warning("%s was trained on top of a different model (earlier stage changed); restarting it", stage_dir)
         for name in ("checkpoints",):
             shutil.rmtree(stage_dir / name, ignore_errors=True)
@@ -483,11 +574,13 @@ def load_checkpoint_model(checkpoint_dir: str | os.PathLike) -> Text2TokenModel:
     run_dir = stage_dir.parent
     if not (ckpt / "adapter.safetensors").is_file() or not (run_dir / "config.yaml").is_file():
         raise Text2TokenError(f"{ckpt} is not a training checkpoint (needs adapter.safetensors and {run_dir}/config.yaml)")
+    if (problem := verify_checkpoint(ckpt)) is not None:
+        raise Text2TokenError(f"{ckpt} is damaged ({problem}); use an earlier checkpoint")
     cfg = load_config(run_dir / "config.yaml")
     model = Text2TokenModel.from_pretrained(cfg.model.name, pooling=cfg.model.pooling, attention=cfg.model.attention,
                                             template=_template(cfg), max_length=cfg.model.max_length, device="cpu",
                                             dtype=torch.float32)
-    for stage in cfg.stages:
+    for stage in cfg.run_stages():
         this = run_dir / STAGE_DIRS[stage]
         adapter = ckpt / "adapter.safetensors" if this == stage_dir else this / "adapter_final.safetensors"
         if not adapter.is_file():

@@ -1,0 +1,227 @@
+"""Reliability: bad corpora, arbitrary Unicode, damaged or foreign caches and checkpoints, run locks,
+non-finite losses, and determinism. (Kill-and-resume is in test_interrupt.py.)"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file
+
+from text2token import Text2TokenModel
+from text2token.cli import main
+from text2token.errors import Text2TokenError
+from text2token.targets import DataDrivenTargetBuilder
+from text2token.training import train
+from text2token.training.lock import LOCK_NAME, RunLock
+from text2token.training.trainer import latest_checkpoint, load_checkpoint_model
+
+from test_training import SENTENCES, _config
+
+
+# ---- arbitrary text never breaks target construction
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.text(max_size=200), min_size=1, max_size=6))
+def test_any_unicode_gives_a_distribution_or_is_reported(tokenizer, texts):
+    builder = DataDrivenTargetBuilder(tokenizer, max_length=64)
+    targets, report = builder.build(texts)
+    assert report.texts == len(texts) and report.kept + report.skipped_no_content == len(texts)
+    kept = targets.text_index.tolist()
+    assert kept == sorted(set(kept))
+    for row, i in enumerate(kept):
+        ids, weights = targets.get(row)
+        assert len(ids) > 0 and abs(float(weights.sum()) - 1.0) < 1e-5
+        assert (ids >= 0).all() and (ids < len(tokenizer)).all()
+        assert not set(ids.tolist()) & set(tokenizer.all_special_ids)
+    for i, text in enumerate(texts):  # skipped exactly when the text has no content token
+        assert (i in kept) == bool(builder.token_ids(text))
+
+
+# ---- corpus problems in `text2token train`
+
+
+def _train_args(tmp_path, model_dir, corpus, *extra):
+    return ["train", "--output", str(tmp_path / "run"), "stages=[data]", f"model.name={model_dir}",
+            f"data.train_file={corpus}", "model.pooling=mean", "training.batch_size=4", "training.max_length=16",
+            "training.steps=1", "lora.r=4", *extra]
+
+
+@pytest.mark.parametrize("name,content,match", [
+    ("c.txt", b"", "c.txt: file holds no texts (empty)"),
+    ("c.txt", b"\n  \n\t\n", "c.txt: file holds no texts (only blank lines)"),
+    ("c.txt", b"one good line\ntwo\n\xc3\x28 broken\n", "c.txt:3: invalid UTF-8"),
+    ("c.jsonl", b'{"text": "fine"}\n{"text": ["a"]}\n', "c.jsonl:2: field 'text' must be a string"),
+    ("c.jsonl", b'{"text": "fine"}\n{"txt": "b"}\n', "c.jsonl:2: missing field 'text' (fields: txt)"),
+    ("c.jsonl", b'{"text": "fine"}\n{"text": "b"\n', "c.jsonl:2: not valid JSON"),
+])
+def test_bad_corpus_is_one_clear_line(tmp_path, tiny_model_dir, capsys, name, content, match):
+    corpus = tmp_path / name
+    corpus.write_bytes(content)
+    assert main(_train_args(tmp_path, tiny_model_dir, corpus)) == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_blank_invalid_and_long_lines_are_handled_and_counted(tmp_path, tiny_model_dir, capsys):
+    lines = [s.encode() for s in SENTENCES[:6]] + [b"", b"   ", b"caf\xe9 au lait with friends",
+                                                   (" ".join(["word"] * 80)).encode()]
+    corpus = tmp_path / "c.txt"
+    corpus.write_bytes(b"\n".join(lines) + b"\n")
+    assert main(_train_args(tmp_path, tiny_model_dir, corpus)) == 2  # strict by default
+    assert "c.txt:9: invalid UTF-8" in capsys.readouterr().err
+    assert main(_train_args(tmp_path, tiny_model_dir, corpus, "--errors", "replace")) == 0
+    report = json.loads((tmp_path / "run" / "stage1-data" / "data_report.json").read_text())
+    assert report["blank_lines_skipped"] == 2 and report["invalid_utf8_lines_replaced"] == 1
+    assert report["lines"] == report["used"] == 8
+    assert report["texts_truncated_to_max_length"] == 1  # the 80-word line, truncated to 16 tokens
+
+
+def test_encode_errors_replace_and_truncation_notes(tmp_path, tiny_model_dir, capsys):
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"plain\nbad \xff byte\n" + (" ".join(["long"] * 300)).encode() + b"\n")
+    out = tmp_path / "o.npy"
+    assert main(["encode", "--model", str(tiny_model_dir), "--input", str(src), "--output", str(out)]) == 2
+    assert "in.txt:2: invalid UTF-8" in capsys.readouterr().err and not out.exists()
+    assert main(["encode", "--model", str(tiny_model_dir), "--input", str(src), "--output", str(out),
+                 "--errors", "replace", "--max-length", "64"]) == 0
+    err = capsys.readouterr().err
+    assert "1 lines of" in err and "1 of 3 texts are longer than 64 tokens" in err
+    assert np.load(out).shape[0] == 3
+
+
+# ---- caches and checkpoints that belong to something else, or are damaged
+
+
+def test_foreign_targets_and_model_are_refused_with_the_fix(tmp_path, tiny_model_dir, tokenizer):
+    from conftest import make_tiny_model
+
+    train(_config(tmp_path, tiny_model_dir, "training.steps=2"))
+    other_corpus = tmp_path / "other.txt"
+    other_corpus.write_text("\n".join(reversed(SENTENCES)) + "\nOne more line about rivers.\n")
+    with pytest.raises(Text2TokenError, match="targets.safetensors: cached targets were built for different settings "
+                                              "\\(corpus.*delete the file to rebuild"):
+        train(_config(tmp_path, tiny_model_dir, "training.steps=2", f"data.train_file={other_corpus}"), resume=True)
+    other_model = make_tiny_model(tmp_path / "other-model", tokenizer, seed=3)
+    with pytest.raises(Text2TokenError, match="stage1-data was started from another model.*choose another --output"):
+        train(_config(tmp_path, other_model, "training.steps=2"), resume=True)
+
+
+def test_damaged_checkpoints_are_skipped_and_named(tmp_path, tiny_model_dir):
+    train(_config(tmp_path, tiny_model_dir, "training.steps=6", "training.save_every=2", "training.keep_checkpoints=5"))
+    stage = tmp_path / "run" / "stage1-data"
+    assert latest_checkpoint(stage).name == "checkpoint-0000006"
+    newest = stage / "checkpoints" / "checkpoint-0000006" / "adapter.safetensors"
+    data = bytearray(newest.read_bytes())
+    data[-5] ^= 0xFF  # one flipped bit in the weights: same size, different checksum
+    newest.write_bytes(bytes(data))
+    (stage / "checkpoints" / ".tmp-checkpoint-0000008.abc").mkdir()  # a write killed half-way
+    assert latest_checkpoint(stage).name == "checkpoint-0000004"
+    with pytest.raises(Text2TokenError, match="checkpoint-0000006 is damaged \\(adapter.safetensors does not match"):
+        load_checkpoint_model(newest.parent)
+    load_checkpoint_model(stage / "checkpoints" / "checkpoint-0000004")
+
+
+# ---- one run per folder
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_run_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
+    with RunLock(tmp_path):
+        with pytest.raises(Text2TokenError, match=f"in use by another run \\(pid \\d+ .*delete .*{LOCK_NAME}"):
+            RunLock(tmp_path).acquire()
+    assert not (tmp_path / LOCK_NAME).exists()  # released
+    import socket
+
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(), "started": "x"}))
+    with RunLock(tmp_path) as lock:
+        assert lock.held and json.loads((tmp_path / LOCK_NAME).read_text())["pid"] != "x"
+    (tmp_path / LOCK_NAME).write_text("{half-writ")  # garbage: treated as stale
+    RunLock(tmp_path).acquire().release()
+
+
+def test_second_training_on_the_same_folder_refuses(tmp_path, tiny_model_dir, capsys):
+    from test_interrupt import _cmd, _wait_for_steps
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_cmd(tmp_path, tiny_model_dir, run, 5000), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        _wait_for_steps(run / "stage1-data" / "train_log.jsonl", 1, proc)
+        corpus = tmp_path / "corpus.txt"
+        assert main(["train", "--output", str(run), "--resume", "stages=[data]", f"model.name={tiny_model_dir}",
+                     f"data.train_file={corpus}", "model.pooling=mean"]) == 2
+        assert f"in use by another run (pid {proc.pid}" in capsys.readouterr().err
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (run / LOCK_NAME).exists()  # kill -9 leaves the lock behind; it is stale now
+    RunLock(run).acquire().release()
+
+
+# ---- numerics
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny_model_dir, capsys):
+    args = _train_args(tmp_path, tiny_model_dir, tmp_path / "c.txt", "training.lr=1e30", "training.steps=6",
+                       "training.save_every=1", "training.grad_clip=0")
+    (tmp_path / "c.txt").write_text("\n".join(SENTENCES) + "\n")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "loss is nan at stage 1 (data-driven) step 2" in err or "loss is inf at stage 1 (data-driven) step 2" in err, err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "lower learning rate" in errors[0] and "Traceback" not in err
+    assert err.rstrip().endswith(errors[0])  # the progress bar is closed before the message
+    ckpt = latest_checkpoint(tmp_path / "run" / "stage1-data")
+    assert ckpt.name == "checkpoint-0000001"
+    assert all(torch.isfinite(t).all() for t in load_file(str(ckpt / "adapter.safetensors")).values())
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_lm_head_runs_in_fp32_where_half_precision_overflows(tiny_model_dir):
+    model = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", device="cpu", dtype=torch.float16)
+    with torch.no_grad():
+        model.lm_head.weight[7].fill_(1.0)  # one row whose logit is sum(pooled)
+    pooled = torch.full((2, model.backbone.config.hidden_size), 6e4, dtype=torch.float16)
+    assert torch.isinf(model.lm_head(pooled)).any()  # what a half-precision head would give
+    logits = model.vocab_logits(pooled)
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+    assert logits[0, 7].item() == pytest.approx(6e4 * model.backbone.config.hidden_size, rel=1e-3)
+
+
+# ---- determinism
+
+
+def test_same_seed_same_config_gives_identical_targets_weights_and_embeddings(tmp_path, tiny_model_dir):
+    runs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        train(_config(tmp_path / name, tiny_model_dir, "training.steps=4", "lora.dropout=0.1"), show_progress_bar=False)
+        runs.append(tmp_path / name / "run")
+    a, b = runs
+    assert (a / "stage1-data" / "targets.safetensors").read_bytes() == (b / "stage1-data" / "targets.safetensors").read_bytes()
+    wa, wb = (load_file(str(r / "stage1-data" / "adapter_final.safetensors")) for r in runs)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)  # bitwise
+    ea, eb = (Text2TokenModel.from_pretrained(str(r / "model"), device="cpu").encode(SENTENCES[:8]) for r in runs)
+    assert np.array_equal(ea, eb)
+
+
+@pytest.mark.parametrize("pooling,attention", [("mean", "causal"), ("last", "causal"), ("mean", "bidirectional"),
+                                               ("weighted_mean", "causal")])
+def test_encoding_does_not_depend_on_batch_size(tiny_model_dir, pooling, attention):
+    model = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling=pooling, attention=attention, device="cpu")
+    texts = [s[: 7 + 5 * i] for i, s in enumerate(SENTENCES[:8])] + ["x", "a much longer text " * 6]
+    ref = model.encode(texts, batch_size=1, normalize_embeddings=True)
+    for bs in (3, 10):
+        got = model.encode(texts, batch_size=bs, normalize_embeddings=True)
+        assert (got * ref).sum(axis=1).min() >= 1 - 1e-5
