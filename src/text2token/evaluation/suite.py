@@ -6,7 +6,9 @@
 - WordSimilarity: Spearman correlation of cosine similarity with the human score.
 
 Scores are on a 0–100 scale. Suites: ``demo`` (four held-out tasks on fixed, seeded
-subsets, for the quick before/after table) and ``full`` (all six tasks, complete).
+subsets, for the before/after table), ``quick`` (the same tasks on smaller subsets),
+``held-out`` (the four tasks, complete) and ``full`` = ``offline`` (all six tasks, complete).
+Results carry per-category (task type) means as well as the overall mean.
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ ALL_TASKS = HELD_OUT + ("ConventionSpeechClassification", "BrownGenreClustering"
 SUITES: dict[str, dict[str, int | None]] = {
     "demo": {"RottenTomatoesClassification": 400, "MiniNewsgroupsClustering": None,
              "WordNetNounDefinitionRetrieval": 200, "WordSim353": None},
+    "quick": {"RottenTomatoesClassification": 200, "MiniNewsgroupsClustering": None,
+              "WordNetNounDefinitionRetrieval": 100, "WordSim353": None},
     "held-out": {name: None for name in HELD_OUT},
     "full": {name: None for name in ALL_TASKS},
+    "offline": {name: None for name in ALL_TASKS},  # the name the docs use for "every bundled task, complete"
 }
 
 
@@ -156,7 +161,11 @@ def evaluate_suite(model, suite: str = "demo", batch_size: int = 32, progress=pr
         if progress:
             progress(f"  {name}: {task.main_score} = {score:.2f} ({results[name]['seconds']} s)")
     mean = float(np.mean([r["main_score"] for r in results.values()]))
-    return {"suite": suite, "tasks": results, "mean": round(mean, 2)}
+    categories: dict[str, list[float]] = {}
+    for r in results.values():
+        categories.setdefault(r["type"], []).append(r["main_score"])
+    return {"suite": suite, "tasks": results, "mean": round(mean, 2),
+            "categories": {k: round(float(np.mean(v)), 2) for k, v in categories.items()}}
 
 
 def format_table(columns: dict[str, dict]) -> str:
@@ -170,4 +179,8 @@ def format_table(columns: dict[str, dict]) -> str:
         cells = [f"{columns[n]['tasks'][task]['main_score']:.2f}" if task in columns[n]["tasks"] else "–" for n in names]
         lines.append(f"| {task} | {info['type']} | {info['metric']} | {subset} | " + " | ".join(cells) + " |")
     lines.append("| **mean** | | | | " + " | ".join(f"**{columns[n]['mean']:.2f}**" for n in names) + " |")
+    cats = [c for c in first.get("categories", {}) if all(c in columns[n].get("categories", {}) for n in names)]
+    if len(cats) > 1:
+        lines += ["", "| category | " + " | ".join(names) + " |", "|" + "---|" * (1 + len(names))]
+        lines += [f"| {c} | " + " | ".join(f"{columns[n]['categories'][c]:.2f}" for n in names) + " |" for c in cats]
     return "\n".join(lines)
