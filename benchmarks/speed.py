@@ -1,0 +1,262 @@
+"""Speed and memory of Text2Token against baselines measured in the same run, reported as ratios.
+
+1. Training step (LoRA r16 on q/k/v/o, batch × length as configured, fp32 on CPU): Text2Token (pooled
+   vectors only through the LM head, sparse KL) vs SimCSE (LLM2Vec's step: two dropout views in one
+   forward of 2B texts) vs a naive Text2Token step that computes full-sequence logits (B×L×V) and picks
+   the pooled position. Each system runs in its own fresh process so that its peak memory (max RSS,
+   or CUDA max allocated) is its own. Default backbone and a tiny 2-layer llama.
+2. Encoding: ``Text2TokenModel.encode`` vs ``sentence_transformers.SentenceTransformer.encode`` on the
+   same weights with the same (mean) pooling; texts/s, tokens/s and the minimum cosine between the two.
+3. Data-driven target construction: texts/s over 100k corpus sentences, stored bytes per target.
+
+    python benchmarks/speed.py --quick --json speed.json    # a few minutes on 2 CPU cores
+    python benchmarks/speed.py                               # more steps and texts
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _corpus(n: int) -> list[str]:
+    from text2token.textio import read_texts
+    from text2token.training.trainer import BUNDLED_CORPUS
+
+    texts = read_texts(BUNDLED_CORPUS, skip_blank=True)
+    reps = -(-n // len(texts))
+    return (texts * reps)[:n]
+
+
+def _peak_mb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _tiny_model(folder: Path) -> str:
+    """A randomly initialised 2-layer llama on the default model's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from text2token.backbone import resolve_model_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path("default"))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+def train_step_worker(system: str, model_name: str, batch: int, length: int, steps: int, queue) -> None:
+    """Time ``steps`` optimizer steps (after one warm-up step) of one system; report s/step and peak memory."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from text2token import Text2TokenModel
+    from text2token.objectives import set_attention_dropout, simcse_loss, sparse_kl_loss
+    from text2token.targets import DataDrivenTargetBuilder
+
+    torch.manual_seed(0)
+    model = Text2TokenModel.from_pretrained(model_name, pooling="last", max_length=length, dtype=torch.float32)
+    texts = _corpus(batch * (steps + 1) * 4)
+    texts = sorted(texts, key=len)[len(texts) // 2 :][: batch * (steps + 1)]  # longer half: near-full batches
+    targets, _ = DataDrivenTargetBuilder(model.tokenizer).build(texts)
+    peft_model = get_peft_model(model.backbone, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05,
+                                                            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+    if system == "simcse":
+        set_attention_dropout(model.backbone, 0.3)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=5e-5)
+    model.train()
+    dev = model.device
+    times, tokens = [], 0
+    for step in range(steps + 1):
+        rows = list(range(step * batch, (step + 1) * batch))
+        rows = [r for r in rows if r < len(targets)]
+        enc = model.tokenize([texts[targets.text_index[r]] for r in rows])
+        ids, mask = enc["input_ids"].to(dev), enc["attention_mask"].to(dev)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        if system == "text2token":
+            logits = model.vocab_logits(model(ids, mask))
+        elif system == "naive":  # the LM's full output: logits for every position, then the last real one
+            full = peft_model(input_ids=ids, attention_mask=mask).logits  # B×L×V
+            last = mask.sum(dim=1) - 1 if model.tokenizer.padding_side == "right" else torch.full_like(mask[:, 0], -1)
+            logits = full[torch.arange(full.shape[0]), last].float()
+        if system in ("text2token", "naive"):
+            tid, tw = targets.batch(rows)
+            loss = sparse_kl_loss(logits, tid.to(dev), tw.to(dev))
+        else:
+            pooled = model(torch.cat([ids, ids]), torch.cat([mask, mask]))
+            a, b = pooled.chunk(2)
+            loss = simcse_loss(a, b, 0.05)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        if step > 0:
+            times.append(time.perf_counter() - t0)
+            tokens += int(mask.sum())
+    queue.put({"seconds_per_step": statistics.median(times), "peak_memory_mb": round(_peak_mb(), 1),
+               "tokens_per_s": round(tokens / sum(times), 1), "steps": steps})
+
+
+def measure_train(model_name: str, label: str, batch: int, length: int, steps: int) -> dict:
+    ctx = mp.get_context("spawn")
+    out = {}
+    for system in ("text2token", "simcse", "naive"):
+        q = ctx.Queue()
+        proc = ctx.Process(target=train_step_worker, args=(system, model_name, batch, length, steps, q))
+        proc.start()
+        proc.join()
+        if proc.exitcode != 0:
+            raise RuntimeError(f"{system} step on {label} failed (exit {proc.exitcode})")
+        out[system] = q.get()
+        print(f"  {label:10s} {system:10s} {out[system]['seconds_per_step']:.3f} s/step  "
+              f"peak {out[system]['peak_memory_mb']:.0f} MB")
+    t, s, n = out["text2token"], out["simcse"], out["naive"]
+    out["step_ratio_vs_simcse"] = round(t["seconds_per_step"] / s["seconds_per_step"], 3)
+    out["peak_mem_ratio_vs_simcse"] = round(t["peak_memory_mb"] / s["peak_memory_mb"], 3)
+    out["step_ratio_vs_naive"] = round(t["seconds_per_step"] / n["seconds_per_step"], 3)
+    out["peak_mem_ratio_vs_naive"] = round(t["peak_memory_mb"] / n["peak_memory_mb"], 3)
+    return out
+
+
+def measure_encode(n_texts: int, batch: int, max_length: int) -> dict:
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+
+    from text2token import Text2TokenModel
+    from text2token.backbone import resolve_model_path
+
+    path = resolve_model_path("default")
+    texts = _corpus(n_texts)
+    ours = Text2TokenModel.from_pretrained(path, pooling="mean", max_length=max_length, dtype=torch.float32)
+    word = models.Transformer(path, max_seq_length=max_length)
+    if word.tokenizer.pad_token is None:
+        word.tokenizer.pad_token = word.tokenizer.eos_token
+    st = SentenceTransformer(modules=[word, models.Pooling(word.get_word_embedding_dimension(), pooling_mode="mean")],
+                             device=str(ours.device))
+    n_tokens = int(sum(min(len(x), max_length) for x in ours.tokenizer(texts)["input_ids"]))
+    ours.encode(texts[:batch], batch_size=batch)  # warm-up both
+    st.encode(texts[:batch], batch_size=batch)
+    results = {}
+    for name, fn in (("text2token", lambda: ours.encode(texts, batch_size=batch)),
+                     ("sentence_transformers", lambda: st.encode(texts, batch_size=batch, convert_to_numpy=True))):
+        t0 = time.perf_counter()
+        emb = fn()
+        dt = time.perf_counter() - t0
+        results[name] = {"seconds": round(dt, 2), "texts_per_s": round(len(texts) / dt, 1),
+                         "tokens_per_s": round(n_tokens / dt, 1), "emb": emb}
+        print(f"  encode {name:22s} {len(texts) / dt:8.1f} texts/s  {n_tokens / dt:9.1f} tokens/s")
+    a, b = results["text2token"].pop("emb"), results["sentence_transformers"].pop("emb")
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    results["throughput_ratio_vs_sentence_transformers"] = round(
+        results["text2token"]["texts_per_s"] / results["sentence_transformers"]["texts_per_s"], 3)
+    results["min_cosine_vs_sentence_transformers"] = float(cos.min())
+    results["texts"] = len(texts)
+    return results
+
+
+def measure_targets(n_texts: int) -> dict:
+    from transformers import AutoTokenizer
+
+    from text2token.backbone import resolve_model_path
+    from text2token.targets import DataDrivenTargetBuilder
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path("default"))
+    texts = _corpus(n_texts)
+    builder = DataDrivenTargetBuilder(tok)
+    builder.build(texts[:2000])  # warm the per-token cache, as any real run does after its first batch
+    builder = DataDrivenTargetBuilder(tok)
+    t0 = time.perf_counter()
+    targets, report = builder.build(texts)
+    dt = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "t.safetensors"
+        targets.save(path)
+        size = path.stat().st_size
+    words = float(np.mean([len(t.split()) for t in texts]))
+    out = {"texts": len(texts), "mean_words": round(words, 1), "seconds": round(dt, 2),
+           "texts_per_s": round(len(texts) / dt, 1), "bytes_per_target": round(size / max(1, report.kept), 1),
+           "kept": report.kept}
+    print(f"  targets: {out['texts_per_s']:.0f} texts/s over {len(texts)} texts (~{words:.0f} words), "
+          f"{out['bytes_per_target']:.0f} bytes per stored target")
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer steps and texts (a few minutes on 2 CPU cores)")
+    p.add_argument("--json", help="write the figures to this JSON file")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--skip", default="", help="comma-separated sections to skip: train,encode,targets")
+    args = p.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    steps = 2 if args.quick else 5
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}")
+    report: dict = {"quick": args.quick, "batch_size": args.batch_size, "max_length": args.max_length,
+                    "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"}
+    if "train" not in skip:
+        print(f"training step (batch {args.batch_size} × ≤{args.max_length} tokens, median of {steps} steps):")
+        with tempfile.TemporaryDirectory() as d:
+            report["train_tiny"] = measure_train(_tiny_model(Path(d) / "tiny"), "tiny", args.batch_size, args.max_length, steps)
+        report["train_default"] = measure_train("default", "SmolLM2", args.batch_size, args.max_length, steps)
+        report["train_step_ratio_vs_simcse"] = report["train_default"]["step_ratio_vs_simcse"]
+        report["train_peak_mem_ratio_vs_simcse"] = report["train_default"]["peak_mem_ratio_vs_simcse"]
+        report["train_step_ratio_vs_naive"] = report["train_default"]["step_ratio_vs_naive"]
+    if "encode" not in skip:
+        print("encoding (SmolLM2, mean pooling):")
+        enc = measure_encode(512 if args.quick else 2048, args.batch_size, 128)
+        report["encode"] = enc
+        report["encode_throughput_ratio_vs_sentence_transformers"] = enc["throughput_ratio_vs_sentence_transformers"]
+        report["encode_min_cosine_vs_sentence_transformers"] = enc["min_cosine_vs_sentence_transformers"]
+    if "targets" not in skip:
+        print("data-driven targets:")
+        tg = measure_targets(100_000)
+        report["targets"] = tg
+        report["targets_texts_per_s"] = tg["texts_per_s"]
+        report["target_bytes_per_text"] = tg["bytes_per_target"]
+
+    print("\n| figure | value | goal |\n|---|---|---|")
+    goals = {"train_step_ratio_vs_simcse": "≤ 0.45", "train_peak_mem_ratio_vs_simcse": "≤ 0.55",
+             "train_step_ratio_vs_naive": "< 1", "encode_throughput_ratio_vs_sentence_transformers": "≥ 1.0",
+             "encode_min_cosine_vs_sentence_transformers": "≥ 0.9999", "targets_texts_per_s": "≥ 20000",
+             "target_bytes_per_text": "≤ 1024"}
+    for key, goal in goals.items():
+        if key in report:
+            print(f"| {key} | {report[key]:.4g} | {goal} |")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwritten: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
