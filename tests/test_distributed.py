@@ -46,3 +46,17 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir):
     a = Text2TokenModel.from_pretrained(str(one / "model"), device="cpu").encode(SENTENCES[:4])
     b = Text2TokenModel.from_pretrained(str(two / "model"), device="cpu").encode(SENTENCES[:4])
     np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_simcse_two_processes_match_one_with_global_negatives(tmp_path, tiny_model_dir):
+    """SimCSE gathers the other process's views as negatives, so 2 processes see the same loss as 1."""
+    extra = ["objective=simcse", "simcse.dropout=0.0", "training.lr=1e-2"]  # no dropout: identical views on both
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run(_cmd(tmp_path, tiny_model_dir, one, 4) + extra, check=True, capture_output=True)
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
+    launch = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no", "-m", "text2token.cli", *(_cmd(tmp_path, tiny_model_dir, two, 4) + extra)[3:]]
+    res = subprocess.run(launch, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    read = lambda run: [json.loads(l)["loss"] for l in (run / "simcse" / "train_log.jsonl").read_text().splitlines()]  # noqa: E731
+    np.testing.assert_allclose(read(two), read(one), rtol=1e-4)

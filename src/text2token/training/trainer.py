@@ -375,7 +375,8 @@ def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage
         model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.backbone.enable_input_require_grads()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=tcfg.weight_decay)
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=tcfg.weight_decay,
+                                  fused=accelerator.device.type == "cuda")  # one kernel for all LoRA tensors
     scheduler = get_scheduler(tcfg.scheduler if tcfg.scheduler != "constant" else "constant_with_warmup",
                               optimizer, num_warmup_steps=tcfg.warmup_steps, num_training_steps=steps)
     log_path = stage_dir / "train_log.jsonl"
@@ -388,6 +389,8 @@ def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage
     elif main and log_path.exists():
         log_path.unlink()
     model.train()
+    if tcfg.compile:
+        model.trunk.compile()  # in place: parameter names (checkpoints, merge) stay the same
     ddp_model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     n = len(targets) if targets is not None else len(texts)
