@@ -41,6 +41,10 @@ def test_any_unicode_gives_a_distribution_or_is_reported(tokenizer, texts):
         assert not set(ids.tolist()) & set(tokenizer.all_special_ids)
     for i, text in enumerate(texts):  # skipped exactly when the text has no content token
         assert (i in kept) == bool(builder.token_ids(text))
+    assert builder._per_word  # the fast per-word path is in use on this tokenizer ...
+    assert builder._ids_by_word(texts) == builder._ids_whole(texts)  # ... and equals whole-text tokenization
+    short = DataDrivenTargetBuilder(tokenizer, max_length=5)  # truncation inside and between words
+    assert short._ids_by_word(texts) == short._ids_whole(texts)
 
 
 # ---- corpus problems in `text2token train`

@@ -68,3 +68,16 @@ def test_store_roundtrip_and_fingerprint_check(tmp_path, tokenizer):
         SparseTargets.load(path, expect_fingerprint={**builder.fingerprint(), "max_length": 7})
     ids, weights = loaded.batch([1, 0])
     assert ids.shape == weights.shape and weights.sum(dim=1).allclose(weights.new_ones(2))
+
+
+def test_parallel_build_is_identical(tokenizer):
+    from text2token.textio import read_texts
+    from text2token.training.trainer import BUNDLED_CORPUS
+
+    texts = read_texts(BUNDLED_CORPUS, skip_blank=True)[:3000] + ["", "the of and", "x" * 500]
+    one, rep1 = DataDrivenTargetBuilder(tokenizer).build(texts, batch_size=512)
+    two, rep2 = DataDrivenTargetBuilder(tokenizer).build(texts, batch_size=512, num_proc=2)
+    assert rep1 == rep2 and rep1.skipped_no_content >= 2
+    for name in ("indptr", "ids", "weights", "text_index"):
+        assert np.array_equal(getattr(one, name), getattr(two, name)), name
+    assert one.ids.dtype == np.int32 and one.weights.dtype == np.float32

@@ -78,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--baseline", metavar="MODEL",
                    help="also evaluate this model with the same pooling/attention (e.g. the untrained 'default')")
     v.add_argument("--output", help="write the results as JSON to this file")
+    v.add_argument("--card", action="store_true",
+                   help="also record the results in the model folder (text2token_config.json and its README.md model card)")
     v.add_argument("--batch-size", type=int, default=32)
     return p
 
@@ -193,6 +195,14 @@ def cmd_eval(args) -> int:
         out = next(reversed(columns.values())) if len(columns) == 1 else {"models": columns}
         write_json_atomic(args.output, out)
         print(f"\nresults written to {args.output}")
+    if args.card:
+        from .errors import Text2TokenError
+        from .model_card import CONFIG_NAME, record_evaluation
+
+        if not (Path(args.model) / CONFIG_NAME).is_file():
+            raise Text2TokenError(f"--card needs a saved text2token model folder; {args.model} has no {CONFIG_NAME}")
+        record_evaluation(args.model, columns[args.model])
+        print(f"evaluation recorded in {Path(args.model) / 'README.md'}")
     return 0
 
 

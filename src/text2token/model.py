@@ -112,7 +112,11 @@ class Text2TokenModel(torch.nn.Module):
         }
 
     def save_pretrained(self, path: str | os.PathLike, extra: dict | None = None) -> None:
-        """Save as a plain Hugging Face folder plus ``text2token_config.json``, atomically."""
+        """Save atomically as a plain Hugging Face folder plus ``text2token_config.json``, that is also a
+        native sentence-transformers folder (``SentenceTransformer(path)``, no remote code) with a model card."""
+        from .model_card import write_model_card
+        from .st_export import write_sentence_transformers_files
+
         with atomic_directory(path) as tmp:
             self.backbone.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
@@ -120,6 +124,10 @@ class Text2TokenModel(torch.nn.Module):
             if extra:
                 settings.update(extra)
             (tmp / CONFIG_NAME).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+            write_sentence_transformers_files(tmp, pooling=self.pooling, template=self.template,
+                                              max_length=self.max_length,
+                                              hidden_size=self.backbone.config.hidden_size, tokenizer=self.tokenizer)
+            write_model_card(tmp, settings, name=Path(path).name)
 
     # ------------------------------------------------------------------ tensors
     @property

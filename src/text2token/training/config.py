@@ -31,6 +31,7 @@ class DataConfig:
     field: str = "text"  # JSONL field
     max_texts: int | None = None  # use at most this many texts (after shuffling)
     target_max_length: int = 128  # tokens considered when building data-driven targets
+    num_proc: int = 0  # processes building data-driven targets; 0 = auto (all cores for corpora over 50k texts)
     errors: str = "strict"  # invalid UTF-8 in the corpus: strict (error naming the line) | replace (U+FFFD, counted)
 
 
@@ -126,6 +127,7 @@ class RunConfig:
         _check(m.max_length >= 8, "model.max_length", f"must be >= 8, got {m.max_length}")
         _check(d.max_texts is None or d.max_texts > 0, "data.max_texts", f"must be > 0, got {d.max_texts}")
         _check(d.target_max_length > 0, "data.target_max_length", "must be > 0")
+        _check(d.num_proc >= 0, "data.num_proc", f"must be >= 0 (0 = auto), got {d.num_proc}")
         _check(d.errors in ("strict", "replace"), "data.errors", f"must be strict or replace, got '{d.errors}'")
         _check(l.r > 0, "lora.r", f"must be > 0, got {l.r}")
         _check(l.alpha > 0, "lora.alpha", f"must be > 0, got {l.alpha}")

@@ -321,7 +321,8 @@ def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage
             targets = SparseTargets.load(targets_file, expect_fingerprint=fingerprint)
             report = {"texts": len(texts), "kept": len(targets), "skipped_no_content": len(texts) - len(targets)}
         else:
-            targets, rep = builder.build(texts, show_progress_bar=show_progress_bar and main)
+            num_proc = cfg.data.num_proc or (min(os.cpu_count() or 1, 8) if len(texts) > 50_000 else 1)
+            targets, rep = builder.build(texts, show_progress_bar=show_progress_bar and main, num_proc=num_proc)
             targets.fingerprint = fingerprint
             report = rep.as_dict()
             if main:
