@@ -107,3 +107,22 @@ def test_hub_ids_take_the_hub_path_and_fail_clearly_offline(tmp_path):
                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
     assert res.returncode == 2
     assert "cannot load model 'HuggingFaceTB/SmolLM2-135M-Instruct'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_explain_input_file_and_compare(tmp_path, tiny_model_dir, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "cats and dogs"}\n{"text": "stock markets"}\n')
+    out = tmp_path / "ex.jsonl"
+    assert main(["explain", "--model", str(tiny_model_dir), "--input", str(src), "--output", str(out), "--top-k", "4"]) == 0
+    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [r["text"] for r in rows] == ["cats and dogs", "stock markets"] and all(len(r["tokens"]) == 4 for r in rows)
+    capsys.readouterr()
+    assert main(["explain", "--model", str(tiny_model_dir), "--compare", "--json", "--top-k", "5", "a cat", "a kitten"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert -1 <= res["cosine"] <= 1 and res["overlap"] > 0 and len(res["tokens"]) == 5
+    shares = [t["share"] for t in res["tokens"]]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-6
+    t = res["tokens"][0]
+    assert t["p_a"] * t["p_b"] == pytest.approx(t["share"] * res["overlap"], rel=1e-4)
+    assert main(["explain", "--model", str(tiny_model_dir), "--compare", "only one"]) == 2
+    assert "exactly two" in capsys.readouterr().err

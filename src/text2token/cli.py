@@ -16,6 +16,8 @@ EXAMPLES = """examples:
   text2token encode --model runs/demo/model --input texts.txt --output emb.npy --normalize
   text2token explain --model runs/demo/model "The cat sat on the mat."
   text2token eval --model runs/demo/model --suite demo --baseline default
+  text2token index --model runs/demo/model --corpus docs.jsonl --output runs/demo/index
+  text2token search --index runs/demo/index --query "interest rates" --hybrid 0.5
 """
 
 
@@ -61,7 +63,29 @@ def _parser() -> argparse.ArgumentParser:
     _model_args(x)
     x.add_argument("--top-k", type=int, default=10)
     x.add_argument("--json", action="store_true", help="print JSON lines instead of a readable list")
-    x.add_argument("texts", nargs="+", metavar="TEXT")
+    x.add_argument("--input", help="explain every text of this .txt/.jsonl file (JSON lines out; see --output)")
+    x.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
+    x.add_argument("--output", help="with --input: write the JSON lines to this file instead of stdout")
+    x.add_argument("--compare", action="store_true",
+                   help="two TEXTs: their cosine and the tokens that carry the overlap of their vocabulary distributions")
+    x.add_argument("texts", nargs="*", metavar="TEXT")
+
+    i = sub.add_parser("index", help="build a sparse (top-k LM-head tokens) + dense retrieval index of a corpus")
+    _model_args(i)
+    i.add_argument("--corpus", required=True, help=".txt (one document per line) or .jsonl (fields 'text', optional 'id')")
+    i.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
+    i.add_argument("--output", required=True, help="index folder to write")
+    i.add_argument("--top-k", type=int, default=128, help="tokens kept per document (default: 128)")
+    i.add_argument("--batch-size", type=int, default=32)
+
+    s = sub.add_parser("search", help="rank the documents of an index for a query")
+    s.add_argument("--index", required=True, help="folder written by 'text2token index'")
+    s.add_argument("--query", required=True, action="append", help="query text (repeatable)")
+    s.add_argument("--top", type=int, default=10, help="results per query (default: 10)")
+    s.add_argument("--hybrid", type=float, metavar="ALPHA",
+                   help="score = ALPHA·dense cosine + (1−ALPHA)·sparse dot product (default: sparse only)")
+    s.add_argument("--dense", action="store_true", help="dense cosine only")
+    s.add_argument("--json", action="store_true", help="print JSON lines")
 
     v = sub.add_parser("eval", help="evaluate on the bundled offline tasks")
     _model_args(v)
@@ -157,17 +181,94 @@ def cmd_encode(args) -> int:
 
 def cmd_explain(args) -> int:
     from .errors import Text2TokenError
+    from .textio import atomic_path, read_texts
 
     if args.top_k < 1:
         raise Text2TokenError("--top-k must be >= 1")
+    if args.input and args.texts:
+        raise Text2TokenError("give TEXT arguments or --input FILE, not both")
+    if args.compare and (args.input or len(args.texts) != 2):
+        raise Text2TokenError("--compare takes exactly two TEXT arguments")
+    if not args.input and not args.texts:
+        raise Text2TokenError("nothing to explain: give TEXT arguments or --input FILE")
+    if args.output and not args.input:
+        raise Text2TokenError("--output goes with --input")
+    texts = read_texts(args.input, field=args.field) if args.input else args.texts
     model = _load(args)
-    for text, tokens in zip(args.texts, model.explain(args.texts, top_k=args.top_k)):
+    if args.compare:
+        result = model.compare(texts[0], texts[1], top_k=args.top_k)
         if args.json:
-            print(json.dumps({"text": text, "tokens": [{"token": t, "prob": p} for t, p in tokens]}, ensure_ascii=False))
+            print(json.dumps({"text_a": texts[0], "text_b": texts[1], **result}, ensure_ascii=False))
+        else:
+            print(f"A: {texts[0]}\nB: {texts[1]}")
+            print(f"cosine {result['cosine']:.4f}; vocabulary overlap sum_v p_a*p_b = {result['overlap']:.4g}, carried by:")
+            print(f"  {'share':>7}  {'p_a':>7}  {'p_b':>7}  token")
+            for t in result["tokens"]:
+                print(f"  {t['share']:7.1%}  {t['p_a']:7.4f}  {t['p_b']:7.4f}  {t['token']!r}")
+        return 0
+    explained = model.explain(texts, top_k=args.top_k)
+    rows = (json.dumps({"text": text, "tokens": [{"token": t, "prob": p} for t, p in tokens]}, ensure_ascii=False)
+            for text, tokens in zip(texts, explained))
+    if args.input:
+        if args.output:
+            with atomic_path(args.output) as tmp:
+                tmp.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+            print(f"wrote {len(texts)} explanations to {args.output}")
+        else:
+            for r in rows:
+                print(r)
+        return 0
+    for text, tokens, row in zip(texts, explained, rows):
+        if args.json:
+            print(row)
         else:
             print(text)
             for tok, prob in tokens:
                 print(f"  {prob:8.4f}  {tok!r}")
+    return 0
+
+
+def cmd_index(args) -> int:
+    from .errors import Text2TokenError
+    from .sparse_index import build_index
+    from .textio import read_jsonl, read_texts
+
+    if args.top_k < 1:
+        raise Text2TokenError("--top-k must be >= 1")
+    texts = read_texts(args.corpus, field=args.field)  # validates every line, naming file and line
+    if Path(args.corpus).suffix.lower() == ".jsonl":
+        ids = [str(r.get("id", n)) for n, r in enumerate(read_jsonl(args.corpus), start=1)]
+    else:
+        ids = [str(n) for n in range(1, len(texts) + 1)]
+    if len(set(ids)) != len(ids):
+        raise Text2TokenError(f"{args.corpus}: document ids are not unique")
+    model = _load(args)
+    summary = build_index(model, [{"id": i, "text": t} for i, t in zip(ids, texts)], args.output, top_k=args.top_k,
+                          batch_size=args.batch_size, model_ref=str(Path(args.model).resolve()) if Path(args.model).exists()
+                          else args.model)
+    print(f"indexed {summary['documents']} documents into {args.output}: sparse {summary['sparse_bytes'] / 1024:.0f} KiB "
+          f"({args.top_k} tokens each), dense {summary['dense_bytes'] / 1024:.0f} KiB")
+    return 0
+
+
+def cmd_search(args) -> int:
+    from .errors import Text2TokenError
+    from .sparse_index import SparseIndex
+
+    if args.hybrid is not None and not 0 <= args.hybrid <= 1:
+        raise Text2TokenError("--hybrid ALPHA must be in [0, 1]")
+    if args.dense and args.hybrid is not None:
+        raise Text2TokenError("--dense and --hybrid exclude each other")
+    mode = "dense" if args.dense else "hybrid" if args.hybrid is not None else "sparse"
+    index = SparseIndex(args.index)
+    for query in args.query:
+        hits = index.search(query, top=args.top, mode=mode, alpha=args.hybrid if args.hybrid is not None else 0.5)
+        if args.json:
+            print(json.dumps({"query": query, "mode": mode, "hits": hits}, ensure_ascii=False))
+            continue
+        print(f"query: {query}  ({mode})")
+        for h in hits:
+            print(f"  {h['rank']:3d}. {h['score']:.4f}  [{h['id']}] {h['text'][:100]}")
     return 0
 
 
@@ -258,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()
     from .errors import Text2TokenError
 
-    handler = {"train": cmd_train, "encode": cmd_encode, "explain": cmd_explain, "eval": cmd_eval}[args.command]
+    handler = {"train": cmd_train, "encode": cmd_encode, "explain": cmd_explain, "eval": cmd_eval, "index": cmd_index,
+               "search": cmd_search}[args.command]
     try:
         return handler(args)
     except Text2TokenError as exc:

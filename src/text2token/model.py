@@ -264,3 +264,22 @@ class Text2TokenModel(torch.nn.Module):
         finally:
             self.train(was_training)
         return result
+
+    @torch.inference_mode()
+    def compare(self, text_a: str, text_b: str, top_k: int = 10) -> dict:
+        """Why two texts are similar: the embeddings' cosine, and the tokens that carry the overlap of their
+        vocabulary distributions ``Σ_v p_a(v)·p_b(v)`` (each token's share of that sum, largest first)."""
+        was_training = self.training
+        self.eval()
+        try:
+            enc = {k: v.to(self.device) for k, v in self.tokenize([text_a, text_b]).items()}
+            pooled = self(enc["input_ids"], enc["attention_mask"]).float()
+            probs = torch.softmax(self.vocab_logits(pooled), dim=-1)
+        finally:
+            self.train(was_training)
+        product = probs[0] * probs[1]
+        overlap = float(product.sum())
+        top = product.topk(top_k)
+        tokens = [{"token": self.tokenizer.decode([i]), "p_a": float(probs[0, i]), "p_b": float(probs[1, i]),
+                   "share": float(v) / overlap if overlap > 0 else 0.0} for v, i in zip(top.values.tolist(), top.indices.tolist())]
+        return {"cosine": float(F.cosine_similarity(pooled[0], pooled[1], dim=0)), "overlap": overlap, "tokens": tokens}
