@@ -87,6 +87,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dense", action="store_true", help="dense cosine only")
     s.add_argument("--json", action="store_true", help="print JSON lines")
 
+    r = sub.add_parser("report", help="summarise a training run folder (stages, losses, hit rates, data, versions)")
+    r.add_argument("run_dir", metavar="RUN_DIR")
+    r.add_argument("--plot", action="store_true", help="(re)draw RUN_DIR/training_curves.png")
+
+    a = sub.add_parser("analyze", help="how training moved the vocabulary view and the representation (table + PNG)")
+    _model_args(a)
+    a.add_argument("--base", default="default", help="the untrained model to compare with (default: 'default')")
+    a.add_argument("--input", required=True, help=".txt/.jsonl texts to analyse (a few hundred is plenty)")
+    a.add_argument("--field", default="text")
+    a.add_argument("--top-k", type=int, default=10, help="top tokens per text (default 10)")
+    a.add_argument("--directions", type=int, default=10, help="top singular directions of the base embeddings (default 10)")
+    a.add_argument("--output", help="write the figures as JSON here; the PNG goes next to it (default: analysis.png)")
+
     v = sub.add_parser("eval", help="evaluate on the bundled offline tasks")
     _model_args(v)
     v.add_argument("--suite", default="demo",
@@ -272,6 +285,40 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .training.report import plot_training_curves, summarize_run
+
+    print(summarize_run(args.run_dir))
+    if args.plot:
+        out = plot_training_curves(args.run_dir)
+        print(f"  plot: {out}" if out else "  no training log to plot yet")
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from .analysis import analyze, format_analysis
+    from .errors import Text2TokenError
+    from .model import Text2TokenModel
+    from .textio import read_texts, write_json_atomic
+
+    if args.top_k < 1 or args.directions < 1:
+        raise Text2TokenError("--top-k and --directions must be >= 1")
+    texts = read_texts(args.input, field=args.field)
+    if len(texts) < 2:
+        raise Text2TokenError(f"{args.input}: need at least 2 texts")
+    trained = _load(args)
+    base = Text2TokenModel.from_pretrained(args.base, pooling=trained.pooling, attention=trained.attention,
+                                           template=trained.template, max_length=trained.max_length)
+    png = Path(args.output).with_suffix(".png") if args.output else Path("analysis.png")
+    result = analyze(trained, base, texts, top_k=args.top_k, directions=args.directions, png=png)
+    print(format_analysis(result, args.model, args.base))
+    print(f"\nplot: {png}")
+    if args.output:
+        write_json_atomic(args.output, result)
+        print(f"figures: {args.output}")
+    return 0
+
+
 def cmd_eval(args) -> int:
     from .evaluation import evaluate_suite, format_table
     from .model import Text2TokenModel
@@ -360,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import Text2TokenError
 
     handler = {"train": cmd_train, "encode": cmd_encode, "explain": cmd_explain, "eval": cmd_eval, "index": cmd_index,
-               "search": cmd_search}[args.command]
+               "search": cmd_search, "report": cmd_report, "analyze": cmd_analyze}[args.command]
     try:
         return handler(args)
     except Text2TokenError as exc:

@@ -194,6 +194,18 @@ def _truncate_log(path: Path, last_step: int) -> None:
     write_atomic(path, lambda p: p.write_text("".join(k + "\n" for k in keep), encoding="utf-8"))
 
 
+def topk_hit_rate(logits: torch.Tensor, target_ids: torch.Tensor, valid: torch.Tensor) -> float:
+    """Mean over texts of |top-n predicted tokens ∩ target tokens| / n, where n is the text's number of
+    target tokens (``valid`` marks real entries of the padded ``target_ids``)."""
+    n = valid.sum(dim=1)
+    k = int(n.max())
+    top = logits.topk(k, dim=-1).indices  # B×k, best first
+    in_top = (top.unsqueeze(2) == target_ids.unsqueeze(1)).any(dim=2)  # B×k: predicted token is a target
+    ranks = torch.arange(k, device=logits.device).unsqueeze(0)
+    hits = (in_top & (ranks < n.unsqueeze(1))).sum(dim=1)
+    return round(float((hits / n.clamp_min(1)).mean()), 4)
+
+
 def _mixed_precision(setting: str) -> str:
     if setting == "auto":
         return "bf16" if torch.cuda.is_available() else "no"
@@ -261,6 +273,9 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
             raise Text2TokenError(f"{out_dir} already holds checkpoints: pass --resume to continue, or choose another --output")
         out_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(out_dir / "config.yaml")
+        from .report import environment_info
+
+        write_json_atomic(out_dir / "run_info.json", environment_info())
     accelerator.wait_for_everyone()
     set_seed(cfg.training.seed)
     model = Text2TokenModel.from_pretrained(
@@ -282,6 +297,9 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
                    "processes": accelerator.num_processes, **{f"stage_{k}": v for k, v in summaries.items()}}
         model.save_pretrained(model_dir, extra={"training": {"config": cfg.to_dict(), **summary}})
         write_json_atomic(out_dir / "train_summary.json", summary)
+        from .report import plot_training_curves
+
+        plot_training_curves(out_dir)
     accelerator.wait_for_everyone()
     return model_dir
 
@@ -425,8 +443,11 @@ def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage
                 if targets is not None:
                     ids, weights = targets.batch(rows)
                     loss = sparse_kl_loss(logits, ids.to(dev), weights.to(dev))
+                    extra["hit_rate"] = topk_hit_rate(logits.detach(), ids.to(dev), weights.to(dev) > 0)
                 else:
                     loss = dense_kl_loss(logits, q)
+                    top_q = q.topk(16, dim=-1).indices
+                    extra["hit_rate"] = topk_hit_rate(logits.detach(), top_q, torch.ones_like(top_q, dtype=torch.bool))
             if not torch.isfinite(loss):
                 bar.close()
                 raise Text2TokenError(

@@ -1,0 +1,134 @@
+"""What a run folder tells a reader: the environment it ran in, training-curve plots, and a summary
+(``text2token report RUN_DIR``)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from ..errors import Text2TokenError
+from ..textio import atomic_path
+
+KEY_PACKAGES = ("text2token", "torch", "transformers", "peft", "accelerate", "safetensors", "sentence-transformers",
+                "mteb", "numpy")
+STAGE_DIRS = {"data": "stage1-data", "model": "stage2-model", "simcse": "simcse"}
+
+
+def environment_info() -> dict:
+    """Versions of the key libraries, Python, platform, the git commit of the code (if it is a checkout)."""
+    versions = {}
+    for name in KEY_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    commit = None
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if out.returncode == 0:
+            dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            commit = out.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    import torch
+
+    return {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "python": sys.version.split()[0],
+            "platform": platform.platform(), "git_commit": commit, "versions": versions,
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "argv": sys.argv}
+
+
+def _read_log(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_training_curves(run_dir: str | Path) -> Path | None:
+    """``RUN/training_curves.png``: loss and top-k hit rate per step, one line per stage."""
+    run_dir = Path(run_dir)
+    logs = {stage: _read_log(run_dir / d / "train_log.jsonl") for stage, d in STAGE_DIRS.items()}
+    logs = {k: v for k, v in logs.items() if v}
+    if not logs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    offset = 0
+    for stage, rows in logs.items():
+        steps = [offset + r["step"] for r in rows]
+        axes[0].plot(steps, [r["loss"] for r in rows], label=STAGE_DIRS[stage])
+        if any("hit_rate" in r for r in rows):
+            axes[1].plot(steps, [r.get("hit_rate") for r in rows], label=STAGE_DIRS[stage])
+        offset = steps[-1]
+    axes[0].set(title="training loss", xlabel="optimizer step (stages in sequence)", ylabel="loss")
+    axes[1].set(title="top-n hit rate of predicted tokens vs targets", xlabel="optimizer step", ylabel="hit rate",
+                ylim=(0, 1))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = run_dir / "training_curves.png"
+    with atomic_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return out
+
+
+def summarize_run(run_dir: str | Path) -> str:
+    """A readable summary of a run folder."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise Text2TokenError(f"{run_dir} is not a text2token run folder (no config.yaml)")
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    info = json.loads((run_dir / "run_info.json").read_text()) if (run_dir / "run_info.json").is_file() else {}
+    summary = json.loads((run_dir / "train_summary.json").read_text()) if (run_dir / "train_summary.json").is_file() else None
+    lines = [f"run {run_dir}", f"  backbone {cfg['model']['name']}: {cfg['model']['pooling']} pooling, "
+             f"{cfg['model']['attention']} attention; objective {cfg.get('objective', 'text2token')}"]
+    if info:
+        v = info.get("versions", {})
+        lines.append(f"  started {info.get('started')} on {info.get('device')}; text2token {v.get('text2token')}, "
+                     f"torch {v.get('torch')}, transformers {v.get('transformers')}, peft {v.get('peft')}; "
+                     f"commit {info.get('git_commit') or 'n/a'}")
+    stages = cfg["stages"] if cfg.get("objective", "text2token") == "text2token" else ["simcse"]
+    for stage in stages:
+        folder = run_dir / STAGE_DIRS[stage]
+        rows = _read_log(folder / "train_log.jsonl")
+        planned = cfg["stage2"]["steps"] if stage == "model" else cfg["training"]["steps"]
+        if not rows:
+            lines.append(f"  {STAGE_DIRS[stage]}: not started ({planned} steps planned)")
+            continue
+        state = "finished" if (folder / "summary.json").is_file() else f"in progress / interrupted (resume with --resume)"
+        first, last = rows[0], rows[-1]
+        hit = f", hit rate {first.get('hit_rate')} → {last.get('hit_rate')}" if "hit_rate" in last else ""
+        secs = sum(r.get("seconds", 0) for r in rows)
+        lines.append(f"  {STAGE_DIRS[stage]}: {last['step']}/{planned} steps, {state}; loss {first['loss']:.4f} → "
+                     f"{last['loss']:.4f}{hit}; {secs / max(1, len(rows)):.2f} s/step")
+        report = folder / "data_report.json"
+        if report.is_file():
+            d = json.loads(report.read_text())
+            t = d.get("targets", {})
+            lines.append(f"    data {d.get('file')}: {d.get('used')} texts used of {d.get('lines')}, "
+                         f"{d.get('blank_lines_skipped', 0)} blank skipped, {d.get('texts_truncated_to_max_length', 0)} "
+                         f"truncated" + (f", {t.get('skipped_no_content')} without content tokens" if "skipped_no_content" in t else ""))
+    if summary:
+        lines.append(f"  model: {run_dir / 'model'} ({summary['steps']} steps, {summary['seconds']} s, peak memory "
+                     f"{summary['peak_memory_mb']:.0f} MB)")
+    else:
+        lines.append("  model: not saved yet")
+    for name in ("training_curves.png", "eval_demo.json"):
+        if (run_dir / name).is_file():
+            lines.append(f"  {name}: {run_dir / name}")
+    return "\n".join(lines)
