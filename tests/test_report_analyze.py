@@ -56,3 +56,17 @@ def test_analyze_table_json_and_png(tmp_path, tiny_model_dir, tokenizer, capsys)
     assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-6  # SVD order
     assert (tmp_path / "a.png").stat().st_size > 1000
     assert "share from beyond the text" in capsys.readouterr().out
+
+
+def test_tensorboard_logging_or_a_clear_error(tmp_path, tiny_model_dir):
+    import importlib.util
+
+    from text2token.errors import ConfigError
+
+    cfg = _config(tmp_path, tiny_model_dir, "training.steps=2", "training.tensorboard=true")
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(ConfigError, match="pip install tensorboard"):
+            train(cfg, show_progress_bar=False)
+    else:
+        train(cfg, show_progress_bar=False)
+        assert any((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))

@@ -59,6 +59,7 @@ class TrainingConfig:
     keep_checkpoints: int = 2
     mixed_precision: str = "auto"  # auto (bf16 on GPU, none on CPU) | no | bf16 | fp16
     gradient_checkpointing: bool = False
+    tensorboard: bool = False  # also log to RUN/tensorboard (needs the tensorboard package)
     compile: bool = False  # torch.compile the backbone (GPU; pays off on long runs)
 
 

@@ -419,6 +419,7 @@ def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage
     name = {"data": "stage 1 (data-driven)", "model": f"stage 2 (model-derived, tau={cfg.stage2.tau:g})",
             "simcse": f"SimCSE (dropout {cfg.simcse.dropout:g})"}[stage]
     bar = tqdm(total=steps, initial=start_step, desc=name, disable=not (show_progress_bar and main))
+    writer = _tensorboard(cfg, stage_dir.parent, stage) if main else None
     t_start = time.perf_counter()
     with _Interrupt() as interrupt:
         for step in range(start_step + 1, steps + 1):
@@ -469,12 +470,18 @@ def _run_stage(stage, cfg: RunConfig, model: Text2TokenModel, accelerator, stage
                               "tokens": int(enc["attention_mask"].sum()) * world, **extra}
                     with open(log_path, "a", encoding="utf-8") as fh:
                         fh.write(json.dumps(record) + "\n")
+                    if writer is not None:
+                        for key in ("loss", "lr", "grad_norm", "hit_rate", "q_mass_top64"):
+                            if record.get(key) is not None:
+                                writer.add_scalar(f"{stage}/{key}", record[key], step)
             if main and (interrupt.hit or step == steps or (tcfg.save_every and step % tcfg.save_every == 0)):
                 save_checkpoint(stage_dir, step, model, optimizer, scheduler, tcfg.keep_checkpoints)
             if interrupt.hit:
                 bar.close()
                 raise KeyboardInterrupt(f"interrupted at {name} step {step}; checkpoint saved, continue with --resume")
     bar.close()
+    if writer is not None:
+        writer.close()
     accelerator.wait_for_everyone()
     elapsed = time.perf_counter() - t_start
     summary = {"stage": stage, "steps": steps, "lr": lr, "resumed_from": start_step,
@@ -504,6 +511,16 @@ def _report_input_problems(stage_dir: Path, info: dict, max_length: int) -> None
                      f"training.max_length={max_length} tokens")
     if notes:
         logger.warning("%s: %s (counts in %s)", info["file"], "; ".join(notes), stage_dir / "data_report.json")
+
+
+def _tensorboard(cfg: RunConfig, run_dir: Path, stage: str):
+    if not cfg.training.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("training.tensorboard=true needs the tensorboard package: pip install tensorboard") from None
+    return SummaryWriter(str(run_dir / "tensorboard" / STAGE_DIRS[stage]))
 
 
 def _claim_stage_dir(stage_dir: Path, frozen_fp: str, first: bool) -> None:
