@@ -229,3 +229,26 @@ def test_encoding_does_not_depend_on_batch_size(tiny_model_dir, pooling, attenti
     for bs in (3, 10):
         got = model.encode(texts, batch_size=bs, normalize_embeddings=True)
         assert (got * ref).sum(axis=1).min() >= 1 - 1e-5
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
+def test_streaming_corpus_reader_equals_reading_the_whole_file(tmp_path, suffix):
+    import hashlib
+
+    from text2token.textio import read_texts_counted
+    from text2token.training.trainer import read_corpus
+
+    texts = [f"text number {i} with ünïcode {'x' * (i % 7)}" for i in range(300)]
+    lines = [json.dumps({"text": t}, ensure_ascii=False) if suffix == ".jsonl" else t for t in texts]
+    lines[0] = "\ufeff" + lines[0]
+    lines[5] += "\r"
+    lines.insert(9, "   ")
+    path = tmp_path / f"c{suffix}"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    got, info = read_corpus(path, "text", seed=3, limit=120)
+    everything, counts = read_texts_counted(path, skip_blank=True)
+    assert everything == texts and counts["blank_lines_skipped"] == 1
+    order = np.random.default_rng(3).permutation(len(texts))[:120]
+    assert got == [texts[i] for i in order]
+    assert info["sha256_16"] == hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    assert info["lines"] == 300 and info["used"] == 120 and info["blank_lines_skipped"] == 1

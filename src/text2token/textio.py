@@ -35,6 +35,16 @@ def read_texts_counted(
 ) -> tuple[list[str], dict]:
     """Like :func:`read_texts`, also returning counts: ``blank_lines_skipped`` and
     ``invalid_utf8_lines_replaced``."""
+    counts: dict = {}
+    texts = [text for _, text in iter_texts(path, field, skip_blank, errors, counts)]
+    return texts, counts
+
+
+def iter_texts(path: str | os.PathLike, field: str = "text", skip_blank: bool = False, errors: str = "strict",
+               counts: dict | None = None):
+    """Stream ``(byte offset of the line, text)`` for every text of the file, validating each line as
+    :func:`read_texts` does (so memory does not grow with the file). ``counts`` (if given) receives
+    ``blank_lines_skipped`` and ``invalid_utf8_lines_replaced``; an empty file is an error at the end."""
     if errors not in ERROR_MODES:
         raise ValueError(f"errors must be one of {ERROR_MODES}, got {errors!r}")
     path = Path(path)
@@ -42,44 +52,61 @@ def read_texts_counted(
         raise InputFileError(path, "file does not exist")
     if path.is_dir():
         raise InputFileError(path, "is a directory, expected a .txt or .jsonl file")
-    raw = path.read_bytes()
     is_jsonl = path.suffix.lower() == ".jsonl"
-    texts: list[str] = []
-    counts = {"blank_lines_skipped": 0, "invalid_utf8_lines_replaced": 0}
-    n_lines = raw.count(b"\n") + 1
-    for lineno, line_bytes in enumerate(raw.split(b"\n"), start=1):
-        if line_bytes.endswith(b"\r"):
-            line_bytes = line_bytes[:-1]
-        try:
-            line = line_bytes.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if errors == "strict":
-                raise InputFileError(path, f"invalid UTF-8 at byte {exc.start} of the line "
-                                           "(use --errors replace to decode it with U+FFFD and go on)", lineno) from None
-            line = line_bytes.decode("utf-8", errors="replace")
-            counts["invalid_utf8_lines_replaced"] += 1
-        if lineno == 1 and line.startswith("\ufeff"):
-            line = line[1:]
-        if not line.strip():
-            if line_bytes == b"" and lineno == n_lines:  # the final newline of a file is not an empty line
-                continue
-            if skip_blank:
+    counts = counts if counts is not None else {}
+    counts.update(blank_lines_skipped=0, invalid_utf8_lines_replaced=0)
+    found = 0
+    offset = 0
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            line_offset, offset = offset, offset + len(raw)
+            text = decode_line(path, lineno, raw, field if is_jsonl else None, errors, counts)
+            if text is None:
+                if not skip_blank:
+                    what = f"field '{field}' is empty or whitespace-only" if is_jsonl and raw.strip() else \
+                        "empty or whitespace-only line"
+                    raise InputFileError(path, what, lineno)
                 counts["blank_lines_skipped"] += 1
                 continue
-            raise InputFileError(path, "empty or whitespace-only line", lineno)
-        if is_jsonl:
-            text = _text_from_json(path, lineno, line, field)
-            if not text.strip():
-                if skip_blank:
-                    counts["blank_lines_skipped"] += 1
-                    continue
-                raise InputFileError(path, f"field '{field}' is empty or whitespace-only", lineno)
-        else:
-            text = line
-        texts.append(text)
-    if not texts:
+            found += 1
+            yield line_offset, text
+    if not found:
         raise InputFileError(path, "file holds no texts" + (" (only blank lines)" if counts["blank_lines_skipped"] else " (empty)"))
-    return texts, counts
+
+
+def decode_line(path: Path, lineno: int, raw: bytes, field: str | None, errors: str = "strict",
+                counts: dict | None = None) -> str | None:
+    """The text of one raw line (``field`` of a JSONL object, or the line itself); None if blank."""
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if errors == "strict":
+            raise InputFileError(path, f"invalid UTF-8 at byte {exc.start} of the line "
+                                       "(use --errors replace to decode it with U+FFFD and go on)", lineno) from None
+        line = raw.decode("utf-8", errors="replace")
+        if counts is not None:
+            counts["invalid_utf8_lines_replaced"] += 1
+    if lineno == 1 and line.startswith("\ufeff"):
+        line = line[1:]
+    if not line.strip():
+        return None
+    text = _text_from_json(path, lineno, line, field) if field is not None else line
+    return text if text.strip() else None
+
+
+def read_lines_at(path: str | os.PathLike, offsets, field: str | None, errors: str = "strict") -> list[str]:
+    """The texts of the lines starting at byte ``offsets`` (as given by :func:`iter_texts`), in that order."""
+    path = Path(path)
+    out = {}
+    with open(path, "rb") as fh:
+        for off in sorted(set(int(o) for o in offsets)):
+            fh.seek(off)
+            out[off] = decode_line(path, 1 if off == 0 else 0, fh.readline(), field, errors)
+    return [out[int(o)] for o in offsets]
 
 
 def _text_from_json(path: Path, lineno: int, line: str, field: str) -> str:

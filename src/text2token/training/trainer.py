@@ -34,7 +34,7 @@ from ..model import Text2TokenModel
 from ..objectives import set_attention_dropout, simcse_loss, sparse_kl_loss
 from ..pooling import default_template
 from ..targets import DataDrivenTargetBuilder, SparseTargets
-from ..textio import atomic_directory, atomic_path, read_texts_counted, write_json_atomic
+from ..textio import atomic_directory, atomic_path, iter_texts, read_lines_at, write_json_atomic
 from .config import RunConfig
 from .lock import RunLock
 
@@ -47,12 +47,26 @@ def corpus_path(config: RunConfig) -> Path:
 
 
 def read_corpus(path: Path, field: str, seed: int, limit: int | None, errors: str = "strict") -> tuple[list[str], dict]:
-    """Read a corpus (blank lines skipped and counted), shuffle it with ``seed``, keep ``limit`` texts."""
-    texts, counts = read_texts_counted(path, field=field, skip_blank=True, errors=errors)
-    digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]
-    order = np.random.default_rng(seed).permutation(len(texts))[:limit]
-    return [texts[i] for i in order], {"file": str(path), "sha256_16": digest, "lines": len(texts), **counts,
-                                       "used": len(order)}
+    """Read a corpus (blank lines skipped and counted), shuffle it with ``seed``, keep ``limit`` texts.
+
+    Streams the file once (validating every line, hashing the texts, keeping only each line's byte
+    offset), then reads just the chosen lines: memory grows with 8 bytes per line plus the texts kept,
+    so a corpus larger than memory works.
+    """
+    counts: dict = {}
+    digest = hashlib.sha256()
+    offsets = []
+    for i, (offset, text) in enumerate(iter_texts(path, field=field, skip_blank=True, errors=errors, counts=counts)):
+        if i:
+            digest.update(b"\n")
+        digest.update(text.encode("utf-8"))
+        offsets.append(offset)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    order = np.random.default_rng(seed).permutation(len(offsets))[:limit]
+    is_jsonl = Path(path).suffix.lower() == ".jsonl"
+    texts = read_lines_at(path, offsets[order], field if is_jsonl else None, errors)
+    return texts, {"file": str(path), "sha256_16": digest.hexdigest()[:16], "lines": len(offsets), **counts,
+                   "used": len(order)}
 
 
 def load_training_texts(config: RunConfig) -> tuple[list[str], dict]:
