@@ -30,7 +30,7 @@ run: $(STAMP)
 	else \
 	  $(BIN)/text2token train --config $(CONFIG) --output $(RUN) --resume; \
 	fi
-	$(BIN)/text2token eval --model $(RUN)/model --baseline default --suite demo --output $(RUN)/eval_demo.json
+	$(BIN)/text2token eval --model $(RUN)/model --baseline default --suite demo --output $(RUN)/eval_demo.json --card
 
 # A ~3-minute smoke run: 4 + 4 steps, then explain (no evaluation).
 run-quick: $(STAMP)

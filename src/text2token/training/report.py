@@ -76,7 +76,8 @@ def plot_training_curves(run_dir: str | Path) -> Path | None:
                 ylim=(0, 1))
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     out = run_dir / "training_curves.png"
     with atomic_path(out, suffix=".png") as tmp:
