@@ -49,9 +49,9 @@ def full_run(tmp_path_factory, tiny_model_dir):
 
 
 @pytest.mark.parametrize("sig,after_step", [
-    (signal.SIGINT, 5), (signal.SIGTERM, 5),
+    (signal.SIGINT, 5), (signal.SIGTERM, 17),
     (signal.SIGKILL, 1),   # before the first checkpoint (step 3): resume starts over
-    (signal.SIGKILL, 5), (signal.SIGKILL, 17), (signal.SIGKILL, 32),
+    (signal.SIGKILL, 10), (signal.SIGKILL, 32),
 ])
 def test_interrupt_then_resume_equals_uninterrupted(tmp_path, tiny_model_dir, full_run, sig, after_step):
     steps, full = STEPS, full_run

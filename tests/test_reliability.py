@@ -26,7 +26,7 @@ from test_training import SENTENCES, _config
 # ---- arbitrary text never breaks target construction
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.text(max_size=200), min_size=1, max_size=6))
 def test_any_unicode_gives_a_distribution_or_is_reported(tokenizer, texts):
     builder = DataDrivenTargetBuilder(tokenizer, max_length=64)
