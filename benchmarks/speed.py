@@ -156,6 +156,7 @@ def measure_encode(n_texts: int, batch: int, max_length: int) -> dict:
     word = models.Transformer(path, max_seq_length=max_length)
     if word.tokenizer.pad_token is None:
         word.tokenizer.pad_token = word.tokenizer.eos_token
+    word.tokenizer.padding_side = "right"  # as text2token pads (and as its saved folders tell ST to)
     st = SentenceTransformer(modules=[word, models.Pooling(word.get_word_embedding_dimension(), pooling_mode="mean")],
                              device=str(ours.device))
     n_tokens = int(sum(min(len(x), max_length) for x in ours.tokenizer(texts)["input_ids"]))
@@ -257,6 +258,8 @@ def main(argv=None) -> int:
             print(f"| {key} | {report[key]:.4g} | {goal} |")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        if skip and Path(args.json).is_file():  # a partial re-run keeps the other sections' figures
+            report = {**json.loads(Path(args.json).read_text()), **report}
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwritten: {args.json}")
     return 0
