@@ -71,13 +71,6 @@ def evaluate(name: str, model_ref: str, suite: str, cache: Path, **kwargs) -> di
     return result
 
 
-def by_category(result: dict) -> dict[str, float]:
-    cats: dict[str, list[float]] = {}
-    for info in result["tasks"].values():
-        cats.setdefault(info["type"], []).append(info["main_score"])
-    return {k: round(float(np.mean(v)), 2) for k, v in cats.items()}
-
-
 def markdown(systems: dict[str, dict], suite: str) -> str:
     names = list(systems)
     first = systems[names[0]]["eval"]
@@ -145,7 +138,7 @@ def main(argv=None) -> int:
                    "eval": evaluate("simcse", str(simcse_dir), suite, out / "eval-simcse.json")},
     }
     for info in systems.values():
-        info["categories"] = by_category(info["eval"])
+        info["categories"] = info["eval"]["categories"]  # evaluate_suite's per-type means
     t2t, sim = systems["Text2Token"], systems["SimCSE"]
     results = {
         "suite": suite, "backbone": args.model, "config": args.config,
