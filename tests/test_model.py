@@ -23,6 +23,27 @@ def test_encode_shape_dtype_order_and_batch_size_independence(tiny_model):
     assert tiny_model.encode("single").shape == (tiny_model.backbone.config.hidden_size,)
 
 
+def test_encode_batches_by_token_length_across_windows(tiny_model, monkeypatch):
+    """Batches hold texts of near-equal *token* length; rows come back in input order even when the
+    texts are tokenized in several windows; padding matches the tokenizer's own."""
+    texts = [("word " * n).strip() for n in (1, 30, 2, 29, 3, 28, 4, 27, 5)]
+    whole = tiny_model.encode(texts, batch_size=2)
+    batches = list(tiny_model._batches(texts, 2))
+    lengths = [enc["attention_mask"].sum(1).tolist() for _, enc in batches]
+    assert lengths[0] == sorted(lengths[0], reverse=True) and max(lengths[0]) >= max(lengths[-1])
+    assert sorted(int(i) for idx, _ in batches for i in idx) == list(range(len(texts)))
+    import text2token.model as model_module
+
+    monkeypatch.setattr(model_module, "_ENCODE_WINDOW", 4)
+    windowed = tiny_model.encode(texts, batch_size=2)  # 3 windows: 4 + 4 + 1 texts
+    np.testing.assert_allclose(windowed, whole, atol=1e-5)
+    reference = tiny_model.tokenizer(texts[:3], padding=True, truncation=True,
+                                     max_length=tiny_model.max_length, return_tensors="pt")
+    ours = tiny_model.tokenize(texts[:3])
+    assert torch.equal(ours["input_ids"], reference["input_ids"])
+    assert torch.equal(ours["attention_mask"], reference["attention_mask"])
+
+
 def test_prompteol_template_always_fits(tiny_model_dir):
     model = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="last", max_length=24, device="cpu")
     assert model.template == PROMPTEOL_TEMPLATE
