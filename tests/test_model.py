@@ -94,3 +94,18 @@ def test_bad_settings_and_paths(tiny_model_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelLoadError, match="config.json"):
         Text2TokenModel.from_pretrained(str(tmp_path / "empty"), device="cpu")
+
+
+def test_iter_vocab_logits_rows_match_single_text_logits(tiny_model):
+    texts = [("word " * n).strip() for n in (3, 17, 1, 9, 12)]
+    seen = {}
+    for idx, logits in tiny_model.iter_vocab_logits(texts, batch_size=2):
+        assert logits.dtype == torch.float32 and logits.shape == (len(idx), tiny_model.lm_head.weight.shape[0])
+        for row, vec in zip(idx, logits):
+            assert int(row) not in seen
+            seen[int(row)] = vec
+    assert sorted(seen) == list(range(len(texts)))
+    for i, text in enumerate(texts):
+        with torch.inference_mode():
+            single = tiny_model.vocab_logits(torch.as_tensor(tiny_model.encode([text], convert_to_numpy=False)))
+        torch.testing.assert_close(seen[i], single[0], atol=1e-4, rtol=1e-4)

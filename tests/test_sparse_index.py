@@ -22,7 +22,7 @@ def test_sparse_vectors_are_topk_probabilities_normalised(tiny_model):
     import torch
 
     with torch.no_grad():
-        logits = next(tiny_model.iter_vocab_logits(DOCS[:1], 1))
+        _, logits = next(tiny_model.iter_vocab_logits(DOCS[:1], 1))
     top = torch.softmax(logits, -1).topk(16)
     row = m.getrow(0)
     assert set(row.indices.tolist()) == set(top.indices[0].tolist())

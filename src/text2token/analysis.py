@@ -21,9 +21,10 @@ from .targets import DataDrivenTargetBuilder
 
 
 def _top_tokens(model, texts: list[str], k: int) -> list[list[int]]:
-    out = []
-    for logits in model.iter_vocab_logits(texts, 32):
-        out.extend(logits.topk(k, dim=-1).indices.cpu().tolist())
+    out: list = [None] * len(texts)
+    for idx, logits in model.iter_vocab_logits(texts, 32):
+        for row, top in zip(idx, logits.topk(k, dim=-1).indices.cpu().tolist()):
+            out[row] = top
     return out
 
 

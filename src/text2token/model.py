@@ -261,11 +261,18 @@ class Text2TokenModel(torch.nn.Module):
     @torch.inference_mode()
     def iter_vocab_logits(self, texts: list[str], batch_size: int = 32, desc: str = "logits",
                           show_progress_bar: bool = False):
-        """Yield fp32 ``lm_head(pooled)`` (B×V) for consecutive batches of ``texts``, in input order."""
-        for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not show_progress_bar):
-            enc = self.tokenize(texts[start : start + batch_size])
-            enc = {k: v.to(self.device) for k, v in enc.items()}
-            yield self.vocab_logits(self(enc["input_ids"], enc["attention_mask"]))
+        """Yield ``(rows, logits)``: fp32 ``lm_head(pooled)`` (B×V) for batches of ``texts`` and the row
+        indices into ``texts`` they belong to. Batches come in token-length order (as in :meth:`encode`),
+        not input order; every row appears exactly once."""
+        was_training = self.training
+        self.eval()
+        try:
+            total = sum(-(-min(_ENCODE_WINDOW, len(texts) - b) // batch_size) for b in range(0, len(texts), _ENCODE_WINDOW))
+            for idx, enc in tqdm(self._batches(texts, batch_size), total=total, desc=desc, disable=not show_progress_bar):
+                enc = {k: v.to(self.device) for k, v in enc.items()}
+                yield idx, self.vocab_logits(self(enc["input_ids"], enc["attention_mask"]))
+        finally:
+            self.train(was_training)
 
     @torch.inference_mode()
     def explain(self, texts: str | list[str], top_k: int = 10, batch_size: int = 32) -> list[list[tuple[str, float]]]:

@@ -31,26 +31,17 @@ def sparse_vectors(model, texts: list[str], top_k: int = 128, batch_size: int = 
     L2-normalised (so the dot product of two rows is their cosine in vocabulary space)."""
     rows, cols, vals = [], [], []
     vocab = None
-    for start_row, logits in _enumerate_batches(model.iter_vocab_logits(texts, batch_size, desc="sparse",
-                                                                        show_progress_bar=show_progress_bar)):
+    for idx, logits in model.iter_vocab_logits(texts, batch_size, desc="sparse", show_progress_bar=show_progress_bar):
         vocab = logits.shape[-1]
         top = torch.softmax(logits, dim=-1).topk(top_k, dim=-1)
         v = torch.nn.functional.normalize(top.values, dim=-1)
-        n = v.shape[0]
-        rows.append(np.repeat(np.arange(start_row, start_row + n), top_k))
+        rows.append(np.repeat(np.asarray(idx), top_k))
         cols.append(top.indices.cpu().numpy().ravel())
         vals.append(v.cpu().numpy().ravel().astype(np.float32))
     if vocab is None:
         raise Text2TokenError("no texts to encode")
     return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                          shape=(len(texts), vocab), dtype=np.float32)
-
-
-def _enumerate_batches(batches):
-    start = 0
-    for logits in batches:
-        yield start, logits
-        start += logits.shape[0]
 
 
 def build_index(model, docs: list[dict], output: str | os.PathLike, top_k: int = 128, batch_size: int = 32,

@@ -30,7 +30,7 @@ def model_fingerprint(model: torch.nn.Module, sample: int = 4096) -> str:
 def logit_sum(model, texts: list[str], batch_size: int = 32, show_progress_bar: bool = False) -> tuple[torch.Tensor, int]:
     """Sum of ``lm_head(pool(h(x)))`` over ``texts`` (fp64, streamed in batches) and the count."""
     total = None
-    for logits in model.iter_vocab_logits(texts, batch_size, desc="corpus prior", show_progress_bar=show_progress_bar):
+    for _, logits in model.iter_vocab_logits(texts, batch_size, desc="corpus prior", show_progress_bar=show_progress_bar):
         batch_sum = logits.double().sum(dim=0)
         total = batch_sum if total is None else total + batch_sum
     return total, len(texts)

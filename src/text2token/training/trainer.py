@@ -599,11 +599,14 @@ def _precompute_model_targets(model, texts, prior, cfg: RunConfig, stage_dir: Pa
         except Text2TokenError:
             logger.warning("%s was built for other settings; rebuilding", path)
     model.eval()
-    ids_list, w_list, masses = [], [], []
-    for logits in model.iter_vocab_logits(texts, cfg.training.batch_size, desc="stage-2 targets", show_progress_bar=progress):
+    ids_list: list = [None] * len(texts)
+    w_list: list = [None] * len(texts)
+    masses = []
+    for idx, logits in model.iter_vocab_logits(texts, cfg.training.batch_size, desc="stage-2 targets",
+                                               show_progress_bar=progress):
         ids, w, mass = truncate_top_k(model_derived_targets(logits, prior, cfg.stage2.tau), cfg.stage2.top_k)
-        ids_list.extend(ids.cpu().numpy())
-        w_list.extend(w.cpu().numpy())
+        for row, i, v in zip(idx, ids.cpu().numpy(), w.cpu().numpy()):
+            ids_list[row], w_list[row] = i, v
         masses.append(mass.cpu())
     targets = SparseTargets.from_lists(ids_list, w_list, np.arange(len(texts)), fp)
     targets.save(path)
