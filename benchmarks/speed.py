@@ -118,28 +118,42 @@ def train_step_worker(system: str, model_name: str, batch: int, length: int, ste
         if step > 0:
             times.append(time.perf_counter() - t0)
             tokens += int(mask.sum())
-    queue.put({"seconds_per_step": statistics.median(times), "peak_memory_mb": round(_peak_mb(), 1),
-               "tokens_per_s": round(tokens / sum(times), 1), "steps": steps})
+    queue.put({"step_times": times, "peak_memory_mb": round(_peak_mb(), 1), "tokens": tokens})
 
 
-def measure_train(model_name: str, label: str, batch: int, length: int, steps: int) -> dict:
+def measure_train(model_name: str, label: str, batch: int, length: int, steps: int, rounds: int = 1) -> dict:
+    """Each round runs the three systems one after another, each in a fresh process; step times are
+    pooled over rounds (median), so slow drifts of a shared machine hit every system alike."""
     ctx = mp.get_context("spawn")
-    out = {}
-    for system in ("text2token", "simcse", "naive"):
-        q = ctx.Queue()
-        proc = ctx.Process(target=train_step_worker, args=(system, model_name, batch, length, steps, q))
-        proc.start()
-        proc.join()
-        if proc.exitcode != 0:
-            raise RuntimeError(f"{system} step on {label} failed (exit {proc.exitcode})")
-        out[system] = q.get()
-        print(f"  {label:10s} {system:10s} {out[system]['seconds_per_step']:.3f} s/step  "
-              f"peak {out[system]['peak_memory_mb']:.0f} MB")
+    runs: dict[str, list[dict]] = {"text2token": [], "simcse": [], "naive": []}
+    for r in range(rounds):
+        for system in runs:
+            q = ctx.Queue()
+            proc = ctx.Process(target=train_step_worker, args=(system, model_name, batch, length, steps, q))
+            proc.start()
+            proc.join()
+            if proc.exitcode != 0:
+                raise RuntimeError(f"{system} step on {label} failed (exit {proc.exitcode})")
+            run = q.get()
+            runs[system].append(run)
+            print(f"  {label:10s} {system:10s} round {r + 1}/{rounds}: {statistics.median(run['step_times']):.3f} s/step  "
+                  f"peak {run['peak_memory_mb']:.0f} MB")
+    out: dict = {}
+    for system, rs in runs.items():
+        times = [t for run in rs for t in run["step_times"]]
+        out[system] = {"seconds_per_step": statistics.median(times),
+                       "step_times": [round(t, 3) for t in times],
+                       "peak_memory_mb": statistics.median(run["peak_memory_mb"] for run in rs),
+                       "tokens_per_s": round(sum(run["tokens"] for run in rs) / sum(times), 1),
+                       "steps": steps, "rounds": rounds}
     t, s, n = out["text2token"], out["simcse"], out["naive"]
     out["step_ratio_vs_simcse"] = round(t["seconds_per_step"] / s["seconds_per_step"], 3)
     out["peak_mem_ratio_vs_simcse"] = round(t["peak_memory_mb"] / s["peak_memory_mb"], 3)
     out["step_ratio_vs_naive"] = round(t["seconds_per_step"] / n["seconds_per_step"], 3)
     out["peak_mem_ratio_vs_naive"] = round(t["peak_memory_mb"] / n["peak_memory_mb"], 3)
+    out["step_ratio_vs_simcse_by_round"] = [
+        round(statistics.median(a["step_times"]) / statistics.median(b["step_times"]), 3)
+        for a, b in zip(runs["text2token"], runs["simcse"])]
     return out
 
 
@@ -247,6 +261,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the figures to this JSON file")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="training-step rounds (each runs every system in a fresh process; step times pooled)")
     p.add_argument("--skip", default="", help="comma-separated sections to skip: train,encode,targets")
     args = p.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -258,10 +274,12 @@ def main(argv=None) -> int:
     report: dict = {"quick": args.quick, "batch_size": args.batch_size, "max_length": args.max_length,
                     "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"}
     if "train" not in skip:
-        print(f"training step (batch {args.batch_size} × ≤{args.max_length} tokens, median of {steps} steps):")
+        print(f"training step (batch {args.batch_size} × ≤{args.max_length} tokens, median of {steps} steps × "
+              f"{args.rounds} round(s)):")
         with tempfile.TemporaryDirectory() as d:
-            report["train_tiny"] = measure_train(_tiny_model(Path(d) / "tiny"), "tiny", args.batch_size, args.max_length, steps)
-        report["train_default"] = measure_train("default", "SmolLM2", args.batch_size, args.max_length, steps)
+            report["train_tiny"] = measure_train(_tiny_model(Path(d) / "tiny"), "tiny", args.batch_size, args.max_length,
+                                                 steps, args.rounds)
+        report["train_default"] = measure_train("default", "SmolLM2", args.batch_size, args.max_length, steps, args.rounds)
         report["train_step_ratio_vs_simcse"] = report["train_default"]["step_ratio_vs_simcse"]
         report["train_peak_mem_ratio_vs_simcse"] = report["train_default"]["peak_mem_ratio_vs_simcse"]
         report["train_step_ratio_vs_naive"] = report["train_default"]["step_ratio_vs_naive"]
