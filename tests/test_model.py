@@ -109,3 +109,13 @@ def test_iter_vocab_logits_rows_match_single_text_logits(tiny_model):
         with torch.inference_mode():
             single = tiny_model.vocab_logits(torch.as_tensor(tiny_model.encode([text], convert_to_numpy=False)))
         torch.testing.assert_close(seen[i], single[0], atol=1e-4, rtol=1e-4)
+
+
+def test_texts_without_tokens_are_an_error_not_a_zero_vector(tiny_model):
+    from text2token.errors import Text2TokenError
+
+    assert tiny_model.template is None and tiny_model.tokenizer("")["input_ids"] == []
+    for texts in ([""], ["hello", ""]):
+        with pytest.raises(Text2TokenError, match=r"give no tokens \(position\(s\) \d of \d\)"):
+            tiny_model.encode(texts)
+    assert tiny_model.encode([]).shape == (0, tiny_model.backbone.config.hidden_size)

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .attention import ATTENTION_MODES, set_attention
 from .backbone import Backbone, load_backbone
-from .errors import ConfigError
+from .errors import ConfigError, Text2TokenError
 from .pooling import POOLING_MODES, default_template, pool
 from .textio import atomic_directory
 
@@ -151,7 +151,18 @@ class Text2TokenModel(torch.nn.Module):
         return self._pad(self.token_ids(texts))
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of ``texts`` as :meth:`tokenize` makes them, without padding."""
+        """Token ids of ``texts`` as :meth:`tokenize` makes them, without padding. A text that gives no
+        tokens at all (an empty string without a template or BOS) has no embedding: that is an error
+        naming its position, not a zero vector."""
+        ids = self._token_ids(texts)
+        empty = [i for i, x in enumerate(ids) if not x]
+        if empty:
+            shown = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
+            raise Text2TokenError(f"{len(empty)} text(s) give no tokens (position(s) {shown} of {len(ids)}): "
+                                  "empty texts have no embedding; drop them or use a template")
+        return ids
+
+    def _token_ids(self, texts: list[str]) -> list[list[int]]:
         tok = self.tokenizer
         if self.template is None:
             return tok(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
