@@ -36,6 +36,7 @@ def test_encode_batches_by_token_length_across_windows(tiny_model, monkeypatch):
 
     monkeypatch.setattr(model_module, "_ENCODE_WINDOW", 4)
     windowed = tiny_model.encode(texts, batch_size=2)  # 3 windows: 4 + 4 + 1 texts
+    assert len(list(tiny_model._batches(texts, 2))) == model_module._num_batches(len(texts), 2) == 5
     np.testing.assert_allclose(windowed, whole, atol=1e-5)
     reference = tiny_model.tokenizer(texts[:3], padding=True, truncation=True,
                                      max_length=tiny_model.max_length, return_tensors="pt")

@@ -32,6 +32,11 @@ _UNSET = object()
 _ENCODE_WINDOW = 16384  # texts tokenized (and length-sorted) at a time by encode/explain
 
 
+def _num_batches(n_texts: int, batch_size: int) -> int:
+    """How many batches ``Text2TokenModel._batches`` yields (batches never span two windows)."""
+    return sum(-(-min(_ENCODE_WINDOW, n_texts - b) // batch_size) for b in range(0, n_texts, _ENCODE_WINDOW))
+
+
 class Text2TokenModel(torch.nn.Module):
     """An embedder: ``encode`` pools the last hidden layer; ``vocab_logits`` projects the
     pooled vector through the backbone's own LM head (in fp32)."""
@@ -256,8 +261,7 @@ class Text2TokenModel(torch.nn.Module):
         out = torch.empty(len(texts), self.backbone.config.hidden_size, dtype=torch.float32)
         try:
             batches = self._batches(texts, batch_size)
-            total = sum(-(-min(_ENCODE_WINDOW, len(texts) - b) // batch_size) for b in range(0, len(texts), _ENCODE_WINDOW))
-            for idx, enc in tqdm(batches, total=total, desc="encode", disable=not show_progress_bar):
+            for idx, enc in tqdm(batches, total=_num_batches(len(texts), batch_size), desc="encode", disable=not show_progress_bar):
                 enc = {k: v.to(self.device) for k, v in enc.items()}
                 emb = self(enc["input_ids"], enc["attention_mask"]).float()
                 if normalize_embeddings:
@@ -278,8 +282,7 @@ class Text2TokenModel(torch.nn.Module):
         was_training = self.training
         self.eval()
         try:
-            total = sum(-(-min(_ENCODE_WINDOW, len(texts) - b) // batch_size) for b in range(0, len(texts), _ENCODE_WINDOW))
-            for idx, enc in tqdm(self._batches(texts, batch_size), total=total, desc=desc, disable=not show_progress_bar):
+            for idx, enc in tqdm(self._batches(texts, batch_size), total=_num_batches(len(texts), batch_size), desc=desc, disable=not show_progress_bar):
                 enc = {k: v.to(self.device) for k, v in enc.items()}
                 yield idx, self.vocab_logits(self(enc["input_ids"], enc["attention_mask"]))
         finally:
