@@ -14,10 +14,8 @@ forward 2N, backward 2N for the activations) and is reported as a fraction of th
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -197,7 +195,9 @@ def main(argv=None) -> int:
         if device.type == "cuda":
             torch.cuda.empty_cache()
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        from text2token.textio import write_json_atomic
+
+        write_json_atomic(args.json, report)
         print(f"written: {args.json}")
     return 0
 

@@ -8,13 +8,11 @@ WordNet definition-retrieval task: nDCG@10 of each, index size, and query latenc
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 
 def main(argv=None) -> int:
@@ -69,7 +67,9 @@ def main(argv=None) -> int:
     print(f"\nsparse/dense nDCG@10 = {result['sparse_over_dense_ndcg']:.2f}; index size sparse {info['sparse_bytes'] / 1024:.0f} KiB "
           f"vs dense {info['dense_bytes'] / 1024:.0f} KiB ({result['sparse_over_dense_bytes']:.2f}×)")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        from text2token.textio import write_json_atomic
+
+        write_json_atomic(args.json, result)
         print(f"written: {args.json}")
     return 0
 

@@ -306,10 +306,11 @@ def main(argv=None) -> int:
         if key in report:
             print(f"| {key} | {report[key]:.4g} | {goal} |")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         if skip and Path(args.json).is_file():  # a partial re-run keeps the other sections' figures
             report = {**json.loads(Path(args.json).read_text()), **report}
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        from text2token.textio import write_json_atomic
+
+        write_json_atomic(args.json, report)
         print(f"\nwritten: {args.json}")
     return 0
 

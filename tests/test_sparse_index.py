@@ -3,10 +3,8 @@
 import json
 
 import numpy as np
-import pytest
 import scipy.sparse as sp
 
-from text2token import Text2TokenModel
 from text2token.cli import main
 from text2token.sparse_index import SparseIndex, sparse_vectors
 

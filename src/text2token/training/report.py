@@ -111,7 +111,7 @@ def summarize_run(run_dir: str | Path) -> str:
         if not rows:
             lines.append(f"  {STAGE_DIRS[stage]}: not started ({planned} steps planned)")
             continue
-        state = "finished" if (folder / "summary.json").is_file() else f"in progress / interrupted (resume with --resume)"
+        state = "finished" if (folder / "summary.json").is_file() else "in progress / interrupted (resume with --resume)"
         first, last = rows[0], rows[-1]
         hit = f", hit rate {first.get('hit_rate')} → {last.get('hit_rate')}" if "hit_rate" in last else ""
         secs = sum(r.get("seconds", 0) for r in rows)
