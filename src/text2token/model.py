@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -256,22 +257,35 @@ class Text2TokenModel(torch.nn.Module):
             raise TypeError("encode expects a string or a list of strings")
         if show_progress_bar is None:
             show_progress_bar = len(texts) > 4 * batch_size
-        was_training = self.training
-        self.eval()
         out = torch.empty(len(texts), self.backbone.config.hidden_size, dtype=torch.float32)
-        try:
-            batches = self._batches(texts, batch_size)
-            for idx, enc in tqdm(batches, total=_num_batches(len(texts), batch_size), desc="encode", disable=not show_progress_bar):
-                enc = {k: v.to(self.device) for k, v in enc.items()}
-                emb = self(enc["input_ids"], enc["attention_mask"]).float()
-                if normalize_embeddings:
-                    emb = F.normalize(emb, dim=-1)
-                out[torch.as_tensor(idx)] = emb.cpu()
-        finally:
-            self.train(was_training)
+        for idx, pooled in self._iter_pooled(texts, batch_size, "encode", show_progress_bar):
+            emb = pooled.float()
+            if normalize_embeddings:
+                emb = F.normalize(emb, dim=-1)
+            out[torch.as_tensor(idx)] = emb.cpu()
         if single:
             out = out[0]
         return out.numpy() if convert_to_numpy else out
+
+    @contextmanager
+    def _eval_mode(self):
+        """Eval mode (no dropout) for the block, then back to the mode the model was in."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
+
+    @torch.inference_mode()
+    def _iter_pooled(self, texts: list[str], batch_size: int, desc: str, show_progress_bar: bool):
+        """Yield ``(rows, pooled)`` over :meth:`_batches`, in eval mode, with a progress bar."""
+        with self._eval_mode():
+            batches = tqdm(self._batches(texts, batch_size), total=_num_batches(len(texts), batch_size), desc=desc,
+                           disable=not show_progress_bar)
+            for idx, enc in batches:
+                enc = {k: v.to(self.device) for k, v in enc.items()}
+                yield idx, self(enc["input_ids"], enc["attention_mask"])
 
     @torch.inference_mode()
     def iter_vocab_logits(self, texts: list[str], batch_size: int = 32, desc: str = "logits",
@@ -279,47 +293,29 @@ class Text2TokenModel(torch.nn.Module):
         """Yield ``(rows, logits)``: fp32 ``lm_head(pooled)`` (B×V) for batches of ``texts`` and the row
         indices into ``texts`` they belong to. Batches come in token-length order (as in :meth:`encode`),
         not input order; every row appears exactly once."""
-        was_training = self.training
-        self.eval()
-        try:
-            for idx, enc in tqdm(self._batches(texts, batch_size), total=_num_batches(len(texts), batch_size), desc=desc, disable=not show_progress_bar):
-                enc = {k: v.to(self.device) for k, v in enc.items()}
-                yield idx, self.vocab_logits(self(enc["input_ids"], enc["attention_mask"]))
-        finally:
-            self.train(was_training)
+        for idx, pooled in self._iter_pooled(texts, batch_size, desc, show_progress_bar):
+            yield idx, self.vocab_logits(pooled)
 
     @torch.inference_mode()
     def explain(self, texts: str | list[str], top_k: int = 10, batch_size: int = 32) -> list[list[tuple[str, float]]]:
         """Top-k tokens of ``softmax(lm_head(embedding))`` for each text, with probabilities."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         result: list = [None] * len(texts)
-        was_training = self.training
-        self.eval()
-        try:
-            for idx, enc in self._batches(texts, batch_size):
-                enc = {k: v.to(self.device) for k, v in enc.items()}
-                probs = torch.softmax(self.vocab_logits(self(enc["input_ids"], enc["attention_mask"])), dim=-1)
-                top = probs.topk(top_k, dim=-1)
-                for row, i in enumerate(idx):
-                    ids = top.indices[row].tolist()
-                    tokens = [self.tokenizer.decode([t]) for t in ids]
-                    result[i] = list(zip(tokens, top.values[row].tolist()))
-        finally:
-            self.train(was_training)
+        for idx, logits in self.iter_vocab_logits(texts, batch_size):
+            top = torch.softmax(logits, dim=-1).topk(top_k, dim=-1)
+            for row, i in enumerate(idx):
+                tokens = [self.tokenizer.decode([t]) for t in top.indices[row].tolist()]
+                result[i] = list(zip(tokens, top.values[row].tolist()))
         return result
 
     @torch.inference_mode()
     def compare(self, text_a: str, text_b: str, top_k: int = 10) -> dict:
         """Why two texts are similar: the embeddings' cosine, and the tokens that carry the overlap of their
         vocabulary distributions ``Σ_v p_a(v)·p_b(v)`` (each token's share of that sum, largest first)."""
-        was_training = self.training
-        self.eval()
-        try:
+        with self._eval_mode():
             enc = {k: v.to(self.device) for k, v in self.tokenize([text_a, text_b]).items()}
             pooled = self(enc["input_ids"], enc["attention_mask"]).float()
             probs = torch.softmax(self.vocab_logits(pooled), dim=-1)
-        finally:
-            self.train(was_training)
         product = probs[0] * probs[1]
         overlap = float(product.sum())
         top = product.topk(top_k)
