@@ -12,18 +12,47 @@ def test_defaults_are_valid_and_roundtrip(tmp_path):
 
 
 def test_overrides_and_yaml_number_forms(tmp_path):
-    cfg = load_config(None, ["training.lr=1e-4", "training.steps=7", "model.pooling=mean", "lora.target_modules=q_proj,v_proj",
+    cfg = load_config(None, ["stage1.lr=1e-4", "stage1.steps=7", "model.pooling=mean", "lora.target_modules=q_proj,v_proj",
                              "data.max_texts=null", "model.template=null"])
-    assert cfg.training.lr == 1e-4 and cfg.training.steps == 7 and cfg.model.pooling == "mean"
+    assert cfg.stage1.lr == 1e-4 and cfg.stage1.steps == 7 and cfg.model.pooling == "mean"
     assert cfg.lora.target_modules == ["q_proj", "v_proj"] and cfg.model.template is None
 
 
+def test_each_stage_has_its_own_steps_and_lr():
+    cfg = load_config(None, ["stage1.steps=3", "stage2.steps=4", "simcse.steps=5", "simcse.lr=1e-3"])
+    assert (cfg.stage1.steps, cfg.stage2.steps, cfg.simcse.steps) == (3, 4, 5)
+    assert cfg.simcse.lr == 1e-3 and cfg.stage1.lr == cfg.stage2.lr == 5e-5
+    assert not hasattr(cfg.training, "steps") and not hasattr(cfg.training, "lr")
+
+
+def test_old_keys_keep_working_with_a_deprecation_message(tmp_path, caplog):
+    """training.steps/lr used to mean "stage 1, or SimCSE": they now set both sections, with a warning."""
+    cfg = load_config(None, ["training.steps=7", "training.lr=1e-3"])
+    assert cfg.stage1.steps == cfg.simcse.steps == 7 and cfg.stage1.lr == cfg.simcse.lr == 1e-3
+    assert "'training.steps' is deprecated" in caplog.text and "stage1.steps" in caplog.text
+    old_run = tmp_path / "config.yaml"  # an old run folder's config
+    old_run.write_text("objective: simcse\ntraining:\n  steps: 9\n  lr: 0.01\n  batch_size: 4\n")
+    cfg = load_config(old_run)
+    assert cfg.simcse.steps == 9 and cfg.simcse.lr == 0.01 and cfg.training.batch_size == 4
+    # an override with the old key wins over the file's new key, as any later override does
+    assert load_config(old_run, ["training.steps=11"]).simcse.steps == 11
+    both = tmp_path / "both.yaml"
+    both.write_text("training:\n  steps: 9\nstage1:\n  steps: 3\n")
+    with pytest.raises(ConfigError, match="both 'training.steps' \\(deprecated\\) and 'stage1.steps'"):
+        load_config(both)
+
+
 @pytest.mark.parametrize("override,match", [
-    ("training.stepz=3", "unknown config key 'training.stepz' \\(did you mean 'steps'\\?\\)"),
-    ("training.steps=-1", "training.steps"),
-    ("training.lr=0", "training.lr"),
-    ("training.lr=fast", "must be a number"),
-    ("training.steps=2.5", "must be an integer"),
+    ("training.stepz=3", "unknown config key 'training.stepz'"),
+    ("stage1.stepz=3", "unknown config key 'stage1.stepz' \\(did you mean 'steps'\\?\\)"),
+    ("stage1.steps=-1", "stage1.steps"),
+    ("stage2.steps=0", "stage2.steps"),
+    ("simcse.lr=0", "simcse.lr"),
+    ("stage1.lr=fast", "must be a number"),
+    ("stage1.steps=2.5", "must be an integer"),
+    ("training.steps=-1", "stage1.steps"),
+    ("objective=triplet", "objective"),
+    ("combined.simcse_weight=-1", "combined.simcse_weight"),
     ("model.pooling=max", "model.pooling"),
     ("model.attention=sideways", "model.attention"),
     ("lora.dropout=1.5", "lora.dropout"),
@@ -39,7 +68,7 @@ def test_bad_files(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("training:\n  steps: [1,\n")
+    bad.write_text("stage1:\n  steps: [1,\n")
     with pytest.raises(ConfigError, match="bad.yaml:.*invalid YAML"):
         load_config(bad)
     wrong = tmp_path / "wrong.yaml"

@@ -50,7 +50,7 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir):
 
 def test_simcse_two_processes_match_one_with_global_negatives(tmp_path, tiny_model_dir):
     """SimCSE gathers the other process's views as negatives, so 2 processes see the same loss as 1."""
-    extra = ["objective=simcse", "simcse.dropout=0.0", "training.lr=1e-2"]  # no dropout: identical views on both
+    extra = ["objective=simcse", "simcse.dropout=0.0", "simcse.lr=1e-2", "simcse.steps=4"]  # no dropout: identical views on both
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run(_cmd(tmp_path, tiny_model_dir, one, 4) + extra, check=True, capture_output=True)
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))

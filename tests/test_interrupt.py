@@ -13,7 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from text2token import Text2TokenModel
-from text2token.training.trainer import latest_checkpoint, load_checkpoint_model
+from text2token.training.checkpoint_model import load_checkpoint_model
+from text2token.training.checkpoints import latest_checkpoint
 
 from test_training import SENTENCES
 
@@ -23,7 +24,7 @@ def _cmd(tmp_path, model_dir, run, steps, resume=False):
     corpus.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
     return [sys.executable, "-m", "text2token.cli", "train", "--output", str(run), *(["--resume"] if resume else []),
             "stages=[data]", f"model.name={model_dir}", f"data.train_file={corpus}", "model.pooling=mean", "training.batch_size=8",
-            "training.max_length=32", "training.lr=3e-3", "lora.r=8", "lora.dropout=0.0", f"training.steps={steps}",
+            "training.max_length=32", "stage1.lr=3e-3", "lora.r=8", "lora.dropout=0.0", f"stage1.steps={steps}",
             "training.save_every=3", "training.keep_checkpoints=2"]
 
 

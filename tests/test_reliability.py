@@ -18,7 +18,8 @@ from text2token.errors import Text2TokenError
 from text2token.targets import DataDrivenTargetBuilder
 from text2token.training import train
 from text2token.training.lock import LOCK_NAME, RunLock
-from text2token.training.trainer import latest_checkpoint, load_checkpoint_model
+from text2token.training.checkpoint_model import load_checkpoint_model
+from text2token.training.checkpoints import latest_checkpoint
 
 from test_training import SENTENCES, _config
 
@@ -53,7 +54,7 @@ def test_any_unicode_gives_a_distribution_or_is_reported(tokenizer, texts):
 def _train_args(tmp_path, model_dir, corpus, *extra):
     return ["train", "--output", str(tmp_path / "run"), "stages=[data]", f"model.name={model_dir}",
             f"data.train_file={corpus}", "model.pooling=mean", "training.batch_size=4", "training.max_length=16",
-            "training.steps=1", "lora.r=4", *extra]
+            "stage1.steps=1", "lora.r=4", *extra]
 
 
 @pytest.mark.parametrize("name,content,match", [
@@ -105,19 +106,19 @@ def test_encode_errors_replace_and_truncation_notes(tmp_path, tiny_model_dir, ca
 def test_foreign_targets_and_model_are_refused_with_the_fix(tmp_path, tiny_model_dir, tokenizer):
     from conftest import make_tiny_model
 
-    train(_config(tmp_path, tiny_model_dir, "training.steps=2"))
+    train(_config(tmp_path, tiny_model_dir, "stage1.steps=2"))
     other_corpus = tmp_path / "other.txt"
     other_corpus.write_text("\n".join(reversed(SENTENCES)) + "\nOne more line about rivers.\n")
     with pytest.raises(Text2TokenError, match="targets.safetensors: cached targets were built for different settings "
                                               "\\(corpus.*delete the file to rebuild"):
-        train(_config(tmp_path, tiny_model_dir, "training.steps=2", f"data.train_file={other_corpus}"), resume=True)
+        train(_config(tmp_path, tiny_model_dir, "stage1.steps=2", f"data.train_file={other_corpus}"), resume=True)
     other_model = make_tiny_model(tmp_path / "other-model", tokenizer, seed=3)
     with pytest.raises(Text2TokenError, match="stage1-data was started from another model.*choose another --output"):
-        train(_config(tmp_path, other_model, "training.steps=2"), resume=True)
+        train(_config(tmp_path, other_model, "stage1.steps=2"), resume=True)
 
 
 def test_damaged_checkpoints_are_skipped_and_named(tmp_path, tiny_model_dir):
-    train(_config(tmp_path, tiny_model_dir, "training.steps=6", "training.save_every=2", "training.keep_checkpoints=5"))
+    train(_config(tmp_path, tiny_model_dir, "stage1.steps=6", "training.save_every=2", "training.keep_checkpoints=5"))
     stage = tmp_path / "run" / "stage1-data"
     assert latest_checkpoint(stage).name == "checkpoint-0000006"
     newest = stage / "checkpoints" / "checkpoint-0000006" / "adapter.safetensors"
@@ -177,7 +178,7 @@ def test_second_training_on_the_same_folder_refuses(tmp_path, tiny_model_dir, ca
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny_model_dir, capsys):
-    args = _train_args(tmp_path, tiny_model_dir, tmp_path / "c.txt", "training.lr=1e30", "training.steps=6",
+    args = _train_args(tmp_path, tiny_model_dir, tmp_path / "c.txt", "stage1.lr=1e30", "stage1.steps=6",
                        "training.save_every=1", "training.grad_clip=0")
     (tmp_path / "c.txt").write_text("\n".join(SENTENCES) + "\n")
     assert main(args) == 2
@@ -210,7 +211,7 @@ def test_same_seed_same_config_gives_identical_targets_weights_and_embeddings(tm
     runs = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        train(_config(tmp_path / name, tiny_model_dir, "training.steps=4", "lora.dropout=0.1"), show_progress_bar=False)
+        train(_config(tmp_path / name, tiny_model_dir, "stage1.steps=4", "lora.dropout=0.1"), show_progress_bar=False)
         runs.append(tmp_path / name / "run")
     a, b = runs
     assert (a / "stage1-data" / "targets.safetensors").read_bytes() == (b / "stage1-data" / "targets.safetensors").read_bytes()
@@ -236,7 +237,7 @@ def test_streaming_corpus_reader_equals_reading_the_whole_file(tmp_path, suffix)
     import hashlib
 
     from text2token.textio import read_texts_counted
-    from text2token.training.trainer import read_corpus
+    from text2token.training.corpus import read_corpus
 
     texts = [f"text number {i} with ünïcode {'x' * (i % 7)}" for i in range(300)]
     lines = [json.dumps({"text": t}, ensure_ascii=False) if suffix == ".jsonl" else t for t in texts]

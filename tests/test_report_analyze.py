@@ -7,7 +7,7 @@ import torch
 
 from text2token.cli import main
 from text2token.training import train
-from text2token.training.trainer import topk_hit_rate
+from text2token.objectives import topk_hit_rate
 
 from test_training import SENTENCES, _config
 
@@ -21,7 +21,7 @@ def test_topk_hit_rate_by_hand():
 
 
 def test_run_folder_is_readable(tmp_path, tiny_model_dir, capsys):
-    cfg = _config(tmp_path, tiny_model_dir, "stages=[data,model]", "training.steps=3", "stage2.steps=2",
+    cfg = _config(tmp_path, tiny_model_dir, "stages=[data,model]", "stage1.steps=3", "stage2.steps=2",
                   "stage2.max_texts=16", "stage2.tau=0.1")
     train(cfg, show_progress_bar=False)
     run = tmp_path / "run"
@@ -63,7 +63,7 @@ def test_tensorboard_logging_or_a_clear_error(tmp_path, tiny_model_dir):
 
     from text2token.errors import ConfigError
 
-    cfg = _config(tmp_path, tiny_model_dir, "training.steps=2", "training.tensorboard=true")
+    cfg = _config(tmp_path, tiny_model_dir, "stage1.steps=2", "training.tensorboard=true")
     if importlib.util.find_spec("tensorboard") is None:
         with pytest.raises(ConfigError, match="pip install tensorboard"):
             train(cfg, show_progress_bar=False)

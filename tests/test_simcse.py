@@ -40,7 +40,7 @@ def test_attention_dropout_makes_two_views_and_is_restorable(tiny_model_dir):
 
 
 def test_simcse_training_lowers_its_loss_and_saves_a_plain_model(tmp_path, tiny_model_dir):
-    cfg = _config(tmp_path, tiny_model_dir, "objective=simcse", "training.steps=12", "training.lr=1e-2")
+    cfg = _config(tmp_path, tiny_model_dir, "objective=simcse", "simcse.steps=12", "simcse.lr=1e-2")
     model_dir = train(cfg, show_progress_bar=False)
     log = [json.loads(l) for l in (tmp_path / "run" / "simcse" / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 12

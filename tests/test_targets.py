@@ -72,7 +72,7 @@ def test_store_roundtrip_and_fingerprint_check(tmp_path, tokenizer):
 
 def test_parallel_build_is_identical(tokenizer):
     from text2token.textio import read_texts
-    from text2token.training.trainer import BUNDLED_CORPUS
+    from text2token.training.corpus import BUNDLED_CORPUS
 
     texts = read_texts(BUNDLED_CORPUS, skip_blank=True)[:3000] + ["", "the of and", "x" * 500]
     one, rep1 = DataDrivenTargetBuilder(tokenizer).build(texts, batch_size=512)

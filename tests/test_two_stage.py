@@ -13,7 +13,7 @@ def _log(path):
 
 
 def test_two_stages_train_merge_and_cache_the_prior(tmp_path, tiny_model_dir):
-    cfg = _config(tmp_path, tiny_model_dir, "training.steps=4", "stages=[data,model]", "stage2.steps=8",
+    cfg = _config(tmp_path, tiny_model_dir, "stage1.steps=4", "stages=[data,model]", "stage2.steps=8",
                   "stage2.lr=3e-3", "stage2.tau=0.1", "stage2.max_texts=32")
     model_dir = train(cfg, show_progress_bar=False)
     run = tmp_path / "run"
@@ -66,7 +66,7 @@ def _straight_vs_extended(tmp_path, model_dir, common, short, full):
 
 
 def test_resume_inside_stage_two_matches_a_straight_run(tmp_path, tiny_model_dir):
-    common = ["training.steps=2", "stages=[data,model]", "stage2.lr=3e-3", "stage2.tau=0.1", "stage2.max_texts=48"]
+    common = ["stage1.steps=2", "stages=[data,model]", "stage2.lr=3e-3", "stage2.tau=0.1", "stage2.max_texts=48"]
     straight, part = _straight_vs_extended(tmp_path, tiny_model_dir, common, "stage2.steps=4", "stage2.steps=6")
     log = _log(part / "stage2-model" / "train_log.jsonl")
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
@@ -76,4 +76,4 @@ def test_resume_inside_stage_two_matches_a_straight_run(tmp_path, tiny_model_dir
 
 def test_training_stage_one_further_invalidates_a_finished_stage_two(tmp_path, tiny_model_dir):
     common = ["stages=[data,model]", "stage2.steps=3", "stage2.max_texts=24", "stage2.lr=3e-3", "stage2.tau=0.1"]
-    _straight_vs_extended(tmp_path, tiny_model_dir, common, "training.steps=2", "training.steps=4")
+    _straight_vs_extended(tmp_path, tiny_model_dir, common, "stage1.steps=2", "stage1.steps=4")

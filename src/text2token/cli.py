@@ -11,8 +11,8 @@ from pathlib import Path
 
 EXAMPLES = """examples:
   text2token train --config configs/demo.yaml --output runs/demo
-  text2token train training.steps=20 training.lr=1e-4 model.pooling=mean
-  text2token train --objective simcse --output runs/simcse training.steps=50   # the LLM2Vec baseline
+  text2token train stage1.steps=20 stage1.lr=1e-4 model.pooling=mean
+  text2token train --objective simcse --output runs/simcse simcse.steps=50   # the LLM2Vec baseline
   text2token encode --model runs/demo/model --input texts.txt --output emb.npy --normalize
   text2token explain --model runs/demo/model "The cat sat on the mat."
   text2token eval --model runs/demo/model --suite demo --baseline default
@@ -38,16 +38,17 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--output", help="run folder (overrides output_dir); the model goes to OUTPUT/model")
     t.add_argument("--stages", help="comma-separated stages to run: data (stage 1), model (stage 2); e.g. data,model")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run folder")
-    t.add_argument("--objective", choices=["text2token", "simcse"],
-                   help="text2token (default: the configured stages) or simcse, LLM2Vec's unsupervised contrastive "
-                        "baseline with the same LoRA, pooling, attention and data (training.* settings; simcse.dropout, "
-                        "simcse.temperature); same as objective=")
+    t.add_argument("--objective", choices=["text2token", "simcse", "combined"],
+                   help="text2token (default: the configured stages), simcse (LLM2Vec's unsupervised contrastive "
+                        "baseline with the same LoRA, pooling, attention and data; simcse.steps, simcse.lr, "
+                        "simcse.dropout, simcse.temperature), or combined (each stage: combined.token_weight·KL + "
+                        "combined.simcse_weight·SimCSE); same as objective=")
     t.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     t.add_argument("--errors", choices=["strict", "replace"],
                    help="invalid UTF-8 in the corpus: strict (default; error naming file and line) or replace "
                         "(decode with U+FFFD, count the lines in the run's data_report.json); same as data.errors=")
     t.add_argument("overrides", nargs="*", metavar="section.key=value",
-                   help="config overrides, e.g. training.steps=20 model.pooling=mean lora.r=8")
+                   help="config overrides, anywhere on the line, e.g. stage1.steps=20 stage2.tau=0.01 model.pooling=mean")
 
     e = sub.add_parser("encode", help="embed texts into a .npy matrix")
     _model_args(e)
@@ -132,9 +133,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 def _load(args):
     from .model import Text2TokenModel
 
-    if (Path(args.model) / "adapter.safetensors").is_file():  # a training checkpoint
-        from .training.trainer import load_checkpoint_model
+    from .training.checkpoint_model import is_checkpoint, load_checkpoint_model
 
+    if is_checkpoint(args.model):
         return load_checkpoint_model(args.model)
     return Text2TokenModel.from_pretrained(args.model, pooling=args.pooling, attention=args.attention,
                                            max_length=args.max_length)
@@ -345,10 +346,11 @@ def cmd_eval(args) -> int:
         print(f"\nresults written to {args.output}")
     if args.card:
         from .errors import Text2TokenError
-        from .model_card import CONFIG_NAME, record_evaluation
+        from .layout import MODEL_CONFIG_NAME
+        from .model_card import record_evaluation
 
-        if not (Path(args.model) / CONFIG_NAME).is_file():
-            raise Text2TokenError(f"--card needs a saved text2token model folder; {args.model} has no {CONFIG_NAME}")
+        if not (Path(args.model) / MODEL_CONFIG_NAME).is_file():
+            raise Text2TokenError(f"--card needs a saved text2token model folder; {args.model} has no {MODEL_CONFIG_NAME}")
         record_evaluation(args.model, columns[args.model])
         print(f"evaluation recorded in {Path(args.model) / 'README.md'}")
     return 0
@@ -385,8 +387,26 @@ def _eval_mteb(args) -> int:
     return 0
 
 
+# Commands whose trailing positional list may continue after options (``train … --objective simcse stage1.steps=5``).
+_INTERMIXED = {"train": "overrides", "explain": "texts"}
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; positionals of :data:`_INTERMIXED` commands may appear anywhere, also after options
+    (argparse would otherwise take only the first run of them)."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    dest = _INTERMIXED.get(args.command)
+    unknown = [x for x in extra if dest is None or x.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        setattr(args, dest, list(getattr(args, dest)) + extra)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     if args.version:
         from . import __version__
 

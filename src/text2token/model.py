@@ -22,10 +22,10 @@ from . import __version__
 from .attention import ATTENTION_MODES, set_attention
 from .backbone import Backbone, load_backbone
 from .errors import ConfigError, Text2TokenError
+from .layout import MODEL_CONFIG_NAME
 from .pooling import POOLING_MODES, default_template, pool
 from .textio import atomic_directory
 
-CONFIG_NAME = "text2token_config.json"
 DEFAULT_POOLING = "last"
 DEFAULT_ATTENTION = "causal"
 DEFAULT_MAX_LENGTH = 128
@@ -87,7 +87,7 @@ class Text2TokenModel(torch.nn.Module):
         Settings saved in a text2token folder are used unless overridden here.
         """
         saved = {}
-        config_file = Path(str(model)).expanduser() / CONFIG_NAME
+        config_file = Path(str(model)).expanduser() / MODEL_CONFIG_NAME
         if config_file.is_file():
             saved = json.loads(config_file.read_text(encoding="utf-8"))
         device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -130,7 +130,7 @@ class Text2TokenModel(torch.nn.Module):
             settings = self.settings()
             if extra:
                 settings.update(extra)
-            (tmp / CONFIG_NAME).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+            (tmp / MODEL_CONFIG_NAME).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
             write_sentence_transformers_files(tmp, pooling=self.pooling, template=self.template,
                                               max_length=self.max_length,
                                               hidden_size=self.backbone.config.hidden_size, tokenizer=self.tokenizer)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .layout import MODEL_CONFIG_NAME
 from .textio import write_atomic, write_json_atomic
-
-CONFIG_NAME = "text2token_config.json"
 
 
 def _training_lines(training: dict) -> list[str]:
@@ -22,6 +21,9 @@ def _training_lines(training: dict) -> list[str]:
         names = {"data": "stage 1, data-driven targets", "model": "stage 2, model-derived targets"}
         lines.append("- objective: Text2Token — KL(q‖softmax(lm_head(pooled))) with " + "; then ".join(
             names.get(s, s) for s in stages))
+        if objective == "combined":
+            c = cfg.get("combined", {})
+            lines.append(f"- combined per stage: {c.get('token_weight')}×KL + {c.get('simcse_weight')}×SimCSE")
     for key, label in (("stage_data", "stage 1"), ("stage_model", "stage 2"), ("stage_simcse", "SimCSE")):
         if key in training:
             st = training[key]
@@ -82,7 +84,7 @@ def write_model_card(folder: str | Path, settings: dict, name: str | None = None
 def record_evaluation(folder: str | Path, evaluation: dict) -> None:
     """Store an evaluation result in the folder's settings and regenerate its model card."""
     folder = Path(folder)
-    settings = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    settings = json.loads((folder / MODEL_CONFIG_NAME).read_text(encoding="utf-8"))
     settings["evaluation"] = evaluation
-    write_json_atomic(folder / CONFIG_NAME, settings)
+    write_json_atomic(folder / MODEL_CONFIG_NAME, settings)
     write_model_card(folder, settings)

@@ -1,5 +1,12 @@
-"""Evaluation on the bundled offline tasks (MTEB-style metrics)."""
+"""Evaluation on the bundled offline tasks (MTEB-style metrics) and on MTEB itself (imported lazily)."""
 
-from .suite import SUITES, evaluate_suite, format_table, load_task
+_EXPORTS = ("SUITES", "evaluate_suite", "format_table", "load_task")
+__all__ = list(_EXPORTS)
 
-__all__ = ["SUITES", "evaluate_suite", "format_table", "load_task"]
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        from . import suite
+
+        return getattr(suite, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

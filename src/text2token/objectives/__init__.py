@@ -1,6 +1,9 @@
-"""Training objectives: Text2Token's KL to token targets, and the SimCSE baseline."""
+"""Training objectives: the seam between a stage and the loop (see :mod:`.base`)."""
 
-from .simcse import set_attention_dropout, simcse_loss
-from .token_kl import dense_kl_loss, sparse_kl_loss
+from .base import Objective, ObjectiveOutput
+from .combined import Combined
+from .simcse import SimCSE, set_attention_dropout, simcse_loss
+from .token_kl import TokenKL, dense_kl_loss, sparse_kl_loss, topk_hit_rate
 
-__all__ = ["dense_kl_loss", "set_attention_dropout", "simcse_loss", "sparse_kl_loss"]
+__all__ = ["Combined", "Objective", "ObjectiveOutput", "SimCSE", "TokenKL", "dense_kl_loss", "set_attention_dropout",
+           "simcse_loss", "sparse_kl_loss", "topk_hit_rate"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .base import Objective, ObjectiveOutput
+
 
 def simcse_loss(view_a: torch.Tensor, view_b: torch.Tensor, temperature: float = 0.05,
                 gather_negatives: bool = False) -> torch.Tensor:
@@ -42,3 +44,22 @@ def set_attention_dropout(backbone: torch.nn.Module, p: float) -> float:
         if isinstance(getattr(module, "attention_dropout", None), float):
             module.attention_dropout = p
     return old
+
+
+class SimCSE(Objective):
+    """Two dropout views per text; in-batch (and, across processes, global) negatives."""
+
+    name = "simcse"
+    views = 2
+
+    def __init__(self, temperature: float = 0.05, dropout: float = 0.3, gather_negatives: bool = False):
+        self.temperature = temperature
+        self.attention_dropout = dropout
+        self.gather_negatives = gather_negatives
+
+    def __call__(self, views, batch, model) -> ObjectiveOutput:
+        loss = simcse_loss(views[0], views[1], self.temperature, gather_negatives=self.gather_negatives)
+        return ObjectiveOutput({self.name: loss})
+
+    def describe(self) -> str:
+        return f"SimCSE (dropout {self.attention_dropout:g})"

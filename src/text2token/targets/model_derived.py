@@ -68,3 +68,44 @@ def truncate_top_k(q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor,
     top = q.topk(min(k, q.shape[-1]), dim=-1)
     mass = top.values.sum(dim=-1)
     return top.indices, top.values / mass.unsqueeze(-1), mass
+
+
+class FrozenModelTargets:
+    """Dense stage-2 targets computed on the fly, exactly: the same network with its adapter disabled
+    (the frozen stage-1 model) in eval mode, ``q = softmax(r / τ)`` against ``prior``."""
+
+    def __init__(self, peft_model, prior: torch.Tensor, tau: float, autocast=None):
+        from contextlib import nullcontext
+
+        self.peft_model = peft_model
+        self.prior = prior
+        self.tau = tau
+        self.autocast = autocast or nullcontext
+
+    def __call__(self, batch, model) -> torch.Tensor:
+        with torch.no_grad(), self.peft_model.disable_adapter(), model._eval_mode(), self.autocast():
+            logits = model.vocab_logits(model(batch.input_ids, batch.attention_mask))
+            return model_derived_targets(logits, self.prior, self.tau)
+
+
+def precompute_top_k_targets(model, texts: list[str], prior: torch.Tensor, tau: float, top_k: int, batch_size: int,
+                             fingerprint: dict, show_progress_bar: bool = False):
+    """Top-k sparse model-derived targets for every text (rows in input order) and a report of the mass kept."""
+    import numpy as np
+
+    from .store import SparseTargets
+
+    model.eval()
+    ids_list: list = [None] * len(texts)
+    w_list: list = [None] * len(texts)
+    masses = []
+    for idx, logits in model.iter_vocab_logits(texts, batch_size, desc="stage-2 targets",
+                                               show_progress_bar=show_progress_bar):
+        ids, w, mass = truncate_top_k(model_derived_targets(logits, prior, tau), top_k)
+        for row, i, v in zip(idx, ids.cpu().numpy(), w.cpu().numpy()):
+            ids_list[row], w_list[row] = i, v
+        masses.append(mass.cpu())
+    targets = SparseTargets.from_lists(ids_list, w_list, np.arange(len(texts)), fingerprint)
+    mass = torch.cat(masses)
+    return targets, {"texts": len(texts), "top_k": top_k, "mass_kept_mean": round(mass.mean().item(), 4),
+                     "mass_kept_min": round(mass.min().item(), 4)}

@@ -1,18 +1,15 @@
 """Sparse target storage: per text a list of token ids and weights (CSR layout), never a
-dense V-vector. Saved atomically as safetensors with a fingerprint in the metadata."""
+dense V-vector. Saved through :mod:`text2token.cache` (atomic safetensors with a fingerprint)."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file, save_file
 
-from ..errors import Text2TokenError
-from ..textio import atomic_path
+from ..cache import load_cached, read_fingerprint, save_cached
 
 
 @dataclass
@@ -64,21 +61,12 @@ class SparseTargets:
 
     def save(self, path: str | os.PathLike) -> None:
         arrays = {"indptr": self.indptr, "ids": self.ids, "weights": self.weights, "text_index": self.text_index}
-        with atomic_path(path, suffix=".safetensors") as tmp:
-            save_file(arrays, str(tmp), metadata={"fingerprint": json.dumps(self.fingerprint, sort_keys=True)})
+        save_cached(path, arrays, self.fingerprint)
 
     @classmethod
     def load(cls, path: str | os.PathLike, expect_fingerprint: dict | None = None) -> SparseTargets:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="np") as fh:
-            fingerprint = json.loads((fh.metadata() or {}).get("fingerprint", "{}"))
-        if expect_fingerprint is not None and fingerprint != expect_fingerprint:
-            diff = sorted(k for k in set(fingerprint) | set(expect_fingerprint) if fingerprint.get(k) != expect_fingerprint.get(k))
-            raise Text2TokenError(
-                f"{path}: cached targets were built for different settings ({', '.join(diff)}: stored "
-                + ", ".join(f"{k}={fingerprint.get(k)!r}" for k in diff)
-                + "); delete the file to rebuild them (or use a new run folder)"
-            )
-        arrays = load_file(str(path))
-        return cls(arrays["indptr"], arrays["ids"], arrays["weights"], arrays["text_index"], fingerprint)
+        """Load ``path``; with ``expect_fingerprint``, a file built for other settings raises
+        :class:`~text2token.cache.CacheMismatch` naming the differing fields."""
+        arrays = load_cached(path, expect_fingerprint, what="targets")
+        fingerprint = expect_fingerprint if expect_fingerprint is not None else read_fingerprint(path)
+        return cls(arrays["indptr"], arrays["ids"], arrays["weights"], arrays["text_index"], dict(fingerprint))

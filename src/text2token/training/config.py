@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,11 @@ import yaml
 from ..attention import ATTENTION_MODES
 from ..errors import ConfigError
 from ..pooling import POOLING_MODES
+
+logger = logging.getLogger(__name__)
+OBJECTIVES = ("text2token", "simcse", "combined")
+# Keys that moved into each stage's own section: old key -> the sections that now hold it.
+MOVED_KEYS = {"training.steps": ("stage1.steps", "simcse.steps"), "training.lr": ("stage1.lr", "simcse.lr")}
 
 
 @dataclass
@@ -45,10 +51,10 @@ class LoraConfig:
 
 @dataclass
 class TrainingConfig:
-    steps: int = 20  # stage 1 (short: longer stage 1 hurt classification on SmolLM2, see README)
+    """Settings every stage shares; each stage's own steps and learning rate live in its section."""
+
     batch_size: int = 32  # global batch (split across processes)
     max_length: int = 64  # tokens per training text (template included)
-    lr: float = 5e-5
     scheduler: str = "constant"  # constant | linear | cosine (after warm-up)
     warmup_steps: int = 0
     weight_decay: float = 0.0
@@ -61,6 +67,14 @@ class TrainingConfig:
     gradient_checkpointing: bool = False
     tensorboard: bool = False  # also log to RUN/tensorboard (needs the tensorboard package)
     compile: bool = False  # torch.compile the backbone (GPU; pays off on long runs)
+
+
+@dataclass
+class Stage1Config:
+    """Stage 1: data-driven targets (the text's own content tokens)."""
+
+    steps: int = 20  # short: a longer stage 1 hurt classification on SmolLM2, see README
+    lr: float = 5e-5
 
 
 @dataclass
@@ -80,25 +94,38 @@ class Stage2Config:
 class SimCSEConfig:
     """The LLM2Vec-style unsupervised SimCSE baseline (``objective: simcse``)."""
 
+    steps: int = 20
+    lr: float = 5e-5
     dropout: float = 0.3  # attention dropout of the backbone while training (LLM2Vec: 0.3); LoRA dropout is lora.dropout
     temperature: float = 0.05  # cosine similarities are divided by this
 
 
 @dataclass
+class CombinedConfig:
+    """``objective: combined``: each Text2Token stage optimises token_weight·KL + simcse_weight·SimCSE
+    (two dropout views with simcse.dropout, simcse.temperature)."""
+
+    token_weight: float = 1.0
+    simcse_weight: float = 0.1
+
+
+@dataclass
 class RunConfig:
     output_dir: str = "runs/demo"
-    objective: str = "text2token"  # text2token (stages below) | simcse (the contrastive baseline, training.* settings)
+    objective: str = "text2token"  # text2token (stages below) | simcse (the contrastive baseline) | combined (KL + SimCSE)
     stages: list[str] = field(default_factory=lambda: ["data", "model"])  # data (stage 1), model (stage 2), in order
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     simcse: SimCSEConfig = field(default_factory=SimCSEConfig)
+    combined: CombinedConfig = field(default_factory=CombinedConfig)
 
     def run_stages(self) -> list[str]:
-        """The stages train() runs: ``stages`` for Text2Token, the single ``simcse`` stage for the baseline."""
-        return list(self.stages) if self.objective == "text2token" else ["simcse"]
+        """The stages train() runs: ``stages`` for Text2Token (and combined), the single ``simcse`` stage for the baseline."""
+        return ["simcse"] if self.objective == "simcse" else list(self.stages)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -113,11 +140,16 @@ class RunConfig:
         _check(bool(self.stages) and all(x in ("data", "model") for x in self.stages) and len(set(self.stages)) == len(self.stages),
                "stages", f"must be a list of distinct stages from: data, model (got {self.stages})")
         _check(self.stages == ["data", "model"] or len(self.stages) == 1, "stages", "must run data before model")
-        _check(self.objective in ("text2token", "simcse"), "objective", f"must be text2token or simcse, got '{self.objective}'")
+        _check(self.objective in OBJECTIVES, "objective", f"must be one of {', '.join(OBJECTIVES)}, got '{self.objective}'")
+        for section in ("stage1", "stage2", "simcse"):
+            _check(getattr(self, section).steps > 0, f"{section}.steps", f"must be > 0, got {getattr(self, section).steps}")
+            _check(getattr(self, section).lr > 0, f"{section}.lr", f"must be > 0, got {getattr(self, section).lr}")
+        c = self.combined
+        _check(c.token_weight >= 0, "combined.token_weight", f"must be >= 0, got {c.token_weight}")
+        _check(c.simcse_weight >= 0, "combined.simcse_weight", f"must be >= 0, got {c.simcse_weight}")
+        _check(c.token_weight + c.simcse_weight > 0, "combined", "token_weight and simcse_weight cannot both be 0")
         _check(0 <= self.simcse.dropout < 1, "simcse.dropout", f"must be in [0, 1), got {self.simcse.dropout}")
         _check(self.simcse.temperature > 0, "simcse.temperature", f"must be > 0, got {self.simcse.temperature}")
-        _check(s2.steps > 0, "stage2.steps", f"must be > 0, got {s2.steps}")
-        _check(s2.lr > 0, "stage2.lr", f"must be > 0, got {s2.lr}")
         _check(s2.tau > 0, "stage2.tau", f"must be > 0, got {s2.tau}")
         _check(s2.max_texts is None or s2.max_texts > 0, "stage2.max_texts", f"must be > 0, got {s2.max_texts}")
         _check(s2.targets in ("on_the_fly", "precomputed"), "stage2.targets", "must be on_the_fly or precomputed")
@@ -134,10 +166,8 @@ class RunConfig:
         _check(l.alpha > 0, "lora.alpha", f"must be > 0, got {l.alpha}")
         _check(0 <= l.dropout < 1, "lora.dropout", f"must be in [0, 1), got {l.dropout}")
         _check(bool(l.target_modules), "lora.target_modules", "must name at least one module")
-        _check(t.steps > 0, "training.steps", f"must be > 0, got {t.steps}")
         _check(t.max_length >= 8, "training.max_length", f"must be >= 8, got {t.max_length}")
         _check(t.batch_size > 0, "training.batch_size", f"must be > 0, got {t.batch_size}")
-        _check(t.lr > 0, "training.lr", f"must be > 0, got {t.lr}")
         _check(t.scheduler in ("constant", "linear", "cosine"), "training.scheduler", "must be constant, linear or cosine")
         _check(t.warmup_steps >= 0, "training.warmup_steps", "must be >= 0")
         _check(t.weight_decay >= 0, "training.weight_decay", "must be >= 0")
@@ -219,9 +249,38 @@ def _set_dotted(tree: dict, dotted: str, value) -> None:
     node[parts[-1]] = value
 
 
+def _moved(key: str, where: str) -> tuple[str, ...]:
+    """The keys an old key now means (with a deprecation warning), or the key itself."""
+    if key not in MOVED_KEYS:
+        return (key,)
+    new = MOVED_KEYS[key]
+    logger.warning("%s: config field '%s' is deprecated, each stage has its own now: read as %s (Text2Token stage 1 "
+                   "and SimCSE); write %s instead", where, key, " and ".join(new), " or ".join(new))
+    return new
+
+
+def upgrade_moved_keys(tree: dict, source: str) -> dict:
+    """Rewrite deprecated keys of a config tree (e.g. an old run's config.yaml) into their new sections.
+    An old key next to one of its new keys in the same file is ambiguous: an error naming both."""
+    if not isinstance(tree, dict):
+        return tree
+    for old in MOVED_KEYS:
+        section, key = old.split(".")
+        if not isinstance(tree.get(section), dict) or key not in tree[section]:
+            continue
+        value = tree[section].pop(key)
+        for new in _moved(old, source):
+            new_section, new_key = new.split(".")
+            if isinstance(tree.get(new_section), dict) and new_key in tree[new_section]:
+                raise ConfigError(f"{source}: both '{old}' (deprecated) and '{new}' are set; keep only '{new}'")
+        for new in MOVED_KEYS[old]:
+            _set_dotted(tree, new, value)
+    return tree
+
+
 def parse_override(text: str) -> tuple[str, object]:
     if "=" not in text:
-        raise ConfigError(f"override '{text}' must look like section.key=value (e.g. training.steps=20)")
+        raise ConfigError(f"override '{text}' must look like section.key=value (e.g. stage1.steps=20)")
     key, raw = text.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
@@ -247,9 +306,11 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
             raise ConfigError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
         except UnicodeDecodeError:
             raise ConfigError(f"{path}: config file is not valid UTF-8") from None
+    tree = upgrade_moved_keys(tree, source)
     for item in overrides or []:
         key, value = parse_override(item)
-        _set_dotted(tree, key, value)
+        for new_key in _moved(key, f"override '{item}'"):
+            _set_dotted(tree, new_key, value)
     if overrides:
         source = f"{source} + overrides"
     return _build(RunConfig, tree, "", source).validate()

@@ -12,11 +12,13 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import Text2TokenError
+from ..layout import RUN_CONFIG_NAME, RUN_INFO_NAME, RUN_SUMMARY_NAME, STAGE_DIRS, STAGE_SECTIONS
 from ..textio import atomic_path
 
 KEY_PACKAGES = ("text2token", "torch", "transformers", "peft", "accelerate", "safetensors", "sentence-transformers",
                 "mteb", "numpy")
-STAGE_DIRS = {"data": "stage1-data", "model": "stage2-model", "simcse": "simcse"}
+# The loop's own bookkeeping fields of a log record; every other numeric field is a loss component or a metric.
+BOOKKEEPING = ("stage", "step", "lr", "grad_norm", "seconds", "tokens")
 
 
 def environment_info() -> dict:
@@ -52,7 +54,8 @@ def _read_log(path: Path) -> list[dict]:
 
 
 def plot_training_curves(run_dir: str | Path) -> Path | None:
-    """``RUN/training_curves.png``: loss and top-k hit rate per step, one line per stage."""
+    """``RUN/training_curves.png``: the loss (and its components, when there are several) and every metric
+    the objectives logged (e.g. top-n hit rate), per step, stages in sequence."""
     run_dir = Path(run_dir)
     logs = {stage: _read_log(run_dir / d / "train_log.jsonl") for stage, d in STAGE_DIRS.items()}
     logs = {k: v for k, v in logs.items() if v}
@@ -67,17 +70,21 @@ def plot_training_curves(run_dir: str | Path) -> Path | None:
     offset = 0
     for stage, rows in logs.items():
         steps = [offset + r["step"] for r in rows]
-        axes[0].plot(steps, [r["loss"] for r in rows], label=STAGE_DIRS[stage])
-        if any("hit_rate" in r for r in rows):
-            axes[1].plot(steps, [r.get("hit_rate") for r in rows], label=STAGE_DIRS[stage])
+        keys = list(dict.fromkeys(k for r in rows for k, v in r.items()
+                                  if k not in BOOKKEEPING and isinstance(v, (int, float))))
+        components = [k for k in keys if k.startswith("loss/")]
+        for key in keys:
+            if key.startswith("loss/") and len(components) < 2:
+                continue  # a single component is the loss itself
+            ax = axes[0] if key.startswith("loss") else axes[1]
+            ax.plot(steps, [r.get(key) for r in rows], label=f"{STAGE_DIRS[stage]} {key}")
         offset = steps[-1]
     axes[0].set(title="training loss", xlabel="optimizer step (stages in sequence)", ylabel="loss")
-    axes[1].set(title="top-n hit rate of predicted tokens vs targets", xlabel="optimizer step", ylabel="hit rate",
-                ylim=(0, 1))
+    axes[1].set(title="metrics (hit rate: top-n predicted tokens vs targets)", xlabel="optimizer step")
     for ax in axes:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7)
     fig.tight_layout()
     out = run_dir / "training_curves.png"
     with atomic_path(out, suffix=".png") as tmp:
@@ -89,13 +96,13 @@ def plot_training_curves(run_dir: str | Path) -> Path | None:
 def summarize_run(run_dir: str | Path) -> str:
     """A readable summary of a run folder."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise Text2TokenError(f"{run_dir} is not a text2token run folder (no config.yaml)")
+    if not (run_dir / RUN_CONFIG_NAME).is_file():
+        raise Text2TokenError(f"{run_dir} is not a text2token run folder (no {RUN_CONFIG_NAME})")
     import yaml
 
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    info = json.loads((run_dir / "run_info.json").read_text()) if (run_dir / "run_info.json").is_file() else {}
-    summary = json.loads((run_dir / "train_summary.json").read_text()) if (run_dir / "train_summary.json").is_file() else None
+    cfg = yaml.safe_load((run_dir / RUN_CONFIG_NAME).read_text())
+    info = json.loads((run_dir / RUN_INFO_NAME).read_text()) if (run_dir / RUN_INFO_NAME).is_file() else {}
+    summary = json.loads((run_dir / RUN_SUMMARY_NAME).read_text()) if (run_dir / RUN_SUMMARY_NAME).is_file() else None
     lines = [f"run {run_dir}", f"  backbone {cfg['model']['name']}: {cfg['model']['pooling']} pooling, "
              f"{cfg['model']['attention']} attention; objective {cfg.get('objective', 'text2token')}"]
     if info:
@@ -103,11 +110,12 @@ def summarize_run(run_dir: str | Path) -> str:
         lines.append(f"  started {info.get('started')} on {info.get('device')}; text2token {v.get('text2token')}, "
                      f"torch {v.get('torch')}, transformers {v.get('transformers')}, peft {v.get('peft')}; "
                      f"commit {info.get('git_commit') or 'n/a'}")
-    stages = cfg["stages"] if cfg.get("objective", "text2token") == "text2token" else ["simcse"]
+    stages = ["simcse"] if cfg.get("objective", "text2token") == "simcse" else cfg["stages"]
     for stage in stages:
         folder = run_dir / STAGE_DIRS[stage]
         rows = _read_log(folder / "train_log.jsonl")
-        planned = cfg["stage2"]["steps"] if stage == "model" else cfg["training"]["steps"]
+        section = cfg.get(STAGE_SECTIONS[stage]) or {}
+        planned = section.get("steps", cfg.get("training", {}).get("steps"))  # runs before stage1.* kept it in training
         if not rows:
             lines.append(f"  {STAGE_DIRS[stage]}: not started ({planned} steps planned)")
             continue

@@ -1,0 +1,50 @@
+"""Load a training checkpoint as a model (``--model RUN/stage*/checkpoints/checkpoint-N``): the run's
+base model, every earlier finished stage's adapter merged, then this checkpoint's adapter."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import Text2TokenError
+from ..layout import RUN_CONFIG_NAME, STAGE_DIRS
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    return (Path(path) / "adapter.safetensors").is_file()
+
+
+def load_checkpoint_model(checkpoint_dir: str | os.PathLike):
+    import torch
+    from safetensors.torch import load_file
+
+    from ..model import Text2TokenModel
+    from .checkpoints import verify_checkpoint
+    from .config import load_config
+    from .lora import apply_adapter, attach_lora
+    from .trainer import template_of
+
+    ckpt = Path(checkpoint_dir)
+    stage_dir = ckpt.parent.parent
+    run_dir = stage_dir.parent
+    if not is_checkpoint(ckpt) or not (run_dir / RUN_CONFIG_NAME).is_file():
+        raise Text2TokenError(f"{ckpt} is not a training checkpoint (needs adapter.safetensors and "
+                              f"{run_dir / RUN_CONFIG_NAME})")
+    if (problem := verify_checkpoint(ckpt)) is not None:
+        raise Text2TokenError(f"{ckpt} is damaged ({problem}); use an earlier checkpoint")
+    cfg = load_config(run_dir / RUN_CONFIG_NAME)
+    model = Text2TokenModel.from_pretrained(cfg.model.name, pooling=cfg.model.pooling, attention=cfg.model.attention,
+                                            template=template_of(cfg), max_length=cfg.model.max_length, device="cpu",
+                                            dtype=torch.float32)
+    for stage in cfg.run_stages():
+        this = run_dir / STAGE_DIRS[stage]
+        adapter = ckpt / "adapter.safetensors" if this == stage_dir else this / "adapter_final.safetensors"
+        if not adapter.is_file():
+            raise Text2TokenError(f"{adapter} is missing: stage '{stage}' of {run_dir} has not finished")
+        peft_model = attach_lora(cfg.lora, model.backbone)
+        apply_adapter(model, load_file(str(adapter)), adapter)
+        model.backbone = peft_model.merge_and_unload()
+        if this == stage_dir:
+            break
+    model.eval()
+    return model

@@ -1,0 +1,252 @@
+"""Training stages. A stage knows its folder, steps and learning rate, whether it has already
+finished (checked before anything is read), how to prepare its examples and targets (corpus,
+data-driven targets, the corpus prior, precomputed model-derived targets — cached by fingerprint),
+and which objective it optimises. The trainer runs any stage the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..cache import CacheMismatch, load_cached, save_cached
+from ..errors import Text2TokenError
+from ..layout import STAGE_DIRS, STAGE_SECTIONS
+from ..objectives import Combined, Objective, SimCSE, TokenKL
+from .batches import Collator
+from .config import RunConfig
+from .corpus import corpus_path, read_corpus, texts_digest
+
+logger = logging.getLogger(__name__)
+
+
+class Stage:
+    """Base class; subclasses set ``key`` and implement ``prepare`` and ``base_objective``."""
+
+    key: str = ""
+    seed_offset: int = 0  # added to training.seed for this stage's LoRA init, dropout and batch order
+
+    def __init__(self, cfg: RunConfig, run_dir: Path):
+        self.cfg = cfg
+        self.dir = Path(run_dir) / STAGE_DIRS[self.key]
+
+    # ---- what the trainer asks of every stage
+    @property
+    def section(self):
+        """The config section holding this stage's steps and lr."""
+        return getattr(self.cfg, STAGE_SECTIONS[self.key])
+
+    @property
+    def steps(self) -> int:
+        return self.section.steps
+
+    @property
+    def lr(self) -> float:
+        return self.section.lr
+
+    @property
+    def seed(self) -> int:
+        return self.cfg.training.seed + self.seed_offset
+
+    @property
+    def title(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def final_adapter(self) -> Path:
+        return self.dir / "adapter_final.safetensors"
+
+    def finished(self) -> bool:
+        """True if this stage's final adapter exists for exactly the configured number of steps."""
+        try:
+            done = json.loads((self.dir / "summary.json").read_text())["steps"]
+        except (OSError, ValueError, KeyError):
+            return False
+        return self.final_adapter.is_file() and done == self.steps
+
+    def prepare(self, model, accelerator, frozen_fp: str, show_progress_bar: bool) -> tuple[Collator, dict, dict]:
+        """Read this stage's texts and build its targets: ``(collator, corpus report, targets report)``."""
+        raise NotImplementedError
+
+    def base_objective(self, peft_model, accelerator) -> Objective:
+        raise NotImplementedError
+
+    def objective(self, peft_model, accelerator) -> Objective:
+        """The stage's objective; with ``objective: combined``, its token KL plus a weighted SimCSE term."""
+        base = self.base_objective(peft_model, accelerator)
+        if self.cfg.objective != "combined" or isinstance(base, SimCSE):
+            return base
+        c, s = self.cfg.combined, self.cfg.simcse
+        simcse = SimCSE(s.temperature, s.dropout, gather_negatives=accelerator.num_processes > 1)
+        return Combined([(base, c.token_weight), (simcse, c.simcse_weight)])
+
+    # ---- helpers
+    def _read_texts(self, train_file: str | None, seed: int, limit: int | None) -> tuple[list[str], dict]:
+        d = self.cfg.data
+        return read_corpus(corpus_path(train_file), d.field, seed, limit, d.errors)
+
+
+class DataDrivenStage(Stage):
+    """Stage 1: each text's target is uniform over its own content tokens (sparse, cached)."""
+
+    key = "data"
+
+    @property
+    def title(self) -> str:
+        return "stage 1 (data-driven)"
+
+    def prepare(self, model, accelerator, frozen_fp, show_progress_bar):
+        from ..targets import DataDrivenTargetBuilder, SparseTargets
+
+        cfg = self.cfg
+        texts, corpus_info = self._read_texts(cfg.data.train_file, cfg.training.seed, cfg.data.max_texts)
+        builder = DataDrivenTargetBuilder(model.tokenizer, max_length=cfg.data.target_max_length)
+        fingerprint = {**builder.fingerprint(), "corpus": corpus_info["sha256_16"], "seed": cfg.training.seed,
+                       "max_texts": cfg.data.max_texts}
+        targets_file = self.dir / "targets.safetensors"
+        if targets_file.is_file():
+            targets = SparseTargets.load(targets_file, expect_fingerprint=fingerprint)  # a foreign cache: error
+            report = {"texts": len(texts), "kept": len(targets), "skipped_no_content": len(texts) - len(targets)}
+        else:
+            num_proc = cfg.data.num_proc or (min(os.cpu_count() or 1, 8) if len(texts) > 50_000 else 1)
+            targets, rep = builder.build(texts, show_progress_bar=show_progress_bar, num_proc=num_proc)
+            targets.fingerprint = fingerprint
+            report = rep.as_dict()
+            if accelerator.is_main_process:
+                targets.save(targets_file)
+        return Collator(model, texts, targets.text_index, targets), corpus_info, report
+
+    def base_objective(self, peft_model, accelerator):
+        return TokenKL()
+
+
+class ModelDerivedStage(Stage):
+    """Stage 2: targets from the frozen stage-1 model, ``q = softmax(r/τ)`` against the corpus prior —
+    exact on the fly (default) or precomputed top-k."""
+
+    key = "model"
+    seed_offset = 1
+
+    @property
+    def title(self) -> str:
+        return f"stage 2 (model-derived, tau={self.cfg.stage2.tau:g})"
+
+    def prepare(self, model, accelerator, frozen_fp, show_progress_bar):
+        from ..targets.model_derived import precompute_top_k_targets
+
+        cfg, s2 = self.cfg, self.cfg.stage2
+        texts, corpus_info = self._read_texts(s2.train_file or cfg.data.train_file, cfg.training.seed + 1,
+                                              s2.max_texts or s2.steps * cfg.training.batch_size)
+        fingerprint = {"model": frozen_fp, "texts_sha256_16": texts_digest(texts), "texts": len(texts),
+                       "pooling": model.pooling, "attention": model.attention, "template": model.template,
+                       "max_length": model.max_length}
+        self.prior = _cached_corpus_prior(model, texts, fingerprint, self.dir / "prior.safetensors", accelerator,
+                                          cfg.training.batch_size, show_progress_bar).to(accelerator.device)
+        targets, report = None, {}
+        if s2.targets == "precomputed":
+            fp = {**fingerprint, "tau": s2.tau, "top_k": s2.top_k}
+            targets, report = _cached_top_k_targets(model, texts, self.prior, fp, self.dir / "targets.safetensors",
+                                                    cfg, accelerator, show_progress_bar, precompute_top_k_targets)
+        report.update(tau=s2.tau, mode=s2.targets)
+        return Collator(model, texts, np.arange(len(texts)), targets), corpus_info, report
+
+    def base_objective(self, peft_model, accelerator):
+        from ..targets.model_derived import FrozenModelTargets
+
+        if self.cfg.stage2.targets == "precomputed":
+            return TokenKL()
+        return TokenKL(FrozenModelTargets(peft_model, self.prior, self.cfg.stage2.tau, autocast=accelerator.autocast))
+
+
+class SimCSEStage(Stage):
+    """The LLM2Vec-style unsupervised SimCSE baseline as one stage."""
+
+    key = "simcse"
+
+    @property
+    def title(self) -> str:
+        return f"SimCSE (dropout {self.cfg.simcse.dropout:g})"
+
+    def prepare(self, model, accelerator, frozen_fp, show_progress_bar):
+        cfg = self.cfg
+        texts, corpus_info = self._read_texts(cfg.data.train_file, cfg.training.seed, cfg.data.max_texts)
+        report = {"objective": "simcse", "texts": len(texts), "attention_dropout": cfg.simcse.dropout,
+                  "temperature": cfg.simcse.temperature}
+        return Collator(model, texts, np.arange(len(texts))), corpus_info, report
+
+    def base_objective(self, peft_model, accelerator):
+        s = self.cfg.simcse
+        return SimCSE(s.temperature, s.dropout, gather_negatives=accelerator.num_processes > 1)
+
+
+STAGES = {cls.key: cls for cls in (DataDrivenStage, ModelDerivedStage, SimCSEStage)}
+
+
+def build_stages(cfg: RunConfig, run_dir: Path) -> list[Stage]:
+    """The stages ``cfg`` runs, in order."""
+    return [STAGES[key](cfg, run_dir) for key in cfg.run_stages()]
+
+
+# ---- cached intermediate results of stage 2
+
+
+def load_prior(path: Path, fingerprint: dict) -> torch.Tensor | None:
+    """The cached corpus prior at ``path`` if it was computed for exactly ``fingerprint``, else None."""
+    if not path.is_file():
+        return None
+    try:
+        return torch.from_numpy(load_cached(path, fingerprint, what="prior")["prior"])
+    except CacheMismatch:
+        logger.warning("%s was computed for another model/corpus/settings; recomputing", path)
+        return None
+
+
+def save_prior(path: Path, prior: torch.Tensor, fingerprint: dict) -> None:
+    save_cached(path, {"prior": prior.detach().float().cpu().numpy()}, fingerprint)
+
+
+def _cached_corpus_prior(model, texts, fingerprint, run_file: Path, accelerator, batch_size, show_progress_bar):
+    """The corpus prior from the run folder, else from ``$TEXT2TOKEN_HOME/priors`` (shared across runs, e.g. a
+    τ sweep), else computed (sharded across processes) and saved to both."""
+    import hashlib
+
+    from ..backbone import cache_dir
+    from ..targets.model_derived import corpus_prior
+
+    main = accelerator.is_main_process
+    key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:24]
+    shared_file = cache_dir() / "priors" / f"prior-{key}.safetensors"
+    prior = load_prior(run_file, fingerprint)
+    if prior is None and (prior := load_prior(shared_file, fingerprint)) is not None and main:
+        save_prior(run_file, prior, fingerprint)
+    if prior is None:
+        model.eval()
+        shard = texts[accelerator.process_index :: accelerator.num_processes]
+        prior = corpus_prior(model, shard, batch_size=batch_size, accelerator=accelerator,
+                             show_progress_bar=show_progress_bar)
+        if main:
+            save_prior(run_file, prior, fingerprint)
+            save_prior(shared_file, prior, fingerprint)
+    return prior
+
+
+def _cached_top_k_targets(model, texts, prior, fingerprint, path: Path, cfg, accelerator, show_progress_bar, build):
+    from ..targets import SparseTargets
+
+    s2 = cfg.stage2
+    if path.is_file():
+        try:
+            targets = SparseTargets.load(path, expect_fingerprint=fingerprint)
+            return targets, {"texts": len(texts), "top_k": s2.top_k, "mass_kept_mean": None}
+        except Text2TokenError:
+            logger.warning("%s was built for other settings; rebuilding", path)
+    targets, report = build(model, texts, prior, s2.tau, s2.top_k, cfg.training.batch_size, fingerprint,
+                            show_progress_bar)
+    if accelerator.is_main_process:
+        targets.save(path)
+    return targets, report
