@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 RUN ?= runs/demo
 CONFIG ?= configs/demo.yaml
 
-.PHONY: setup run run-quick test clean
+.PHONY: setup run run-quick test test-fast clean
 
 setup: $(STAMP)
 
@@ -34,11 +34,16 @@ run: $(STAMP)
 
 # A ~3-minute smoke run: 4 + 4 steps, then explain (no evaluation).
 run-quick: $(STAMP)
-	$(BIN)/text2token train --config $(CONFIG) --output runs/quick --resume training.steps=4 stage2.steps=4 training.save_every=2
+	$(BIN)/text2token train --config $(CONFIG) --output runs/quick --resume stage1.steps=4 stage2.steps=4 training.save_every=2
 	$(BIN)/text2token explain --model runs/quick/model "The cat sat on the mat."
 
+# Every test, the slow lane included (subprocess interrupt/kill-and-resume, 2-process training, the real SmolLM2).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The unit lane: everything not marked slow (a few minutes on 2 cores).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs

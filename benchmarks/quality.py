@@ -121,9 +121,9 @@ def main(argv=None) -> int:
 
     t2t_dir, t2t_summary = train_system("text2token", args.config, [
         *common, f"output_dir={out / 'runs' / 'text2token'}", "stages=[data,model]",
-        f"training.steps={s1}", f"stage2.steps={s2}"])
+        f"stage1.steps={s1}", f"stage2.steps={s2}"])
     simcse_dir, simcse_summary = train_system("simcse", args.config, [
-        *common, f"output_dir={out / 'runs' / 'simcse'}", "objective=simcse", f"training.steps={s1 + s2}"])
+        *common, f"output_dir={out / 'runs' / 'simcse'}", "objective=simcse", f"simcse.steps={s1 + s2}"])
 
     from text2token.training import load_config
 

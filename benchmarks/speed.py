@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _corpus(n: int) -> list[str]:
     from text2token.textio import read_texts
-    from text2token.training.trainer import BUNDLED_CORPUS
+    from text2token.training.corpus import BUNDLED_CORPUS
 
     texts = read_texts(BUNDLED_CORPUS, skip_blank=True)
     reps = -(-n // len(texts))

@@ -119,7 +119,12 @@ def test_explain_input_file_and_compare(tmp_path, tiny_model_dir, capsys):
     capsys.readouterr()
     assert main(["explain", "--model", str(tiny_model_dir), "--compare", "--json", "--top-k", "5", "a cat", "a kitten"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert -1 <= res["cosine"] <= 1 and res["overlap"] > 0 and len(res["tokens"]) == 5
+    from text2token import Text2TokenModel
+
+    emb = Text2TokenModel.from_pretrained(str(tiny_model_dir), device="cpu").encode(["a cat", "a kitten"],
+                                                                                    normalize_embeddings=True)
+    assert res["cosine"] == pytest.approx(float(emb[0] @ emb[1]), abs=1e-5)  # the cosine of the two embeddings
+    assert res["overlap"] > 0 and len(res["tokens"]) == 5
     shares = [t["share"] for t in res["tokens"]]
     assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-6
     t = res["tokens"][0]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -15,6 +16,8 @@ from text2token import Text2TokenModel
 
 from test_interrupt import _cmd
 from test_training import SENTENCES
+
+pytestmark = pytest.mark.slow  # subprocess training runs
 
 
 TWO_STAGES = ["stages=[data,model]", "stage2.steps=3", "stage2.max_texts=16", "stage2.lr=3e-3", "stage2.tau=0.1"]

@@ -18,6 +18,8 @@ from text2token.training.checkpoints import latest_checkpoint
 
 from test_training import SENTENCES
 
+pytestmark = pytest.mark.slow  # subprocess training runs
+
 
 def _cmd(tmp_path, model_dir, run, steps, resume=False):
     corpus = tmp_path / "corpus.txt"

@@ -2,7 +2,9 @@
 
 import json
 
+import numpy as np
 import pytest
+from scipy.stats import rankdata
 
 from text2token import Text2TokenModel
 from text2token.backbone import resolve_model_path
@@ -26,4 +28,11 @@ def test_default_backbone_encodes_explains_and_caches(default_model_dir):
     assert "cat" in top
     # a tiny real evaluation runs end to end with the real metric
     task = load_task("WordSim353", limit=60)
-    assert -100 <= evaluate_task(model, task) <= 100
+    score = evaluate_task(model, task)
+    # the same score computed independently: each pair's own embeddings, Spearman as Pearson of average ranks
+    pairs = task.data["test"]
+    a = model.encode([r["text1"] for r in pairs], normalize_embeddings=True)
+    b = model.encode([r["text2"] for r in pairs], normalize_embeddings=True)
+    cos_rank, human_rank = rankdata((a * b).sum(axis=1)), rankdata([r["score"] for r in pairs])
+    assert score == pytest.approx(100 * np.corrcoef(cos_rank, human_rank)[0, 1], abs=0.5)
+    assert score > 0, "a real LM's embeddings agree with human relatedness judgements more often than not"

@@ -2,6 +2,8 @@
 non-finite losses, and determinism. (Kill-and-resume is in test_interrupt.py.)"""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -149,12 +151,13 @@ def test_run_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
     import socket
 
     (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(), "started": "x"}))
-    with RunLock(tmp_path) as lock:
-        assert lock.held and json.loads((tmp_path / LOCK_NAME).read_text())["pid"] != "x"
+    with RunLock(tmp_path) as lock:  # the dead owner's lock is taken over: it now names this process
+        assert lock.held and json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
     (tmp_path / LOCK_NAME).write_text("{half-writ")  # garbage: treated as stale
     RunLock(tmp_path).acquire().release()
 
 
+@pytest.mark.slow
 def test_second_training_on_the_same_folder_refuses(tmp_path, tiny_model_dir, capsys):
     from test_interrupt import _cmd, _wait_for_steps
 
@@ -178,17 +181,22 @@ def test_second_training_on_the_same_folder_refuses(tmp_path, tiny_model_dir, ca
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny_model_dir, capsys):
+    """With an absurd learning rate the loss overflows at some step N (which N depends on the CPU): training stops
+    there with one error line naming N, the checkpoint of step N-1 is intact and finite, no model is saved."""
     args = _train_args(tmp_path, tiny_model_dir, tmp_path / "c.txt", "stage1.lr=1e30", "stage1.steps=6",
                        "training.save_every=1", "training.grad_clip=0")
     (tmp_path / "c.txt").write_text("\n".join(SENTENCES) + "\n")
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "loss is nan at stage 1 (data-driven) step 2" in err or "loss is inf at stage 1 (data-driven) step 2" in err, err
+    found = re.search(r"loss is (nan|-?inf) at stage 1 \(data-driven\) step (\d+)", err)
+    assert found, err
+    step = int(found.group(2))
+    assert 2 <= step <= 6  # step 1 starts from the base model, whose loss is finite
     errors = [line for line in err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "lower learning rate" in errors[0] and "Traceback" not in err
     assert err.rstrip().endswith(errors[0])  # the progress bar is closed before the message
     ckpt = latest_checkpoint(tmp_path / "run" / "stage1-data")
-    assert ckpt.name == "checkpoint-0000001"
+    assert ckpt.name == f"checkpoint-{step - 1:07d}", "nothing is written after the bad step"
     assert all(torch.isfinite(t).all() for t in load_file(str(ckpt / "adapter.safetensors")).values())
     assert not (tmp_path / "run" / "model").exists()
 

@@ -17,7 +17,7 @@ def test_topk_hit_rate_by_hand():
     ids = torch.tensor([[0, 3, 0], [4, 3, 2]])
     valid = torch.tensor([[True, True, False], [True, True, True]])
     # row 0: n=2, top-2 = {0, 1}, targets {0, 3} -> 1/2; row 1: n=3, top-3 = {4, 3, 2} -> 3/3
-    assert topk_hit_rate(logits, ids, valid) == pytest.approx(0.75)
+    assert float(topk_hit_rate(logits, ids, valid)) == pytest.approx(0.75)
 
 
 def test_run_folder_is_readable(tmp_path, tiny_model_dir, capsys):

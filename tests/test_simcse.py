@@ -21,8 +21,24 @@ def test_simcse_loss_is_cross_entropy_over_scaled_cosines():
     logits = cos / 0.05
     expected = np.mean([np.log(np.exp(row).sum()) - row[i] for i, row in enumerate(logits)])
     assert simcse_loss(a, b, 0.05).item() == pytest.approx(expected, rel=1e-5)
-    assert simcse_loss(a, b, 0.05, gather_negatives=True).item() == pytest.approx(expected, rel=1e-5)  # 1 process
     assert simcse_loss(a, a, 0.05).item() < simcse_loss(a, b.flip(0), 0.05).item()
+
+
+def test_gathered_negatives_path_in_a_real_process_group(tmp_path):
+    """gather_negatives goes through torch.distributed's autograd all_gather (a 1-process gloo group here; the
+    2-process run is tests/test_distributed.py): same loss as local negatives, gradients reach both views."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        a = torch.randn(4, 8, requires_grad=True)
+        b = torch.randn(4, 8, requires_grad=True)
+        gathered = simcse_loss(a, b, 0.05, gather_negatives=True)
+        assert gathered.item() == pytest.approx(simcse_loss(a, b, 0.05).item(), rel=1e-6)
+        gathered.backward()
+        assert a.grad is not None and b.grad is not None and b.grad.abs().sum() > 0
+    finally:
+        dist.destroy_process_group()
 
 
 def test_attention_dropout_makes_two_views_and_is_restorable(tiny_model_dir):

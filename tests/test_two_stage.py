@@ -3,7 +3,10 @@ import json
 import numpy as np
 
 from text2token import Text2TokenModel
+from text2token.targets.model_derived import model_fingerprint
 from text2token.training import train
+from text2token.training.checkpoint_model import load_checkpoint_model
+from text2token.training.checkpoints import latest_checkpoint
 
 from test_training import SENTENCES, _config
 
@@ -27,9 +30,12 @@ def test_two_stages_train_merge_and_cache_the_prior(tmp_path, tiny_model_dir):
     s1 = json.loads((run / "stage1-data" / "summary.json").read_text())
     s2 = json.loads((run / "stage2-model" / "summary.json").read_text())
     assert s1["frozen_model_fingerprint"] != s2["frozen_model_fingerprint"]
-    # the stage-1 checkpoint rebuilds the stage-1 model; the final model differs from it
+    # the stage-1 checkpoint rebuilds exactly the model stage 2 started from; the final model differs from it
+    stage1 = load_checkpoint_model(latest_checkpoint(run / "stage1-data"))
+    assert model_fingerprint(stage1.backbone) == s2["frozen_model_fingerprint"]
     final = Text2TokenModel.from_pretrained(str(model_dir), device="cpu")
     assert not any("lora" in n for n, _ in final.named_parameters())
+    assert model_fingerprint(final.backbone) != s2["frozen_model_fingerprint"]
     prior_file = run / "stage2-model" / "prior.safetensors"
     stamp = prior_file.stat().st_mtime_ns
     # resuming a finished run skips both stages and reuses everything

@@ -19,7 +19,7 @@ from .errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
-ATTENTION_MODES = ("causal", "bidirectional")
+from .modes import ATTENTION_MODES  # noqa: E402,F401  (defined torch-free)
 # Families on which the probe has been run in this project's tests.
 VALIDATED_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma3_text")
 

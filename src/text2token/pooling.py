@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-POOLING_MODES = ("mean", "last", "weighted_mean")
+from .modes import POOLING_MODES  # noqa: E402,F401  (defined torch-free)
 PROMPTEOL_TEMPLATE = 'This sentence : "{text}" means in one word:"'
 
 

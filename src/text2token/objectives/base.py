@@ -30,6 +30,11 @@ class Objective:
     views: int = 1  # forward passes of each batch the objective needs
     attention_dropout: float | None = None  # attention dropout while training (None: leave the model's)
 
+    def attach_targets(self, batch, model) -> None:
+        """Before the training forward: targets that need a forward pass of their own (e.g. from the frozen
+        model) are computed here and set on ``batch``, so their activations are freed before the training
+        forward keeps its own for the backward pass."""
+
     def __call__(self, views: list[torch.Tensor], batch, model) -> ObjectiveOutput:
         """``views``: ``self.views`` pooled tensors (B×H) of ``batch``; ``model`` the (unwrapped) Text2TokenModel."""
         raise NotImplementedError

@@ -20,6 +20,10 @@ class Combined(Objective):
         dropouts = [p.attention_dropout for p, _ in parts if p.attention_dropout is not None]
         self.attention_dropout = max(dropouts) if dropouts else None
 
+    def attach_targets(self, batch, model) -> None:
+        for part, _ in self.parts:
+            part.attach_targets(batch, model)
+
     def __call__(self, views, batch, model) -> ObjectiveOutput:
         losses, metrics = {}, {}
         for part, weight in self.parts:

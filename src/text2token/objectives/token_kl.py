@@ -51,14 +51,18 @@ class TokenKL(Objective):
     def __init__(self, frozen_targets=None):
         self.frozen_targets = frozen_targets
 
+    def attach_targets(self, batch, model) -> None:
+        if self.frozen_targets is not None:
+            batch.target_probs = self.frozen_targets(batch, model)
+
     def __call__(self, views, batch, model) -> ObjectiveOutput:
         logits = model.vocab_logits(views[0])  # B×V only: the LM head on pooled vectors
-        if self.frozen_targets is None:
+        if batch.target_probs is None:
             ids, weights = batch.target_ids, batch.target_weights
             loss = sparse_kl_loss(logits, ids, weights)
             hit = topk_hit_rate(logits.detach(), ids, weights > 0)
             return ObjectiveOutput({self.name: loss}, {"hit_rate": hit})
-        q = self.frozen_targets(batch, model)
+        q = batch.target_probs
         top_q = q.topk(16, dim=-1).indices
         metrics = {"q_mass_top64": q.topk(64, dim=-1).values.sum(dim=-1).mean(),
                    "hit_rate": topk_hit_rate(logits.detach(), top_q, torch.ones_like(top_q, dtype=torch.bool))}

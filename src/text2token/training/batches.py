@@ -17,7 +17,8 @@ class Batch:
 
     ``position_ids`` / ``segment_ids`` are for packed rows (several texts per row, one segment id each);
     they are None for padded rows, where every row is one text. ``target_ids``/``target_weights`` are
-    the stage's sparse targets (B×K, weight 0 = padding), if it has precomputed ones.
+    the stage's sparse targets (B×K, weight 0 = padding), if it has precomputed ones; ``target_probs``
+    dense targets (B×V) an objective computed for this batch (stage 2 on the fly).
     """
 
     rows: np.ndarray
@@ -27,6 +28,7 @@ class Batch:
     segment_ids: torch.Tensor | None = None
     target_ids: torch.Tensor | None = None
     target_weights: torch.Tensor | None = None
+    target_probs: torch.Tensor | None = None
 
     @property
     def num_tokens(self) -> int:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from ..attention import ATTENTION_MODES
+from ..modes import ATTENTION_MODES, POOLING_MODES
 from ..errors import ConfigError
-from ..pooling import POOLING_MODES
 
 logger = logging.getLogger(__name__)
 OBJECTIVES = ("text2token", "simcse", "combined")

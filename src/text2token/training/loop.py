@@ -140,6 +140,7 @@ class Trainee:
 def optimizer_step(t: Trainee, accelerator, objective: Objective, batch, where: str, checkpoint_dir: Path | None = None):
     """Forward the batch's views, backward the summed loss, stop on a non-finite loss (before any update), clip,
     step. Returns ``(loss value, objective output, grad norm)``."""
+    objective.attach_targets(batch, t.model)  # e.g. frozen-model targets: their forward ends before ours starts
     ids, mask = batch.input_ids, batch.attention_mask
     n = objective.views
     with accelerator.autocast():  # all views in one forward: one DDP forward per backward
@@ -171,7 +172,8 @@ def train_loop(trainee: Trainee, accelerator, objective: Objective, schedule, co
                 tokens = batch.num_tokens * world
                 loss, out, grad_norm = optimizer_step(trainee, accelerator, objective, batch.to(device),
                                                       f"{title} step {step}", checkpoint_dir)
-                record = StepRecord(stage_key, step, loss, out.losses, out.metrics, trainee.scheduler.get_last_lr()[0],
+                components = {k: v.detach() for k, v in out.losses.items()}
+                record = StepRecord(stage_key, step, loss, components, out.metrics, trainee.scheduler.get_last_lr()[0],
                                     grad_norm, started, tokens)
                 for cb in callbacks:
                     cb.on_step(record, interrupt.hit)
