@@ -111,17 +111,12 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
 
 def run_stage(stage, model, accelerator, resume: bool, show_progress_bar: bool, first: bool) -> dict:
     """Train one stage with a fresh LoRA, then merge it into ``model.backbone``; return the stage summary."""
-    from accelerate.utils import set_seed
-    from transformers import get_scheduler
-
-    from ..objectives import set_attention_dropout
     from ..targets.model_derived import model_fingerprint
     from .batches import batch_schedule
     from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, truncate_log
-    from .lora import attach_lora
-    from .loop import Checkpointer, JsonlLog, ProgressBar, Trainee, train_loop
+    from .loop import Checkpointer, JsonlLog, ProgressBar, train_loop
 
-    cfg, tcfg, main = stage.cfg, stage.cfg.training, accelerator.is_main_process
+    tcfg, main = stage.cfg.training, accelerator.is_main_process
     progress = show_progress_bar and main
     frozen_fp = model_fingerprint(model.backbone)
     if main:
@@ -137,9 +132,50 @@ def run_stage(stage, model, accelerator, resume: bool, show_progress_bar: bool, 
         write_json_atomic(stage.dir / "data_report.json", {**corpus_info, "targets": report})
         _report_input_problems(stage.dir, corpus_info, tcfg.max_length)
 
-    # ---- a fresh LoRA and its optimizer
+    trainee, objective, peft_model, old_dropout = _fresh_adapter(stage, model, accelerator)
+    log_path = stage.dir / "train_log.jsonl"
+    start_step = 0
+    if resume and (ckpt := latest_checkpoint(stage.dir)) is not None:
+        start_step = load_checkpoint(ckpt, model, trainee.optimizer, trainee.scheduler)
+        if main:
+            logger.info("resumed from %s (step %d)", ckpt, start_step)
+            truncate_log(log_path, start_step)
+    elif main and log_path.exists():
+        log_path.unlink()
+    trainee.wrapped, trainee.optimizer, trainee.scheduler = accelerator.prepare(model, trainee.optimizer,
+                                                                                 trainee.scheduler)
+    schedule = batch_schedule(len(collate), tcfg.batch_size, stage.steps, stage.seed, collate.lengths())
+    callbacks = [ProgressBar(f"{stage.title}{_objective_note(objective)}", stage.steps, start_step, progress)]
+    if main:
+        save = lambda step: save_checkpoint(stage.dir, step, model, trainee.optimizer, trainee.scheduler,  # noqa: E731
+                                            tcfg.keep_checkpoints)
+        callbacks += [JsonlLog(log_path, tcfg.log_every, stage.steps, _tensorboard(stage.cfg, stage)),
+                      Checkpointer(save, tcfg.save_every, stage.steps)]
+    t_start = time.perf_counter()
+    train_loop(trainee, accelerator, objective, schedule, collate, stage.key, stage.title, start_step, stage.steps,
+               callbacks, checkpoint_dir=stage.dir / "checkpoints")
+    accelerator.wait_for_everyone()
+    elapsed = time.perf_counter() - t_start
+    summary = {"stage": stage.key, "steps": stage.steps, "lr": stage.lr, "objective": objective.describe(),
+               "resumed_from": start_step, "trainable_parameters": sum(p.numel() for p in trainee.params),
+               "seconds": round(elapsed, 1), "seconds_per_step": round(elapsed / max(1, stage.steps - start_step), 2),
+               "targets": report, "frozen_model_fingerprint": frozen_fp}
+    _finish_stage(stage, model, peft_model, old_dropout, summary, main)
+    return summary
+
+
+def _fresh_adapter(stage, model, accelerator):
+    """A fresh LoRA (seeded per stage), the stage's objective and its attention dropout, AdamW and the scheduler."""
+    from accelerate.utils import set_seed
+    from transformers import get_scheduler
+
+    from ..objectives import set_attention_dropout
+    from .lora import attach_lora
+    from .loop import Trainee
+
+    tcfg = stage.cfg.training
     set_seed(stage.seed)
-    peft_model = attach_lora(cfg.lora, model.backbone)
+    peft_model = attach_lora(stage.cfg.lora, model.backbone)
     objective = stage.objective(peft_model, accelerator)
     old_dropout = None
     if objective.attention_dropout is not None:
@@ -152,41 +188,20 @@ def run_stage(stage, model, accelerator, resume: bool, show_progress_bar: bool, 
                                   fused=accelerator.device.type == "cuda")  # one kernel for all LoRA tensors
     scheduler = get_scheduler(tcfg.scheduler if tcfg.scheduler != "constant" else "constant_with_warmup",
                               optimizer, num_warmup_steps=tcfg.warmup_steps, num_training_steps=stage.steps)
-    log_path = stage.dir / "train_log.jsonl"
-    start_step = 0
-    if resume and (ckpt := latest_checkpoint(stage.dir)) is not None:
-        start_step = load_checkpoint(ckpt, model, optimizer, scheduler)
-        if main:
-            logger.info("resumed from %s (step %d)", ckpt, start_step)
-            truncate_log(log_path, start_step)
-    elif main and log_path.exists():
-        log_path.unlink()
     model.train()
     if tcfg.compile:
         model.trunk.compile()  # in place: parameter names (checkpoints, merge) stay the same
-    wrapped, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    trainee = Trainee(model, wrapped, optimizer, scheduler, params, tcfg.grad_clip)
+    return Trainee(model, model, optimizer, scheduler, params, tcfg.grad_clip), objective, peft_model, old_dropout
 
-    schedule = batch_schedule(len(collate), tcfg.batch_size, stage.steps, stage.seed, collate.lengths())
-    callbacks = [ProgressBar(f"{stage.title}{_objective_note(objective)}", stage.steps, start_step, progress)]
+
+def _finish_stage(stage, model, peft_model, old_dropout, summary: dict, main: bool) -> None:
+    """Save the final adapter and the summary, merge the adapter into the backbone, restore the dropout."""
+    from safetensors.torch import save_file
+
+    from ..objectives import set_attention_dropout
+    from .lora import trainable_state
+
     if main:
-        callbacks += [JsonlLog(log_path, tcfg.log_every, stage.steps, _tensorboard(cfg, stage)),
-                      Checkpointer(lambda step: save_checkpoint(stage.dir, step, model, optimizer, scheduler,
-                                                                tcfg.keep_checkpoints), tcfg.save_every, stage.steps)]
-    t_start = time.perf_counter()
-    train_loop(trainee, accelerator, objective, schedule, collate, stage.key, stage.title, start_step, stage.steps,
-               callbacks, checkpoint_dir=stage.dir / "checkpoints")
-    accelerator.wait_for_everyone()
-    elapsed = time.perf_counter() - t_start
-    summary = {"stage": stage.key, "steps": stage.steps, "lr": stage.lr, "objective": objective.describe(),
-               "resumed_from": start_step, "trainable_parameters": sum(p.numel() for p in params),
-               "seconds": round(elapsed, 1), "seconds_per_step": round(elapsed / max(1, stage.steps - start_step), 2),
-               "targets": report, "frozen_model_fingerprint": frozen_fp}
-    if main:
-        from safetensors.torch import save_file
-
-        from .lora import trainable_state
-
         with atomic_path(stage.final_adapter, suffix=".safetensors") as tmp:
             save_file(trainable_state(model), str(tmp))
         write_json_atomic(stage.dir / "summary.json", summary)
@@ -194,7 +209,6 @@ def run_stage(stage, model, accelerator, resume: bool, show_progress_bar: bool, 
     if old_dropout is not None:
         set_attention_dropout(model.backbone, old_dropout)
     model.eval()
-    return summary
 
 
 def _objective_note(objective) -> str:
