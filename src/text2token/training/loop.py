@@ -90,14 +90,22 @@ class JsonlLog(Callback):
 
 
 class Checkpointer(Callback):
-    """A checkpoint every ``every`` steps (0: never in between), at the last step, and when interrupted."""
+    """A checkpoint every ``every`` steps (0: never in between), at the last step, and when interrupted — only of
+    finite weights: an update that made them non-finite (a finite loss, then a blown-up step) stops the run and
+    keeps the previous checkpoint. ``save`` is None on processes that do not write (the check runs on all)."""
 
-    def __init__(self, save, every: int, last_step: int):
+    def __init__(self, save, every: int, last_step: int, params: list, where: str, checkpoint_dir: Path):
         self.save, self.every, self.last_step = save, every, last_step
+        self.params, self.where, self.checkpoint_dir = params, where, checkpoint_dir
 
     def on_step(self, record, interrupted):
         if interrupted or record.step == self.last_step or (self.every and record.step % self.every == 0):
-            self.save(record.step)
+            if not all(bool(torch.isfinite(p).all()) for p in self.params):
+                raise Text2TokenError(f"weights became non-finite at {self.where} step {record.step}; the last good "
+                                      f"checkpoint is kept in {self.checkpoint_dir}. Try a lower learning rate or "
+                                      "training.grad_clip > 0")
+            if self.save is not None:
+                self.save(record.step)
 
 
 class InterruptFlag:

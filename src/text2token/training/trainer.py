@@ -147,10 +147,11 @@ def run_stage(stage, model, accelerator, resume: bool, show_progress_bar: bool, 
     schedule = batch_schedule(len(collate), tcfg.batch_size, stage.steps, stage.seed, collate.lengths())
     callbacks = [ProgressBar(f"{stage.title}{_objective_note(objective)}", stage.steps, start_step, progress)]
     if main:
-        save = lambda step: save_checkpoint(stage.dir, step, model, trainee.optimizer, trainee.scheduler,  # noqa: E731
-                                            tcfg.keep_checkpoints)
-        callbacks += [JsonlLog(log_path, tcfg.log_every, stage.steps, _tensorboard(stage.cfg, stage)),
-                      Checkpointer(save, tcfg.save_every, stage.steps)]
+        callbacks.append(JsonlLog(log_path, tcfg.log_every, stage.steps, _tensorboard(stage.cfg, stage)))
+    save = (lambda step: save_checkpoint(stage.dir, step, model, trainee.optimizer, trainee.scheduler,  # noqa: E731
+                                         tcfg.keep_checkpoints)) if main else None
+    callbacks.append(Checkpointer(save, tcfg.save_every, stage.steps, trainee.params, stage.title,
+                                  stage.dir / "checkpoints"))
     t_start = time.perf_counter()
     train_loop(trainee, accelerator, objective, schedule, collate, stage.key, stage.title, start_step, stage.steps,
                callbacks, checkpoint_dir=stage.dir / "checkpoints")
