@@ -142,22 +142,34 @@ def _load(args):
 
 
 def cmd_train(args) -> int:
-    from .training import load_config, train
+    from .layout import RUN_CONFIG_NAME
+    from .training import load_config
+    from .training.config import resume_config
 
     overrides = list(args.overrides)
-    if args.output:
-        overrides.append(f"output_dir={args.output}")
     if args.stages:
         overrides.append(f"stages=[{args.stages}]")
     if args.errors:
         overrides.append(f"data.errors={args.errors}")
     if args.objective:
         overrides.append(f"objective={args.objective}")
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, overrides + ([f"output_dir={args.output}"] if args.output else []))
+    run_dir = Path(config.output_dir)
+    if args.resume and (run_dir / RUN_CONFIG_NAME).is_file():
+        # continue the run as it was configured: its own config.yaml, changed only where that is safe
+        config = resume_config(run_dir, args.config, overrides)
+        _note(args, f"resuming {run_dir} as recorded in {run_dir / RUN_CONFIG_NAME}")
     if args.print_config:
         import yaml
 
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+        return 0
+    from .training import train
+    from .training.trainer import is_finished
+
+    if args.resume and is_finished(config):
+        print(f"{run_dir} is already finished ({', '.join(config.run_stages())}): nothing to do; the model is "
+              f"{run_dir / 'model'} (give more steps, e.g. stage2.steps=N, to train further)")
         return 0
     model_dir = train(config, resume=args.resume)
     summary = json.loads((Path(config.output_dir) / "train_summary.json").read_text())
@@ -165,6 +177,12 @@ def cmd_train(args) -> int:
                           for k, v in summary.items() if k.startswith("stage_"))
     print(f"model saved to {model_dir}  ({per_stage}; peak memory {summary['peak_memory_mb']:.0f} MB)")
     return 0
+
+
+def _note(args, message: str) -> None:
+    """A one-line note on stderr (silenced by --quiet)."""
+    if not getattr(args, "quiet", False):
+        print(f"text2token {args.command}: {message}", file=sys.stderr)
 
 
 def cmd_encode(args) -> int:

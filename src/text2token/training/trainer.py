@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, Text2TokenError
-from ..layout import RUN_CONFIG_NAME, RUN_INFO_NAME, RUN_SUMMARY_NAME, STAGE_DIRS
+from ..layout import MODEL_CONFIG_NAME, RUN_CONFIG_NAME, RUN_INFO_NAME, RUN_SUMMARY_NAME, STAGE_DIRS
 from ..textio import atomic_path, write_json_atomic
-from .config import RunConfig
+from .config import RunConfig, load_config
 from .lock import RunLock
 
 logger = logging.getLogger(__name__)
@@ -71,15 +71,15 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
 
     main = accelerator.is_main_process
     stages = build_stages(cfg, out_dir)
+    if resume and is_finished(cfg):  # nothing to do: the run's record stays as it is
+        logger.info("%s is already finished; nothing to do", out_dir)
+        return out_dir / "model"
     if main:
         has_ckpt = out_dir.exists() and any(latest_checkpoint(out_dir / d) for d in STAGE_DIRS.values())
         if has_ckpt and not resume:
             raise Text2TokenError(f"{out_dir} already holds checkpoints: pass --resume to continue, or choose another --output")
         out_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(out_dir / RUN_CONFIG_NAME)
-        from .report import environment_info
-
-        write_json_atomic(out_dir / RUN_INFO_NAME, environment_info())
+        _write_run_record(cfg, out_dir, resume)
     accelerator.wait_for_everyone()
     set_seed(cfg.training.seed)
     model = Text2TokenModel.from_pretrained(
@@ -107,6 +107,31 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
         plot_training_curves(out_dir)
     accelerator.wait_for_everyone()
     return model_dir
+
+
+def is_finished(cfg: RunConfig) -> bool:
+    """True if every stage of ``cfg`` has finished with its configured steps and the model folder was saved."""
+    from .stages import build_stages
+
+    out_dir = Path(cfg.output_dir)
+    return ((out_dir / RUN_SUMMARY_NAME).is_file() and (out_dir / "model" / MODEL_CONFIG_NAME).is_file()
+            and all(stage.finished() for stage in build_stages(cfg, out_dir)))
+
+
+def _write_run_record(cfg: RunConfig, out_dir: Path, resume: bool) -> None:
+    """``config.yaml`` and ``run_info.json``. A resumed run keeps the record: the config file is rewritten only if
+    a setting it may change did (e.g. more steps), and the environment of each resume is appended to run_info."""
+    from .report import environment_info
+
+    config_file, info_file = out_dir / RUN_CONFIG_NAME, out_dir / RUN_INFO_NAME
+    if not (resume and config_file.is_file() and load_config(config_file).to_dict() == cfg.to_dict()):
+        cfg.save(config_file)
+    if resume and info_file.is_file():
+        info = json.loads(info_file.read_text())
+        info.setdefault("resumed", []).append(environment_info())
+    else:
+        info = environment_info()
+    write_json_atomic(info_file, info)
 
 
 def run_stage(stage, model, accelerator, resume: bool, show_progress_bar: bool, first: bool) -> dict:
