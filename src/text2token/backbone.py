@@ -120,14 +120,49 @@ def resolve_model_path(spec: str) -> str:
         if not any((path / f).is_file() for f in _WEIGHT_FILES):
             raise ModelLoadError(f"model folder has no weights (model.safetensors or pytorch_model.bin): {spec}")
         return str(path)
-    if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
-        raise ModelLoadError(f"model path does not exist: {spec}")
+    parent = path.parent
+    if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1) or (
+            str(parent) not in ("", ".") and parent.is_dir()):
+        listing = ", ".join(sorted(p.name for p in parent.iterdir())[:8]) if parent.is_dir() else ""
+        raise ModelLoadError(f"model path does not exist: {spec}" + (f" ({parent}/ holds: {listing})" if listing else ""))
     return spec  # a hub id such as "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def check_hub_id(spec: str) -> None:
+    """Before loading a hub id that is neither a local path nor in the Hugging Face cache, ask the hub once
+    (no retries): a mistyped local path (``runz/model``) or an unreachable hub is an error at once, instead of
+    the download path's retries. Offline mode (``HF_HUB_OFFLINE=1``) skips the question."""
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(spec, "config.json"), str):
+        return
+    try:
+        HfApi().model_info(spec, timeout=10)
+    except RepositoryNotFoundError:
+        raise ModelLoadError(f"'{spec}' is not a local path (no such file or folder here) and not a model on the "
+                             "Hugging Face hub") from None
+    except Exception as exc:  # noqa: BLE001 — only connection problems are ours to report
+        if not _is_connection_error(exc):
+            return  # gated, private, rate-limited, ...: from_pretrained reports it with the details
+        raise ModelLoadError(f"'{spec}' is not a local path (no such file or folder here), and the Hugging Face hub "
+                             f"cannot be reached to look it up as a model id ({type(exc).__name__}); check the path, "
+                             "or set HF_HUB_OFFLINE=1 to use the HF cache") from None
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    """A network failure, whichever HTTP client huggingface_hub uses (httpx, its forks, requests): judged by the
+    exception's class hierarchy, not by importing a particular client."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return isinstance(exc, (OSError, TimeoutError)) or bool(
+        names & {"TransportError", "NetworkError", "ConnectError", "ConnectionError", "Timeout", "TimeoutException"})
 
 
 def load_backbone(spec: str, dtype: torch.dtype | None = None, attn_implementation: str | None = None) -> Backbone:
     """Load a causal LM and tokenizer; check that the model has an LM head matching the tokenizer."""
     path = resolve_model_path(spec)
+    if path == spec and not Path(spec).exists():
+        check_hub_id(spec)
     try:
         config = AutoConfig.from_pretrained(path)
     except OSError as exc:

@@ -11,17 +11,63 @@ from pathlib import Path
 
 EXAMPLES = """examples:
   text2token train --config configs/demo.yaml --output runs/demo
-  text2token train stage1.steps=20 stage1.lr=1e-4 model.pooling=mean
+  text2token train --output runs/demo --resume                     # continue the run as it was configured
   text2token train --objective simcse --output runs/simcse simcse.steps=50   # the LLM2Vec baseline
   text2token encode --model runs/demo/model --input texts.txt --output emb.npy --normalize
   text2token explain --model runs/demo/model "The cat sat on the mat."
   text2token eval --model runs/demo/model --suite demo --baseline default
   text2token index --model runs/demo/model --corpus docs.jsonl --output runs/demo/index
-  text2token search --index runs/demo/index --query "interest rates" --hybrid 0.5
+  text2token search --index runs/demo/index --query "interest rates"
 """
+MODEL_HELP = ("the model: a trained text2token folder (e.g. runs/demo/model), a training checkpoint folder, a Hugging "
+              "Face id or folder, a .gguf file, or 'default' (the untrained bundled SmolLM2-135M)")
+INPUT_HELP = ".txt (one text per line), .jsonl (one object per line with the text field), or - for standard input (text)"
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help that keeps the descriptions' line breaks and shows every option's default value (flags and
+    options without one — off, or required — show none)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _positive(name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got '{text}'") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {value}")
+        return value
+    return parse
+
+
+def _max_length(text: str) -> int:
+    value = _positive("--max-length")(text)
+    if value < 8:
+        raise argparse.ArgumentTypeError(f"--max-length must be >= 8 (the template and special tokens need room), "
+                                         f"got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got '{text}'") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notes on stderr (errors still)")
     p = argparse.ArgumentParser(
         prog="text2token",
         description="Turn a decoder-only LM into a text embedder by token target prediction (Text2Token).",
@@ -29,83 +75,109 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train an embedder (stage 1 data-driven, stage 2 model-derived targets)",
-                       description="Train LoRA adapters so that softmax(lm_head(pooled)) matches each text's "
-                                   "target: stage 1 (data) the text's own content tokens, stage 2 (model) tokens "
-                                   "the frozen stage-1 model finds characteristic. Settings come from --config (YAML) and then from "
-                                   "section.key=value overrides; the resolved config is saved in the output folder.")
+    def command(name, summary, description):
+        return sub.add_parser(name, help=summary, description=f"{summary}.\n\n{description}", parents=[common],
+                              formatter_class=_Formatter)
+
+    t = command("train", "train an embedder (stage 1 data-driven, stage 2 model-derived targets)",
+                "Train LoRA adapters so that softmax(lm_head(pooled)) matches each text's target: stage 1 (data) the\n"
+                "text's own content tokens, stage 2 (model) tokens the frozen stage-1 model finds characteristic.\n"
+                "Settings come from --config (YAML), then from section.key=value overrides (anywhere on the line);\n"
+                "the resolved config is saved in the run folder. --resume continues a run as recorded in its\n"
+                "config.yaml (only steps, checkpoint/log cadence and added stages may change).")
     t.add_argument("--config", help="YAML config file (default: built-in defaults)")
     t.add_argument("--output", help="run folder (overrides output_dir); the model goes to OUTPUT/model")
     t.add_argument("--stages", help="comma-separated stages to run: data (stage 1), model (stage 2); e.g. data,model")
-    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run folder")
+    t.add_argument("--resume", action="store_true", help="continue the run in --output from its latest checkpoint")
     t.add_argument("--objective", choices=["text2token", "simcse", "combined"],
-                   help="text2token (default: the configured stages), simcse (LLM2Vec's unsupervised contrastive "
-                        "baseline with the same LoRA, pooling, attention and data; simcse.steps, simcse.lr, "
-                        "simcse.dropout, simcse.temperature), or combined (each stage: combined.token_weight·KL + "
-                        "combined.simcse_weight·SimCSE); same as objective=")
+                   help="text2token (the configured stages), simcse (LLM2Vec's unsupervised contrastive baseline with "
+                        "the same LoRA, pooling, attention and data), or combined (each stage: combined.token_weight·KL "
+                        "+ combined.simcse_weight·SimCSE); same as objective=")
     t.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     t.add_argument("--errors", choices=["strict", "replace"],
-                   help="invalid UTF-8 in the corpus: strict (default; error naming file and line) or replace "
-                        "(decode with U+FFFD, count the lines in the run's data_report.json); same as data.errors=")
+                   help="invalid UTF-8 in the corpus: strict (error naming file and line) or replace (decode with "
+                        "U+FFFD, count the lines in the run's data_report.json); same as data.errors=")
     t.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="config overrides, anywhere on the line, e.g. stage1.steps=20 stage2.tau=0.01 model.pooling=mean")
 
-    e = sub.add_parser("encode", help="embed texts into a .npy matrix")
+    e = command("encode", "embed texts",
+                "Writes one row per input text, in input order: .npy (float32 matrix), .jsonl ({\"id\", \"embedding\"}\n"
+                "per line; ids from the input's 'id' field or the row number from 0), or .parquet (columns id,\n"
+                "embedding). The output appears only when complete (written to a temporary file, then renamed).")
     _model_args(e)
-    e.add_argument("--input", required=True, help=".txt (one text per line) or .jsonl (field 'text')")
-    e.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
-    e.add_argument("--output", required=True, help="output .npy file (float32, one row per input text)")
-    e.add_argument("--batch-size", type=int, default=32)
+    _input_args(e, "--input", required=True)
+    e.add_argument("--output", required=True, help="output file: .npy, .jsonl or .parquet")
+    e.add_argument("--batch-size", type=_positive("--batch-size"), default=32, help="texts per forward pass")
     e.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
-    e.add_argument("--errors", choices=["strict", "replace"], default="strict",
-                   help="invalid UTF-8 in --input: strict (error naming the line) or replace (U+FFFD, counted)")
+    e.add_argument("--prompt", help="text put before every input (e.g. 'query: '); see also --prompt-name")
+    e.add_argument("--prompt-name", choices=["query", "document"],
+                   help="a prompt saved with the model (text2token_config.json 'prompts')")
 
-    x = sub.add_parser("explain", help="show the top LM-head tokens of each text's embedding")
+    x = command("explain", "show the top LM-head tokens of each text's embedding",
+                "The top-k tokens of softmax(lm_head(embedding)): what the embedding 'means'. --compare shows why\n"
+                "two texts are similar: their cosine and the tokens carrying sum_v p_a(v)·p_b(v).")
     _model_args(x)
-    x.add_argument("--top-k", type=int, default=10)
+    x.add_argument("--top-k", type=_positive("--top-k"), default=10, help="tokens per text (at most the vocabulary size)")
     x.add_argument("--json", action="store_true", help="print JSON lines instead of a readable list")
-    x.add_argument("--input", help="explain every text of this .txt/.jsonl file (JSON lines out; see --output)")
-    x.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
+    _input_args(x, "--input", required=False, help="explain every text of this file (JSON lines out, with the input's "
+                                                    "ids; see --output). " + INPUT_HELP)
     x.add_argument("--output", help="with --input: write the JSON lines to this file instead of stdout")
     x.add_argument("--compare", action="store_true",
                    help="two TEXTs: their cosine and the tokens that carry the overlap of their vocabulary distributions")
-    x.add_argument("texts", nargs="*", metavar="TEXT")
+    x.add_argument("texts", nargs="*", metavar="TEXT", help="texts to explain")
 
-    i = sub.add_parser("index", help="build a sparse (top-k LM-head tokens) + dense retrieval index of a corpus")
+    i = command("index", "build a hybrid (sparse LM-head tokens + dense) retrieval index of a corpus",
+                "Each document becomes its dense embedding and its top-k LM-head tokens (one pass over the corpus).\n"
+                "The index records the model by its path relative to the index (and absolute), so index and model\n"
+                "can move together; 'search --model' relocates it.")
     _model_args(i)
-    i.add_argument("--corpus", required=True, help=".txt (one document per line) or .jsonl (fields 'text', optional 'id')")
-    i.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
+    _input_args(i, "--corpus", required=True, help=".txt (one document per line, ids 0, 1, ...) or .jsonl (fields "
+                                                    "'text' and optional 'id'), or - for standard input")
     i.add_argument("--output", required=True, help="index folder to write")
-    i.add_argument("--top-k", type=int, default=128, help="tokens kept per document (default: 128)")
-    i.add_argument("--batch-size", type=int, default=32)
+    i.add_argument("--top-k", type=_positive("--top-k"), default=128, help="tokens kept per document")
+    i.add_argument("--batch-size", type=_positive("--batch-size"), default=32, help="documents per forward pass")
 
-    s = sub.add_parser("search", help="rank the documents of an index for a query")
+    s = command("search", "rank the documents of an index for queries",
+                "Hybrid by default: the dense cosine and the sparse token overlap, each rescaled to [0, 1] per query,\n"
+                "then ALPHA·dense + (1−ALPHA)·sparse. The model is loaded once for all queries.")
     s.add_argument("--index", required=True, help="folder written by 'text2token index'")
-    s.add_argument("--query", required=True, action="append", help="query text (repeatable)")
-    s.add_argument("--top", type=int, default=10, help="results per query (default: 10)")
-    s.add_argument("--hybrid", type=float, metavar="ALPHA",
-                   help="score = ALPHA·dense cosine + (1−ALPHA)·sparse dot product (default: sparse only)")
-    s.add_argument("--dense", action="store_true", help="dense cosine only")
+    s.add_argument("--query", action="append", default=[], help="query text (repeatable)")
+    s.add_argument("--queries", metavar="FILE", help="more queries, one per line (.txt) or .jsonl, or - for stdin")
+    s.add_argument("--top", type=_positive("--top"), default=10, help="results per query")
+    mode = s.add_mutually_exclusive_group()
+    mode.add_argument("--hybrid", type=_fraction, metavar="ALPHA", default=0.5,
+                      help="weight of the dense score in the hybrid score")
+    mode.add_argument("--dense", action="store_true", help="dense cosine only")
+    mode.add_argument("--sparse", action="store_true", help="sparse token overlap only")
+    s.add_argument("--fusion", choices=["minmax", "rrf", "raw"], default="minmax",
+                   help="how hybrid combines the two scores: minmax (rescale each per query), rrf (reciprocal rank "
+                        "fusion), raw (unscaled mix)")
+    s.add_argument("--model", help="the index's model at another path (checked against the recorded weights)")
+    _device_args(s)
     s.add_argument("--json", action="store_true", help="print JSON lines")
 
-    r = sub.add_parser("report", help="summarise a training run folder (stages, losses, hit rates, data, versions)")
-    r.add_argument("run_dir", metavar="RUN_DIR")
+    r = command("report", "summarise a training run folder", "Stages, steps, losses, hit rates, data, versions.")
+    r.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by 'text2token train'")
     r.add_argument("--plot", action="store_true", help="(re)draw RUN_DIR/training_curves.png")
 
-    a = sub.add_parser("analyze", help="how training moved the vocabulary view and the representation (table + PNG)")
+    a = command("analyze", "how training moved the vocabulary view and the representation (table + PNG)",
+                "Compares a trained model with its base on your texts: how much of each text's top tokens are its\n"
+                "own tokens vs beyond the text, and the variance along the base's top singular directions.")
     _model_args(a)
-    a.add_argument("--base", default="default", help="the untrained model to compare with (default: 'default')")
-    a.add_argument("--input", required=True, help=".txt/.jsonl texts to analyse (a few hundred is plenty)")
-    a.add_argument("--field", default="text")
-    a.add_argument("--top-k", type=int, default=10, help="top tokens per text (default 10)")
-    a.add_argument("--directions", type=int, default=10, help="top singular directions of the base embeddings (default 10)")
-    a.add_argument("--output", help="write the figures as JSON here; the PNG goes next to it (default: analysis.png)")
+    a.add_argument("--base", default="default", help="the untrained model to compare with")
+    _input_args(a, "--input", required=True, help="texts to analyse (a few hundred is plenty). " + INPUT_HELP)
+    a.add_argument("--top-k", type=_positive("--top-k"), default=10, help="top tokens per text")
+    a.add_argument("--directions", type=_positive("--directions"), default=10,
+                   help="top singular directions of the base embeddings (at most min(texts, hidden size))")
+    a.add_argument("--output", help="write the figures as JSON here; the PNG goes next to it (else analysis.png)")
 
-    v = sub.add_parser("eval", help="evaluate on the bundled offline tasks")
+    v = command("eval", "evaluate on the bundled offline tasks or MTEB",
+                "The bundled suites run offline; --mteb / --mteb-tasks run MTEB 2.x (needs the datasets: hub or HF\n"
+                "cache). --baseline evaluates a second model with the same pooling, attention and template.")
     _model_args(v)
     v.add_argument("--suite", default="demo",
                    help="bundled offline tasks: demo (seeded subsets), quick (smaller subsets), held-out, or offline "
-                        "(= full: all six tasks, complete) (default: demo)")
+                        "(= full: all six tasks, complete)")
     v.add_argument("--mteb", metavar="BENCHMARK",
                    help="run an MTEB 2.x benchmark instead, e.g. 'MTEB(eng, v2)' (needs the datasets: hub or HF cache)")
     v.add_argument("--mteb-tasks", metavar="A,B,...", help="run these MTEB tasks, e.g. STSBenchmark,Banking77Classification")
@@ -118,27 +190,70 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--output", help="write the results as JSON to this file")
     v.add_argument("--card", action="store_true",
                    help="also record the results in the model folder (text2token_config.json and its README.md model card)")
-    v.add_argument("--batch-size", type=int, default=32)
+    v.add_argument("--batch-size", type=_positive("--batch-size"), default=32, help="texts per forward pass")
     return p
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="default",
-                   help="trained text2token folder, Hugging Face id or folder, .gguf file, or 'default'")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--pooling", choices=["mean", "last", "weighted_mean"], help="override the model's pooling")
     p.add_argument("--attention", choices=["causal", "bidirectional"], help="override the model's attention")
-    p.add_argument("--max-length", type=int, help="override the maximum tokens per text")
+    p.add_argument("--max-length", type=_max_length, help="override the maximum tokens per text (>= 8)")
+    _device_args(p)
+
+
+def _device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available, else cpu)")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="weights' dtype (auto: bfloat16 on GPU, float32 on CPU); the LM head always runs in float32")
+
+
+def _input_args(p: argparse.ArgumentParser, flag: str, required: bool, help: str = INPUT_HELP) -> None:
+    p.add_argument(flag, required=required, help=help)
+    p.add_argument("--field", default="text", help="JSONL field holding the text")
+    p.add_argument("--skip-blank", action="store_true", help="skip blank lines instead of refusing the file")
+    p.add_argument("--errors", choices=["strict", "replace"], default="strict",
+                   help="invalid UTF-8: strict (error naming the line) or replace (U+FFFD, counted)")
+
+
+def _dtype(args):
+    import torch
+
+    return {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
 
 
 def _load(args):
     from .model import Text2TokenModel
-
     from .training.checkpoint_model import is_checkpoint, load_checkpoint_model
 
     if is_checkpoint(args.model):
         return load_checkpoint_model(args.model)
-    return Text2TokenModel.from_pretrained(args.model, pooling=args.pooling, attention=args.attention,
-                                           max_length=args.max_length)
+    model = Text2TokenModel.from_pretrained(args.model, pooling=args.pooling, attention=args.attention,
+                                            max_length=args.max_length, device=args.device, dtype=_dtype(args))
+    if not model.is_trained:
+        _note(args, f"{args.model} is an untrained backbone ({model.pooling} pooling, {model.attention} attention), "
+                    "not a text2token-trained model")
+    return model
+
+
+def _read(args, path: str):
+    """``(ids, texts)`` of an input file, with a note when lines were decoded with U+FFFD."""
+    from .textio import read_records
+
+    ids, texts, counts = read_records(path, field=args.field, skip_blank=args.skip_blank, errors=args.errors)
+    if counts["invalid_utf8_lines_replaced"]:
+        _note(args, f"{counts['invalid_utf8_lines_replaced']} lines of {path} had invalid UTF-8 (decoded with U+FFFD)")
+    if counts["blank_lines_skipped"]:
+        _note(args, f"{counts['blank_lines_skipped']} blank lines of {path} skipped")
+    return ids, texts
+
+
+def _check_top_k(model, top_k: int) -> None:
+    from .errors import Text2TokenError
+
+    vocab = model.lm_head.weight.shape[0]
+    if top_k > vocab:
+        raise Text2TokenError(f"--top-k {top_k} is larger than the model's vocabulary ({vocab} tokens)")
 
 
 def cmd_train(args) -> int:
@@ -189,34 +304,45 @@ def cmd_encode(args) -> int:
     import numpy as np
 
     from .errors import Text2TokenError
-    from .textio import atomic_path, read_texts_counted
+    from .textio import atomic_path
 
-    if args.batch_size < 1:
-        raise Text2TokenError("--batch-size must be >= 1")
-    if not args.output.endswith(".npy"):
-        raise Text2TokenError(f"--output must end in .npy, got '{args.output}'")
-    texts, counts = read_texts_counted(args.input, field=args.field, errors=args.errors)
-    if counts["invalid_utf8_lines_replaced"]:
-        print(f"note: {counts['invalid_utf8_lines_replaced']} lines of {args.input} had invalid UTF-8 "
-              "(decoded with U+FFFD)", file=sys.stderr)
+    suffix = Path(args.output).suffix.lower()
+    if suffix not in (".npy", ".jsonl", ".parquet"):
+        raise Text2TokenError(f"--output must end in .npy, .jsonl or .parquet, got '{args.output}'")
+    if suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise Text2TokenError("--output .parquet needs the pyarrow package: pip install pyarrow") from None
+    ids, texts = _read(args, args.input)
     model = _load(args)
     if truncated := model.count_truncated(texts):
-        print(f"note: {truncated} of {len(texts)} texts are longer than {model.max_length} tokens and are truncated "
-              "(--max-length to change)", file=sys.stderr)
-    emb = model.encode(texts, batch_size=args.batch_size, normalize_embeddings=args.normalize, show_progress_bar=True)
-    with atomic_path(args.output, suffix=".npy") as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, emb)
-    print(f"wrote {emb.shape[0]}×{emb.shape[1]} float32 embeddings to {args.output}")
+        _note(args, f"{truncated} of {len(texts)} texts are longer than {model.max_length} tokens and are truncated "
+                    "(--max-length to change)")
+    emb = model.encode(texts, batch_size=args.batch_size, normalize_embeddings=args.normalize,
+                       show_progress_bar=not args.quiet, prompt=args.prompt, prompt_name=args.prompt_name)
+    with atomic_path(args.output, suffix=suffix) as tmp:
+        if suffix == ".npy":
+            with open(tmp, "wb") as fh:
+                np.save(fh, emb)
+        elif suffix == ".jsonl":
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for i, row in zip(ids, emb):
+                    fh.write(json.dumps({"id": i, "embedding": row.tolist()}) + "\n")
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            column = pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel(), type=pa.float32()), emb.shape[1])
+            pq.write_table(pa.table({"id": pa.array(ids, type=pa.string()), "embedding": column}), tmp)
+    _note(args, f"wrote {emb.shape[0]}×{emb.shape[1]} float32 embeddings to {args.output}")
     return 0
 
 
 def cmd_explain(args) -> int:
     from .errors import Text2TokenError
-    from .textio import atomic_path, read_texts
+    from .textio import atomic_path
 
-    if args.top_k < 1:
-        raise Text2TokenError("--top-k must be >= 1")
     if args.input and args.texts:
         raise Text2TokenError("give TEXT arguments or --input FILE, not both")
     if args.compare and (args.input or len(args.texts) != 2):
@@ -225,8 +351,9 @@ def cmd_explain(args) -> int:
         raise Text2TokenError("nothing to explain: give TEXT arguments or --input FILE")
     if args.output and not args.input:
         raise Text2TokenError("--output goes with --input")
-    texts = read_texts(args.input, field=args.field) if args.input else args.texts
+    ids, texts = _read(args, args.input) if args.input else (None, args.texts)
     model = _load(args)
+    _check_top_k(model, args.top_k)
     if args.compare:
         result = model.compare(texts[0], texts[1], top_k=args.top_k)
         if args.json:
@@ -239,13 +366,14 @@ def cmd_explain(args) -> int:
                 print(f"  {t['share']:7.1%}  {t['p_a']:7.4f}  {t['p_b']:7.4f}  {t['token']!r}")
         return 0
     explained = model.explain(texts, top_k=args.top_k)
-    rows = (json.dumps({"text": text, "tokens": [{"token": t, "prob": p} for t, p in tokens]}, ensure_ascii=False)
-            for text, tokens in zip(texts, explained))
+    rows = [json.dumps({**({"id": ids[n]} if ids else {}), "text": text,
+                        "tokens": [{"token": t, "prob": p} for t, p in tokens]}, ensure_ascii=False)
+            for n, (text, tokens) in enumerate(zip(texts, explained))]
     if args.input:
         if args.output:
             with atomic_path(args.output) as tmp:
                 tmp.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
-            print(f"wrote {len(texts)} explanations to {args.output}")
+            _note(args, f"wrote {len(texts)} explanations to {args.output}")
         else:
             for r in rows:
                 print(r)
@@ -261,23 +389,13 @@ def cmd_explain(args) -> int:
 
 
 def cmd_index(args) -> int:
-    from .errors import Text2TokenError
     from .sparse_index import build_index
-    from .textio import read_jsonl, read_texts
 
-    if args.top_k < 1:
-        raise Text2TokenError("--top-k must be >= 1")
-    texts = read_texts(args.corpus, field=args.field)  # validates every line, naming file and line
-    if Path(args.corpus).suffix.lower() == ".jsonl":
-        ids = [str(r.get("id", n)) for n, r in enumerate(read_jsonl(args.corpus), start=1)]
-    else:
-        ids = [str(n) for n in range(1, len(texts) + 1)]
-    if len(set(ids)) != len(ids):
-        raise Text2TokenError(f"{args.corpus}: document ids are not unique")
+    ids, texts = _read(args, args.corpus)  # validates every line, naming file and line; ids unique
     model = _load(args)
+    _check_top_k(model, args.top_k)
     summary = build_index(model, [{"id": i, "text": t} for i, t in zip(ids, texts)], args.output, top_k=args.top_k,
-                          batch_size=args.batch_size, model_ref=str(Path(args.model).resolve()) if Path(args.model).exists()
-                          else args.model)
+                          batch_size=args.batch_size, model_ref=args.model, show_progress_bar=not args.quiet)
     print(f"indexed {summary['documents']} documents into {args.output}: sparse {summary['sparse_bytes'] / 1024:.0f} KiB "
           f"({args.top_k} tokens each), dense {summary['dense_bytes'] / 1024:.0f} KiB")
     return 0
@@ -287,18 +405,22 @@ def cmd_search(args) -> int:
     from .errors import Text2TokenError
     from .sparse_index import SparseIndex
 
-    if args.hybrid is not None and not 0 <= args.hybrid <= 1:
-        raise Text2TokenError("--hybrid ALPHA must be in [0, 1]")
-    if args.dense and args.hybrid is not None:
-        raise Text2TokenError("--dense and --hybrid exclude each other")
-    mode = "dense" if args.dense else "hybrid" if args.hybrid is not None else "sparse"
-    index = SparseIndex(args.index)
-    for query in args.query:
-        hits = index.search(query, top=args.top, mode=mode, alpha=args.hybrid if args.hybrid is not None else 0.5)
+    from .textio import read_records
+
+    queries = list(args.query)
+    if args.queries:
+        queries += read_records(args.queries, skip_blank=True)[1]
+    if not queries:
+        raise Text2TokenError("nothing to search for: give --query TEXT (repeatable) or --queries FILE")
+    mode = "dense" if args.dense else "sparse" if args.sparse else "hybrid"
+    index = SparseIndex(args.index, model_path=args.model, device=args.device, dtype=_dtype(args))
+    results = index.search(queries, top=args.top, mode=mode, alpha=args.hybrid, fusion=args.fusion)
+    label = f"hybrid α={args.hybrid:g}, {args.fusion}" if mode == "hybrid" else mode
+    for query, hits in zip(queries, results):
         if args.json:
             print(json.dumps({"query": query, "mode": mode, "hits": hits}, ensure_ascii=False))
             continue
-        print(f"query: {query}  ({mode})")
+        print(f"query: {query}  ({label})")
         for h in hits:
             print(f"  {h['rank']:3d}. {h['score']:.4f}  [{h['id']}] {h['text'][:100]}")
     return 0
@@ -318,16 +440,19 @@ def cmd_analyze(args) -> int:
     from .analysis import analyze, format_analysis
     from .errors import Text2TokenError
     from .model import Text2TokenModel
-    from .textio import read_texts, write_json_atomic
+    from .textio import write_json_atomic
 
-    if args.top_k < 1 or args.directions < 1:
-        raise Text2TokenError("--top-k and --directions must be >= 1")
-    texts = read_texts(args.input, field=args.field)
+    texts = _read(args, args.input)[1]
     if len(texts) < 2:
         raise Text2TokenError(f"{args.input}: need at least 2 texts")
     trained = _load(args)
+    _check_top_k(trained, args.top_k)
+    most = min(len(texts), trained.backbone.config.hidden_size)
+    if args.directions > most:
+        raise Text2TokenError(f"--directions {args.directions} is more than min(texts, hidden size) = {most}")
     base = Text2TokenModel.from_pretrained(args.base, pooling=trained.pooling, attention=trained.attention,
-                                           template=trained.template, max_length=trained.max_length)
+                                           template=trained.template, max_length=trained.max_length,
+                                           device=args.device, dtype=_dtype(args))
     png = Path(args.output).with_suffix(".png") if args.output else Path("analysis.png")
     result = analyze(trained, base, texts, top_k=args.top_k, directions=args.directions, png=png)
     print(format_analysis(result, args.model, args.base))
@@ -349,7 +474,8 @@ def cmd_eval(args) -> int:
     columns = {}
     if args.baseline:
         base = Text2TokenModel.from_pretrained(args.baseline, pooling=model.pooling, attention=model.attention,
-                                               template=model.template, max_length=model.max_length)
+                                               template=model.template, max_length=model.max_length,
+                                               device=args.device, dtype=_dtype(args))
         print(f"evaluating baseline {args.baseline} ({model.pooling} pooling, {model.attention} attention)")
         columns[f"untrained ({args.baseline})" if args.baseline == "default" else args.baseline] = evaluate_suite(
             base, args.suite, batch_size=args.batch_size)
@@ -424,6 +550,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:  # Ctrl-C at any moment, start-up included: one line, exit 130
+        command = next((a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")), "")
+        print(f"text2token {command}: {exc or 'interrupted'}".replace("  ", " "), file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parse(argv)
     if args.version:
         from . import __version__
@@ -433,8 +568,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         _parser().print_help()
         return 2
-    logging.basicConfig(level=logging.INFO if os.environ.get("TEXT2TOKEN_VERBOSE") else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # text2token's own notes (e.g. "resumed from checkpoint N") show unless --quiet
+    logging.getLogger("text2token").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    if os.environ.get("TEXT2TOKEN_VERBOSE"):
+        logging.getLogger().setLevel(logging.INFO)
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # progress bars off everywhere (tqdm reads it when a bar is made)
     from transformers.utils import logging as hf_logging
 
     import warnings
@@ -451,9 +591,6 @@ def main(argv: list[str] | None = None) -> int:
     except Text2TokenError as exc:
         print(f"text2token {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
-        print(f"text2token {args.command}: {exc or 'interrupted'}", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

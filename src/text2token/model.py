@@ -50,6 +50,8 @@ class Text2TokenModel(torch.nn.Module):
         template: str | None | object = _UNSET,
         max_length: int = DEFAULT_MAX_LENGTH,
         provenance: dict | None = None,
+        prompts: dict[str, str] | None = None,
+        training_record: dict | None = None,
     ):
         super().__init__()
         if pooling not in POOLING_MODES:
@@ -68,6 +70,8 @@ class Text2TokenModel(torch.nn.Module):
         self.template = template
         self.max_length = max_length
         self.provenance = provenance or {"backbone": backbone.source}
+        self.prompts = dict(prompts or {})  # named prompts (e.g. "query"), put before a text by encode(prompt_name=...)
+        self.training_record = training_record  # what text2token training recorded in a saved folder, if anything
         set_attention(self.backbone, attention)
 
     # ------------------------------------------------------------------ loading
@@ -105,8 +109,15 @@ class Text2TokenModel(torch.nn.Module):
             template=template,
             max_length=max_length or saved.get("max_length", DEFAULT_MAX_LENGTH),
             provenance=provenance,
+            prompts=saved.get("prompts"),
+            training_record=saved.get("training"),
         )
         return self.to(device)
+
+    @property
+    def is_trained(self) -> bool:
+        """True for a folder that text2token training saved (it records its training)."""
+        return self.training_record is not None
 
     def settings(self) -> dict:
         return {
@@ -115,6 +126,7 @@ class Text2TokenModel(torch.nn.Module):
             "template": self.template,
             "max_length": self.max_length,
             "provenance": self.provenance,
+            "prompts": self.prompts,
             "text2token_version": __version__,
         }
 
@@ -249,12 +261,28 @@ class Text2TokenModel(torch.nn.Module):
         normalize_embeddings: bool = False,
         show_progress_bar: bool | None = None,
         convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        prompt: str | None = None,
+        prompt_name: str | None = None,
     ) -> np.ndarray | torch.Tensor:
-        """Embed ``texts``; returns float32 (N×H), rows in input order."""
+        """Embed ``texts``; float32 (N×H), rows in input order (a single string gives one H vector).
+
+        As in sentence-transformers: ``prompt`` is put before every text (inside the model's template, if any), or
+        ``prompt_name`` names one of :attr:`prompts`; ``convert_to_tensor`` returns a torch tensor (so does
+        ``convert_to_numpy=False``)."""
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         if not all(isinstance(t, str) for t in texts):
             raise TypeError("encode expects a string or a list of strings")
+        if prompt_name is not None:
+            if prompt is not None:
+                raise ValueError("give prompt or prompt_name, not both")
+            if prompt_name not in self.prompts:
+                known = ", ".join(sorted(self.prompts)) or "none"
+                raise Text2TokenError(f"no prompt named '{prompt_name}' in this model (prompts: {known})")
+            prompt = self.prompts[prompt_name]
+        if prompt:
+            texts = [prompt + t for t in texts]
         if show_progress_bar is None:
             show_progress_bar = len(texts) > 4 * batch_size
         out = torch.empty(len(texts), self.backbone.config.hidden_size, dtype=torch.float32)
@@ -265,7 +293,27 @@ class Text2TokenModel(torch.nn.Module):
             out[torch.as_tensor(idx)] = emb.cpu()
         if single:
             out = out[0]
-        return out.numpy() if convert_to_numpy else out
+        return out if convert_to_tensor or not convert_to_numpy else out.numpy()
+
+    def encode_query(self, texts: str | list[str], **kwargs) -> np.ndarray | torch.Tensor:
+        """:meth:`encode` with the model's ``query`` prompt, if it has one."""
+        if "query" in self.prompts and "prompt" not in kwargs:
+            kwargs.setdefault("prompt_name", "query")
+        return self.encode(texts, **kwargs)
+
+    def encode_document(self, texts: str | list[str], **kwargs) -> np.ndarray | torch.Tensor:
+        """:meth:`encode` with the model's ``document`` prompt, if it has one."""
+        if "document" in self.prompts and "prompt" not in kwargs:
+            kwargs.setdefault("prompt_name", "document")
+        return self.encode(texts, **kwargs)
+
+    @staticmethod
+    def similarity(a, b) -> torch.Tensor:
+        """Cosine similarity matrix (len(a) × len(b)) of two sets of embeddings (numpy or torch, 1-D or 2-D), as
+        ``SentenceTransformer.similarity`` with its default cosine."""
+        a, b = (torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float() for x in (a, b))
+        a, b = (x.unsqueeze(0) if x.dim() == 1 else x for x in (a, b))
+        return F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
 
     @contextmanager
     def _eval_mode(self):

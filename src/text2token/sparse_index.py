@@ -1,6 +1,6 @@
 """Sparse retrieval from the same model: each text becomes its top-k LM-head tokens with their
 probabilities (an L2-normalised sparse vector over the vocabulary), ranked by sparse dot product;
-optionally mixed with the dense cosine (hybrid).
+mixed with the dense cosine (hybrid, the default: both modes' scores rescaled per query, then weighted).
 
 An index folder holds ``sparse.npz`` (scipy CSR, documents × vocabulary), ``dense.npy`` (normalised
 dense embeddings, for hybrid search), ``docs.jsonl`` (id and text), ``sparse_vectors.jsonl`` (the
@@ -23,37 +23,65 @@ from .errors import Text2TokenError
 from .textio import atomic_directory
 
 INDEX_FILE = "index.json"
+MODES = ("hybrid", "sparse", "dense")
+
+
+def _top_k_rows(logits: torch.Tensor, top_k: int):
+    top = torch.softmax(logits, dim=-1).topk(top_k, dim=-1)
+    return top.indices.cpu().numpy(), torch.nn.functional.normalize(top.values, dim=-1).cpu().numpy().astype(np.float32)
+
+
+def _csr(rows, cols, vals, n: int, vocab: int) -> sp.csr_matrix:
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, vocab),
+                         dtype=np.float32)
 
 
 def sparse_vectors(model, texts: list[str], top_k: int = 128, batch_size: int = 32,
                    show_progress_bar: bool = False) -> sp.csr_matrix:
     """Texts × vocabulary CSR matrix: each row the top-``top_k`` probabilities of softmax(lm_head(pooled)),
     L2-normalised (so the dot product of two rows is their cosine in vocabulary space)."""
-    rows, cols, vals = [], [], []
-    vocab = None
-    for idx, logits in model.iter_vocab_logits(texts, batch_size, desc="sparse", show_progress_bar=show_progress_bar):
-        vocab = logits.shape[-1]
-        top = torch.softmax(logits, dim=-1).topk(top_k, dim=-1)
-        v = torch.nn.functional.normalize(top.values, dim=-1)
-        rows.append(np.repeat(np.asarray(idx), top_k))
-        cols.append(top.indices.cpu().numpy().ravel())
-        vals.append(v.cpu().numpy().ravel().astype(np.float32))
-    if vocab is None:
+    return dense_and_sparse(model, texts, top_k, batch_size, show_progress_bar)[1]
+
+
+@torch.inference_mode()
+def dense_and_sparse(model, texts: list[str], top_k: int = 128, batch_size: int = 32,
+                     show_progress_bar: bool = False) -> tuple[np.ndarray, sp.csr_matrix]:
+    """One pass over ``texts``: the L2-normalised dense embeddings (N×H float32) and the sparse top-k
+    vocabulary vectors (see :func:`sparse_vectors`), both from the same pooled vectors."""
+    if not texts:
         raise Text2TokenError("no texts to encode")
-    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                         shape=(len(texts), vocab), dtype=np.float32)
+    vocab = model.lm_head.weight.shape[0]
+    if not 1 <= top_k <= vocab:
+        raise Text2TokenError(f"top-k must be between 1 and the vocabulary size {vocab}, got {top_k}")
+    dense = np.empty((len(texts), model.backbone.config.hidden_size), dtype=np.float32)
+    rows, cols, vals = [], [], []
+    for idx, pooled in model._iter_pooled(texts, batch_size, "index", show_progress_bar):
+        dense[np.asarray(idx)] = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy()
+        ids, weights = _top_k_rows(model.vocab_logits(pooled), top_k)
+        rows.append(np.repeat(np.asarray(idx), top_k))
+        cols.append(ids.ravel())
+        vals.append(weights.ravel())
+    return dense, _csr(rows, cols, vals, len(texts), vocab)
 
 
 def build_index(model, docs: list[dict], output: str | os.PathLike, top_k: int = 128, batch_size: int = 32,
                 model_ref: str = "", show_progress_bar: bool = True) -> dict:
-    """Index ``docs`` (dicts with ``id`` and ``text``) into the folder ``output``; returns its summary."""
+    """Index ``docs`` (dicts with ``id`` and ``text``) into the folder ``output``; returns its summary.
+
+    A local model is recorded by its path relative to the index (so index and model can move together) and
+    its absolute path; every model by a fingerprint of its weights, checked when ``--model`` relocates it."""
+    from .targets.model_derived import model_fingerprint
+
     texts = [d["text"] for d in docs]
     t0 = time.perf_counter()
-    sparse = sparse_vectors(model, texts, top_k, batch_size, show_progress_bar)
-    dense = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=show_progress_bar)
-    summary = {"model": model_ref, "pooling": model.pooling, "attention": model.attention, "template": model.template,
-               "max_length": model.max_length, "top_k": top_k, "documents": len(docs), "vocab_size": sparse.shape[1],
-               "sparse_nnz": int(sparse.nnz), "seconds": round(time.perf_counter() - t0, 1)}
+    dense, sparse = dense_and_sparse(model, texts, top_k, batch_size, show_progress_bar)
+    local = bool(model_ref) and Path(model_ref).exists()
+    where = {"model": os.path.relpath(Path(model_ref).resolve(), Path(output).resolve()), "model_relative_to_index": True,
+             "model_absolute": str(Path(model_ref).resolve())} if local else {"model": model_ref}
+    summary = {**where, "model_fingerprint": model_fingerprint(model.backbone), "pooling": model.pooling,
+               "attention": model.attention, "template": model.template, "max_length": model.max_length,
+               "top_k": top_k, "documents": len(docs), "vocab_size": sparse.shape[1], "sparse_nnz": int(sparse.nnz),
+               "seconds": round(time.perf_counter() - t0, 1)}
     with atomic_directory(output) as tmp:
         sp.save_npz(tmp / "sparse.npz", sparse)
         np.save(tmp / "dense.npy", dense.astype(np.float32))
@@ -71,10 +99,39 @@ def build_index(model, docs: list[dict], output: str | os.PathLike, top_k: int =
     return summary
 
 
-class SparseIndex:
-    """A loaded index folder; ``search`` ranks documents for queries (sparse, dense, or hybrid)."""
+FUSIONS = ("minmax", "rrf", "raw")
+RRF_K = 60
 
-    def __init__(self, folder: str | os.PathLike, model=None):
+
+def fuse(dense: np.ndarray, sparse: np.ndarray, alpha: float, fusion: str = "minmax") -> np.ndarray:
+    """Hybrid scores (queries × documents) from the two modes' scores. ``minmax``: each mode's scores rescaled to
+    [0, 1] per query, then ``alpha·dense + (1−alpha)·sparse``; ``rrf``: reciprocal-rank fusion with the same
+    weights, ``alpha/(60+rank_dense) + (1−alpha)/(60+rank_sparse)``; ``raw``: the unnormalised mix (the two
+    modes are on different scales: a cosine spread over a narrow band vs a sparse dot product)."""
+    if fusion == "raw":
+        return alpha * dense + (1 - alpha) * sparse
+    if fusion == "minmax":
+        def scaled(x):
+            lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
+            return (x - lo) / np.maximum(hi - lo, 1e-12)
+        return alpha * scaled(dense) + (1 - alpha) * scaled(sparse)
+    if fusion == "rrf":
+        def ranks(x):
+            r = np.empty_like(x, dtype=np.float64)
+            order = np.argsort(-x, axis=1, kind="stable")
+            np.put_along_axis(r, order, np.arange(1, x.shape[1] + 1, dtype=np.float64)[None, :].repeat(len(x), 0), 1)
+            return r
+        return alpha / (RRF_K + ranks(dense)) + (1 - alpha) / (RRF_K + ranks(sparse))
+    raise Text2TokenError(f"fusion must be one of {', '.join(FUSIONS)}, got '{fusion}'")
+
+
+class SparseIndex:
+    """A loaded index folder; ``search`` ranks documents for queries (hybrid by default, sparse, or dense).
+
+    The model is the one the index was built with (found relative to the index, then at its absolute path),
+    or ``model`` (a loaded model) / ``model_path`` (a relocated folder, checked against the recorded weights)."""
+
+    def __init__(self, folder: str | os.PathLike, model=None, model_path: str | None = None, device=None, dtype=None):
         folder = Path(folder)
         if not (folder / INDEX_FILE).is_file():
             raise Text2TokenError(f"{folder} is not a text2token index (no {INDEX_FILE}); build one with text2token index")
@@ -87,27 +144,48 @@ class SparseIndex:
         if model is None:
             from .model import Text2TokenModel
 
-            model = Text2TokenModel.from_pretrained(self.info["model"], pooling=self.info["pooling"],
+            model = Text2TokenModel.from_pretrained(model_path or self._recorded_model(), pooling=self.info["pooling"],
                                                     attention=self.info["attention"], template=self.info["template"],
-                                                    max_length=self.info["max_length"])
+                                                    max_length=self.info["max_length"], device=device, dtype=dtype)
+            if model_path and self.info.get("model_fingerprint"):
+                from .targets.model_derived import model_fingerprint
+
+                if model_fingerprint(model.backbone) != self.info["model_fingerprint"]:
+                    raise Text2TokenError(f"--model {model_path} is not the model {folder} was built with (its weights "
+                                          "differ): use that model, or rebuild the index with this one")
         self.model = model
 
-    def scores(self, queries: list[str], mode: str = "sparse", alpha: float = 0.5) -> np.ndarray:
-        """Queries × documents scores. ``mode``: sparse (dot product of sparse vectors), dense (cosine), or
-        hybrid (``alpha · dense + (1 − alpha) · sparse``)."""
-        if mode not in ("sparse", "dense", "hybrid"):
-            raise Text2TokenError(f"mode must be sparse, dense or hybrid, got '{mode}'")
-        out = 0.0
-        if mode in ("sparse", "hybrid"):
-            q = sparse_vectors(self.model, queries, self.info["top_k"])
-            s = (q @ self.sparse.T).toarray()
-            out = s if mode == "sparse" else (1 - alpha) * s
-        if mode in ("dense", "hybrid"):
-            d = self.model.encode(queries, normalize_embeddings=True) @ self.dense.T
-            out = d if mode == "dense" else out + alpha * d
-        return np.asarray(out)
+    def _recorded_model(self) -> str:
+        ref = self.info["model"]
+        if not self.info.get("model_relative_to_index"):
+            return ref
+        for candidate in (self.folder / ref, Path(self.info.get("model_absolute", ""))):
+            if candidate.exists():
+                return str(candidate.resolve())
+        raise Text2TokenError(f"the model {self.folder} was built with is not at {self.folder / ref} nor at "
+                              f"{self.info.get('model_absolute')} (moved?): pass --model PATH")
 
-    def search(self, query: str, top: int = 10, mode: str = "sparse", alpha: float = 0.5) -> list[dict]:
-        scores = self.scores([query], mode, alpha)[0]
-        best = np.argsort(-scores, kind="stable")[:top]
-        return [{"rank": r + 1, "score": float(scores[i]), **self.docs[i]} for r, i in enumerate(best)]
+    def scores(self, queries: list[str], mode: str = "hybrid", alpha: float = 0.5, fusion: str = "minmax") -> np.ndarray:
+        """Queries × documents scores. ``mode``: sparse (dot product of the sparse vectors), dense (cosine), or
+        hybrid (the two fused, see :func:`fuse`)."""
+        if mode not in MODES:
+            raise Text2TokenError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+        if not 0 <= alpha <= 1:
+            raise Text2TokenError(f"alpha must be in [0, 1], got {alpha}")
+        q_dense, q_sparse = dense_and_sparse(self.model, queries, self.info["top_k"])
+        s = (q_sparse @ self.sparse.T).toarray() if mode != "dense" else None
+        d = q_dense @ self.dense.T if mode != "sparse" else None
+        return {"sparse": s, "dense": d}.get(mode) if mode != "hybrid" else fuse(d, s, alpha, fusion)
+
+    def search(self, query: str | list[str], top: int = 10, mode: str = "hybrid", alpha: float = 0.5,
+               fusion: str = "minmax") -> list[dict] | list[list[dict]]:
+        """The ``top`` best documents (rank, score, id, text) for a query, or a list of such lists for a list
+        of queries (encoded together)."""
+        if top < 1:
+            raise Text2TokenError(f"top must be >= 1, got {top}")
+        queries = [query] if isinstance(query, str) else list(query)
+        out = []
+        for scores in self.scores(queries, mode, alpha, fusion):
+            best = np.argsort(-scores, kind="stable")[:top]
+            out.append([{"rank": r + 1, "score": float(scores[i]), **self.docs[i]} for r, i in enumerate(best)])
+        return out[0] if isinstance(query, str) else out

@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from .errors import InputFileError
 
 
 ERROR_MODES = ("strict", "replace")
+STDIN = "-"  # as an input path: standard input, read as plain text, one text per line
+STDIN_NAME = "<stdin>"
 
 
 def read_texts(path: str | os.PathLike, field: str = "text", skip_blank: bool = False, errors: str = "strict") -> list[str]:
@@ -47,24 +50,25 @@ def iter_texts(path: str | os.PathLike, field: str = "text", skip_blank: bool = 
     ``blank_lines_skipped`` and ``invalid_utf8_lines_replaced``; an empty file is an error at the end."""
     if errors not in ERROR_MODES:
         raise ValueError(f"errors must be one of {ERROR_MODES}, got {errors!r}")
-    path = Path(path)
-    if not path.exists():
+    stdin = str(path) == STDIN
+    path = Path(STDIN_NAME) if stdin else Path(path)
+    if not stdin and not path.exists():
         raise InputFileError(path, "file does not exist")
-    if path.is_dir():
+    if not stdin and path.is_dir():
         raise InputFileError(path, "is a directory, expected a .txt or .jsonl file")
     is_jsonl = path.suffix.lower() == ".jsonl"
     counts = counts if counts is not None else {}
     counts.update(blank_lines_skipped=0, invalid_utf8_lines_replaced=0)
     found = 0
     offset = 0
-    with open(path, "rb") as fh:
+    with (nullcontext(sys.stdin.buffer) if stdin else open(path, "rb")) as fh:
         for lineno, raw in enumerate(fh, start=1):
             line_offset, offset = offset, offset + len(raw)
             text = decode_line(path, lineno, raw, field if is_jsonl else None, errors, counts)
             if text is None:
                 if not skip_blank:
                     what = f"field '{field}' is empty or whitespace-only" if is_jsonl and raw.strip() else \
-                        "empty or whitespace-only line"
+                        "empty or whitespace-only line (--skip-blank to skip blank lines)"
                     raise InputFileError(path, what, lineno)
                 counts["blank_lines_skipped"] += 1
                 continue
@@ -96,6 +100,34 @@ def decode_line(path: Path, lineno: int, raw: bytes, field: str | None, errors: 
         return None
     text = _text_from_json(path, lineno, line, field) if field is not None else line
     return text if text.strip() else None
+
+
+def read_records(path: str | os.PathLike, field: str = "text", skip_blank: bool = False, errors: str = "strict",
+                 id_field: str = "id") -> tuple[list[str], list[str], dict]:
+    """``(ids, texts, counts)``: like :func:`read_texts_counted`, plus an id per text — a JSONL line's
+    ``id_field`` (as a string) where it has one, else the text's row number from 0 (the row it gets in an
+    embedding matrix). Duplicate ids are an error naming them."""
+    counts: dict = {}
+    offsets, texts = [], []
+    for offset, text in iter_texts(path, field, skip_blank, errors, counts):
+        offsets.append(offset)
+        texts.append(text)
+    ids = [str(i) for i in range(len(texts))]
+    if str(path) != STDIN and Path(path).suffix.lower() == ".jsonl":
+        with open(path, "rb") as fh:
+            for row, off in enumerate(offsets):
+                fh.seek(off)
+                value = json.loads(fh.readline().decode("utf-8", errors="replace")).get(id_field)
+                if value is not None:
+                    ids[row] = str(value)
+        if len(set(ids)) != len(ids):
+            seen, dup = set(), []
+            for i in ids:
+                if i in seen:
+                    dup.append(i)
+                seen.add(i)
+            raise InputFileError(path, f"field '{id_field}' is not unique ({', '.join(dup[:3])} repeated)")
+    return ids, texts, counts
 
 
 def read_lines_at(path: str | os.PathLike, offsets, field: str | None, errors: str = "strict") -> list[str]:
