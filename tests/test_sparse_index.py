@@ -49,7 +49,10 @@ def test_index_and_search_cli(tmp_path, tiny_model_dir, capsys):
     index = SparseIndex(index_dir)
     s, d = (index.scores(DOCS[:2], mode=m) for m in ("sparse", "dense"))
     scale = lambda x: (x - x.min(1, keepdims=True)) / (x.max(1, keepdims=True) - x.min(1, keepdims=True))  # noqa: E731
-    np.testing.assert_allclose(index.scores(DOCS[:2], alpha=0.3), 0.3 * scale(d) + 0.7 * scale(s), atol=1e-6)
+    np.testing.assert_allclose(index.scores(DOCS[:2], alpha=0.3, fusion="minmax"), 0.3 * scale(d) + 0.7 * scale(s),
+                               atol=1e-6)
+    rank = lambda x: np.argsort(np.argsort(-x, axis=1, kind="stable"), axis=1) + 1  # noqa: E731  (1 = best)
+    np.testing.assert_allclose(index.scores(DOCS[:2]), 0.9 / (60 + rank(d)) + 0.1 / (60 + rank(s)), atol=1e-9)
     np.testing.assert_allclose(index.scores(DOCS[:2], mode="hybrid", alpha=0.3, fusion="raw"), 0.3 * d + 0.7 * s,
                                atol=1e-6)
     # one pass gives the same dense vectors as encode

@@ -1,6 +1,6 @@
 """Sparse retrieval from the same model: each text becomes its top-k LM-head tokens with their
 probabilities (an L2-normalised sparse vector over the vocabulary), ranked by sparse dot product;
-mixed with the dense cosine (hybrid, the default: both modes' scores rescaled per query, then weighted).
+mixed with the dense cosine (hybrid, the default: reciprocal-rank fusion weighted towards dense).
 
 An index folder holds ``sparse.npz`` (scipy CSR, documents × vocabulary), ``dense.npy`` (normalised
 dense embeddings, for hybrid search), ``docs.jsonl`` (id and text), ``sparse_vectors.jsonl`` (the
@@ -99,11 +99,16 @@ def build_index(model, docs: list[dict], output: str | os.PathLike, top_k: int =
     return summary
 
 
-FUSIONS = ("minmax", "rrf", "raw")
+FUSIONS = ("rrf", "minmax", "raw")
 RRF_K = 60
+# Chosen by measurement (benchmarks/retrieval.py, the `make run` model, WordNet definitions, 500 queries × 3,000
+# documents): rank fusion beat min-max and raw mixing at every weight tried (0.3–0.8) and tied min-max at 0.9;
+# with sparse scores this weak (2.47 vs 8.52 nDCG@10), only a dense-heavy mix reaches dense (rrf 0.9: 8.72).
+DEFAULT_FUSION = "rrf"
+DEFAULT_ALPHA = 0.9
 
 
-def fuse(dense: np.ndarray, sparse: np.ndarray, alpha: float, fusion: str = "minmax") -> np.ndarray:
+def fuse(dense: np.ndarray, sparse: np.ndarray, alpha: float = DEFAULT_ALPHA, fusion: str = DEFAULT_FUSION) -> np.ndarray:
     """Hybrid scores (queries × documents) from the two modes' scores. ``minmax``: each mode's scores rescaled to
     [0, 1] per query, then ``alpha·dense + (1−alpha)·sparse``; ``rrf``: reciprocal-rank fusion with the same
     weights, ``alpha/(60+rank_dense) + (1−alpha)/(60+rank_sparse)``; ``raw``: the unnormalised mix (the two
@@ -165,7 +170,8 @@ class SparseIndex:
         raise Text2TokenError(f"the model {self.folder} was built with is not at {self.folder / ref} nor at "
                               f"{self.info.get('model_absolute')} (moved?): pass --model PATH")
 
-    def scores(self, queries: list[str], mode: str = "hybrid", alpha: float = 0.5, fusion: str = "minmax") -> np.ndarray:
+    def scores(self, queries: list[str], mode: str = "hybrid", alpha: float = DEFAULT_ALPHA,
+               fusion: str = DEFAULT_FUSION) -> np.ndarray:
         """Queries × documents scores. ``mode``: sparse (dot product of the sparse vectors), dense (cosine), or
         hybrid (the two fused, see :func:`fuse`)."""
         if mode not in MODES:
@@ -177,8 +183,8 @@ class SparseIndex:
         d = q_dense @ self.dense.T if mode != "sparse" else None
         return {"sparse": s, "dense": d}.get(mode) if mode != "hybrid" else fuse(d, s, alpha, fusion)
 
-    def search(self, query: str | list[str], top: int = 10, mode: str = "hybrid", alpha: float = 0.5,
-               fusion: str = "minmax") -> list[dict] | list[list[dict]]:
+    def search(self, query: str | list[str], top: int = 10, mode: str = "hybrid", alpha: float = DEFAULT_ALPHA,
+               fusion: str = DEFAULT_FUSION) -> list[dict] | list[list[dict]]:
         """The ``top`` best documents (rank, score, id, text) for a query, or a list of such lists for a list
         of queries (encoded together)."""
         if top < 1:
