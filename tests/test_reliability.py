@@ -106,17 +106,36 @@ def test_encode_errors_replace_and_truncation_notes(tmp_path, tiny_model_dir, ca
 
 
 def test_foreign_targets_and_model_are_refused_with_the_fix(tmp_path, tiny_model_dir, tokenizer):
+    import shutil
+
     from conftest import make_tiny_model
 
-    train(_config(tmp_path, tiny_model_dir, "stage1.steps=2"))  # continued below with 3 steps: the targets are read
-    other_corpus = tmp_path / "other.txt"
-    other_corpus.write_text("\n".join(reversed(SENTENCES)) + "\nOne more line about rivers.\n")
+    from text2token.errors import ConfigError
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    corpus = tmp_path / "corpus.txt"
+    train(_config(tmp_path, model, "stage1.steps=2"))  # continued below with 3 steps: the targets are read
+    # the corpus file changed under the same name: the cached targets' fingerprint says so
+    changed = "\n".join(reversed(SENTENCES)) + "\nOne more line about rivers.\n"
     with pytest.raises(Text2TokenError, match="targets.safetensors: cached targets were built for different settings "
                                               "\\(corpus.*delete the file to rebuild"):
-        train(_config(tmp_path, tiny_model_dir, "stage1.steps=3", f"data.train_file={other_corpus}"), resume=True)
+        train(_resume_with_corpus(tmp_path, model, changed), resume=True)
+    # another model named in the config: refused by the run's recorded config, before anything is written
     other_model = make_tiny_model(tmp_path / "other-model", tokenizer, seed=3)
+    with pytest.raises(ConfigError, match="model.name: .* → .*other-model.*another --output"):
+        train(_config(tmp_path, other_model, "stage1.steps=3"), resume=True)
+    # other weights under the same model path: the stage folder's weight fingerprint says so
+    shutil.rmtree(model)
+    shutil.copytree(other_model, model)
     with pytest.raises(Text2TokenError, match="stage1-data was started from another model.*choose another --output"):
-        train(_config(tmp_path, other_model, "stage1.steps=2"), resume=True)
+        train(_config(tmp_path, model, "stage1.steps=3"), resume=True)
+    assert corpus.is_file()
+
+
+def _resume_with_corpus(tmp_path, model, content):
+    cfg = _config(tmp_path, model, "stage1.steps=3")  # writes the usual corpus ...
+    (tmp_path / "corpus.txt").write_text(content)  # ... then it changes under the same name
+    return cfg
 
 
 def test_damaged_checkpoints_are_skipped_and_named(tmp_path, tiny_model_dir):

@@ -332,24 +332,28 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def resume_config(run_dir: str | os.PathLike, config_path: str | os.PathLike | None = None,
-                  overrides: list[str] | None = None) -> RunConfig:
-    """The config of a run being resumed: the run's own ``config.yaml``, with ``overrides`` (and ``config_path``,
-    if given) allowed to change only :data:`SAFE_ON_RESUME` settings and to append stages. Anything else would
-    make the folder's checkpoints, targets and record describe another run: a :class:`ConfigError` naming each
-    differing setting, its recorded and its requested value."""
-    from ..layout import RUN_CONFIG_NAME
-
-    saved_file = Path(run_dir) / RUN_CONFIG_NAME
-    saved = load_config(saved_file)
-    wanted = load_config(config_path or saved_file, [*(overrides or []), f"output_dir={run_dir}"])
-    before, after = flatten(saved.to_dict()), flatten(wanted.to_dict())
+def check_resumable(recorded: RunConfig, wanted: RunConfig, where: str) -> None:
+    """Refuse to continue a run recorded with ``recorded`` under ``wanted`` if they differ in anything but
+    :data:`SAFE_ON_RESUME` settings and added stages: a :class:`ConfigError` naming each differing setting,
+    its recorded and its requested value."""
+    before, after = flatten(recorded.to_dict()), flatten(wanted.to_dict())
     changed = [k for k in after if before.get(k) != after[k] and k not in SAFE_ON_RESUME]
     if "stages" in changed and list(after["stages"][: len(before["stages"])]) == list(before["stages"]):
         changed.remove("stages")  # more stages after the recorded ones: the finished ones are kept
     if changed:
         shown = "; ".join(f"{k}: {before.get(k)!r} → {after[k]!r}" for k in changed)
-        raise ConfigError(f"--resume continues {run_dir} as recorded in {saved_file}, but these settings differ: {shown}. "
+        raise ConfigError(f"--resume continues {where} as recorded in its config, but these settings differ: {shown}. "
                           f"Drop them to resume (only {', '.join(SAFE_ON_RESUME[1:])} and added stages may change), "
                           "or start a new run with another --output")
+
+
+def resume_config(run_dir: str | os.PathLike, config_path: str | os.PathLike | None = None,
+                  overrides: list[str] | None = None) -> RunConfig:
+    """The config of a run being resumed: the run's own ``config.yaml``, with ``overrides`` (and ``config_path``,
+    if given) allowed to change only what :func:`check_resumable` allows."""
+    from ..layout import RUN_CONFIG_NAME
+
+    saved_file = Path(run_dir) / RUN_CONFIG_NAME
+    wanted = load_config(config_path or saved_file, [*(overrides or []), f"output_dir={run_dir}"])
+    check_resumable(load_config(saved_file), wanted, str(run_dir))
     return wanted

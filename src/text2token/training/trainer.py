@@ -21,7 +21,7 @@ import torch
 from ..errors import ConfigError, Text2TokenError
 from ..layout import MODEL_CONFIG_NAME, RUN_CONFIG_NAME, RUN_INFO_NAME, RUN_SUMMARY_NAME, STAGE_DIRS
 from ..textio import atomic_path, write_json_atomic
-from .config import RunConfig, load_config
+from .config import RunConfig, check_resumable, load_config
 from .lock import RunLock
 
 logger = logging.getLogger(__name__)
@@ -71,6 +71,8 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
 
     main = accelerator.is_main_process
     stages = build_stages(cfg, out_dir)
+    if resume and (out_dir / RUN_CONFIG_NAME).is_file():  # the same run, or refuse before writing anything
+        check_resumable(load_config(out_dir / RUN_CONFIG_NAME), cfg, str(out_dir))
     if resume and is_finished(cfg):  # nothing to do: the run's record stays as it is
         logger.info("%s is already finished; nothing to do", out_dir)
         return out_dir / "model"
