@@ -36,8 +36,6 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
 
-    import numpy as np
-
     from text2token import Text2TokenModel
     from text2token.evaluation.suite import load_task, ndcg_at_10
     from text2token.sparse_index import FUSIONS, SparseIndex, build_index, dense_and_sparse, fuse
