@@ -228,10 +228,29 @@ class Text2TokenModel(torch.nn.Module):
             cache[template] = len(self.tokenizer(template.replace("{text}", ""))["input_ids"])
         return cache[template]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Pooled last-layer hidden states (B×H), in the backbone's dtype."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
+                segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled last-layer hidden states (B×H), in the backbone's dtype. With ``segment_ids`` (packed rows, see
+        :mod:`text2token.packing`) one vector per text, in row-major segment order."""
+        if segment_ids is not None:
+            from .packing import PackedRows
+
+            return self.forward_packed(PackedRows(input_ids, segment_ids, position_ids, []))
         hidden = self.trunk(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return pool(hidden, attention_mask, self.pooling)
+
+    def forward_packed(self, packed) -> torch.Tensor:
+        """Pooled vectors (one per text, in ``packed.texts`` order) of packed rows (:mod:`text2token.packing`):
+        each text attends only to itself, under this model's attention mode, with positions restarting per text."""
+        from .packing import packed_attention_mask, pool_segments
+
+        dtype = next(self.trunk.parameters()).dtype
+        if torch.is_autocast_enabled(packed.input_ids.device.type):
+            dtype = torch.get_autocast_dtype(packed.input_ids.device.type)
+        mask = packed_attention_mask(packed.segment_ids, self.attention == "causal", dtype)
+        hidden = self.trunk(input_ids=packed.input_ids, attention_mask=mask,
+                            position_ids=packed.position_ids).last_hidden_state
+        return pool_segments(hidden, packed.segment_ids, packed.position_ids, self.pooling)
 
     def vocab_logits(self, pooled: torch.Tensor) -> torch.Tensor:
         """``lm_head(pooled)`` in fp32 (B×V); only pooled vectors, never per-token logits."""

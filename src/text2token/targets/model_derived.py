@@ -84,7 +84,8 @@ class FrozenModelTargets:
 
     def __call__(self, batch, model) -> torch.Tensor:
         with torch.no_grad(), self.peft_model.disable_adapter(), model._eval_mode(), self.autocast():
-            logits = model.vocab_logits(model(batch.input_ids, batch.attention_mask))
+            logits = model.vocab_logits(model(batch.input_ids, batch.attention_mask, batch.position_ids,
+                                              batch.segment_ids))
             return model_derived_targets(logits, self.prior, self.tau)
 
 

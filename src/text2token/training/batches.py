@@ -42,14 +42,25 @@ class Batch:
 
 
 class Collator:
-    """Rows → :class:`Batch`: tokenizes the rows' texts as the model does (template, truncation, padding)
-    and attaches their targets. ``text_of_row[r]`` is the index into ``texts`` of example ``r``."""
+    """Rows → :class:`Batch`: tokenizes the rows' texts as the model does (template, truncation), pads them one
+    text per row — or, with ``pack_length``, packs them several per row (:mod:`text2token.packing`) — and
+    attaches their targets in the order the pooled vectors come out. ``text_of_row[r]`` is the index into
+    ``texts`` of example ``r``."""
 
     def __init__(self, model, texts: list[str], text_of_row: np.ndarray, targets=None):
         self.model = model
         self.texts = texts
         self.text_of_row = np.asarray(text_of_row)
         self.targets = targets
+        self.pack_length = 0
+        self._token_lengths = None
+
+    def token_lengths(self) -> np.ndarray:
+        """Every example's token count as the model tokenizes it (computed once)."""
+        if self._token_lengths is None:
+            ids = self.model.token_ids([self.texts[i] for i in self.text_of_row])
+            self._token_lengths = np.array([len(x) for x in ids])
+        return self._token_lengths
 
     def __len__(self) -> int:
         return len(self.text_of_row)
@@ -59,11 +70,43 @@ class Collator:
         return np.array([len(self.texts[i]) for i in self.text_of_row])
 
     def __call__(self, rows: np.ndarray) -> Batch:
-        enc = self.model.tokenize([self.texts[self.text_of_row[r]] for r in rows])
-        batch = Batch(rows=np.asarray(rows), input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        rows = np.asarray(rows)
+        if self.pack_length:
+            from ..packing import pack
+
+            ids = self.model.token_ids([self.texts[self.text_of_row[r]] for r in rows])
+            packed = pack(ids, self.pack_length, self.model.tokenizer.pad_token_id)
+            rows = rows[packed.texts]  # the order the pooled vectors come out in
+            batch = Batch(rows=rows, input_ids=packed.input_ids, attention_mask=(packed.segment_ids > 0).long(),
+                          position_ids=packed.position_ids, segment_ids=packed.segment_ids)
+        else:
+            enc = self.model.tokenize([self.texts[self.text_of_row[r]] for r in rows])
+            batch = Batch(rows=rows, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
         if self.targets is not None:
             batch.target_ids, batch.target_weights = self.targets.batch(rows)
         return batch
+
+
+def token_budget_schedule(token_lengths: np.ndarray, tokens_per_step: int, steps: int, seed: int) -> list[np.ndarray]:
+    """Deterministic global batches that fill each step up to ``tokens_per_step`` tokens: examples in shuffled
+    epochs, each step taking them in order while they fit (a step always takes at least one)."""
+    n = len(token_lengths)
+    if n == 0:
+        raise Text2TokenError("no training texts with targets")
+    rng = np.random.default_rng(seed)
+    out: list[np.ndarray] = []
+    current: list[int] = []
+    used = 0
+    while len(out) < steps:
+        for i in rng.permutation(n):
+            if current and used + token_lengths[i] > tokens_per_step:
+                out.append(np.asarray(current))
+                current, used = [], 0
+                if len(out) == steps:
+                    break
+            current.append(int(i))
+            used += int(token_lengths[i])
+    return out
 
 
 def batch_schedule(n: int, batch_size: int, steps: int, seed: int, lengths: np.ndarray) -> list[np.ndarray]:

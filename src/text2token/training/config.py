@@ -54,6 +54,8 @@ class TrainingConfig:
 
     batch_size: int = 32  # global batch (split across processes)
     max_length: int = 64  # tokens per training text (template included)
+    tokens_per_step: int = 0  # > 0: packed batches instead of batch_size: texts up to this many tokens per step
+    pack_length: int = 0  # tokens per packed row (several texts each); 0 = 2 × max_length
     scheduler: str = "constant"  # constant | linear | cosine (after warm-up)
     warmup_steps: int = 0
     weight_decay: float = 0.0
@@ -167,6 +169,11 @@ class RunConfig:
         _check(bool(l.target_modules), "lora.target_modules", "must name at least one module")
         _check(t.max_length >= 8, "training.max_length", f"must be >= 8, got {t.max_length}")
         _check(t.batch_size > 0, "training.batch_size", f"must be > 0, got {t.batch_size}")
+        _check(t.tokens_per_step >= 0, "training.tokens_per_step", f"must be >= 0 (0: batch_size texts), got {t.tokens_per_step}")
+        _check(t.pack_length == 0 or t.pack_length >= t.max_length, "training.pack_length",
+               f"must be 0 (2 × max_length) or >= training.max_length ({t.max_length}), got {t.pack_length}")
+        _check(t.tokens_per_step == 0 or t.tokens_per_step >= t.max_length, "training.tokens_per_step",
+               f"must hold at least one text of training.max_length ({t.max_length}) tokens, got {t.tokens_per_step}")
         _check(t.scheduler in ("constant", "linear", "cosine"), "training.scheduler", "must be constant, linear or cosine")
         _check(t.warmup_steps >= 0, "training.warmup_steps", "must be >= 0")
         _check(t.weight_decay >= 0, "training.weight_decay", "must be >= 0")
@@ -233,6 +240,8 @@ def _coerce(value, f: dataclasses.Field, key: str, source: str):
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value
         raise ConfigError(f"{source}: config field '{key}' must be a list of strings, got {value!r}")
+    if isinstance(value, bool):  # YAML 1.1 reads a bare no/yes/off/on as a boolean: mixed_precision=no means "no"
+        value = "yes" if value else "no"
     if isinstance(value, str):
         return value
     raise ConfigError(f"{source}: config field '{key}' must be a string, got {value!r}")

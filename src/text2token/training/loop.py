@@ -149,10 +149,12 @@ def optimizer_step(t: Trainee, accelerator, objective: Objective, batch, where: 
     """Forward the batch's views, backward the summed loss, stop on a non-finite loss (before any update), clip,
     step. Returns ``(loss value, objective output, grad norm)``."""
     objective.attach_targets(batch, t.model)  # e.g. frozen-model targets: their forward ends before ours starts
-    ids, mask = batch.input_ids, batch.attention_mask
     n = objective.views
+    inputs = [batch.input_ids, batch.attention_mask, batch.position_ids, batch.segment_ids]
+    if n > 1:
+        inputs = [torch.cat([x] * n) if x is not None else None for x in inputs]
     with accelerator.autocast():  # all views in one forward: one DDP forward per backward
-        pooled = t.wrapped(ids, mask) if n == 1 else t.wrapped(torch.cat([ids] * n), torch.cat([mask] * n))
+        pooled = t.wrapped(*inputs)
     out = objective(list(pooled.chunk(n)) if n > 1 else [pooled], batch, t.model)
     loss = out.loss
     accelerator.backward(loss)

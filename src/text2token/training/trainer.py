@@ -22,6 +22,7 @@ from ..errors import ConfigError, Text2TokenError
 from ..layout import MODEL_CONFIG_NAME, RUN_CONFIG_NAME, RUN_INFO_NAME, RUN_SUMMARY_NAME, STAGE_DIRS
 from ..textio import atomic_path, write_json_atomic
 from .config import RunConfig, check_resumable, load_config
+from . import precision
 from .lock import RunLock
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,9 @@ def train(config: RunConfig, resume: bool = False, show_progress_bar: bool = Tru
     # Several processes on a machine without CUDA (e.g. `accelerate launch --multi_gpu` or torchrun on CPUs):
     # accelerate sets up gloo (MULTI_CPU) only when asked for the CPU explicitly.
     cpu_distributed = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    accelerator = Accelerator(mixed_precision=_mixed_precision(config.training.mixed_precision), cpu=cpu_distributed)
+    device = torch.device("cuda" if torch.cuda.is_available() and not cpu_distributed else "cpu")
+    accelerator = Accelerator(mixed_precision=precision.resolve(config.training.mixed_precision, device),
+                              cpu=cpu_distributed)
     lock = RunLock(out_dir)
     if accelerator.is_main_process:
         lock.acquire()  # a second run on this folder refuses; a dead owner's lock is taken over
@@ -47,12 +50,6 @@ def train(config: RunConfig, resume: bool = False, show_progress_bar: bool = Tru
         return _train_locked(config, accelerator, out_dir, resume, show_progress_bar)
     finally:
         lock.release()
-
-
-def _mixed_precision(setting: str) -> str:
-    if setting == "auto":
-        return "bf16" if torch.cuda.is_available() else "no"
-    return setting
 
 
 def template_of(cfg: RunConfig):
@@ -101,6 +98,7 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
         model.max_length = cfg.model.max_length  # training truncation differs from encoding length
         summary = {"objective": cfg.objective, "stages": cfg.run_stages(), "steps": sum(s["steps"] for s in summaries.values()),
                    "seconds": round(elapsed, 1), "peak_memory_mb": _peak_memory_mb(),
+                   "mixed_precision": accelerator.mixed_precision,
                    "processes": accelerator.num_processes, **{f"stage_{k}": v for k, v in summaries.items()}}
         model.save_pretrained(model_dir, extra={"training": {"config": cfg.to_dict(), **summary}})
         write_json_atomic(out_dir / RUN_SUMMARY_NAME, summary)
@@ -139,7 +137,7 @@ def _write_run_record(cfg: RunConfig, out_dir: Path, resume: bool) -> None:
 def run_stage(stage, model, accelerator, resume: bool, show_progress_bar: bool, first: bool) -> dict:
     """Train one stage with a fresh LoRA, then merge it into ``model.backbone``; return the stage summary."""
     from ..targets.model_derived import model_fingerprint
-    from .batches import batch_schedule
+    from .batches import batch_schedule, token_budget_schedule
     from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, truncate_log
     from .loop import Checkpointer, JsonlLog, ProgressBar, train_loop
 
@@ -153,6 +151,7 @@ def run_stage(stage, model, accelerator, resume: bool, show_progress_bar: bool, 
         _merge_finished(stage, model)
         return json.loads((stage.dir / "summary.json").read_text())
 
+    bf16 = precision.BF16Backbone(model.backbone) if accelerator.mixed_precision == "bf16" else None
     collate, corpus_info, report = stage.prepare(model, accelerator, frozen_fp, progress)
     corpus_info["texts_truncated_to_max_length"] = model.count_truncated(collate.texts)
     if main:
@@ -171,7 +170,11 @@ def run_stage(stage, model, accelerator, resume: bool, show_progress_bar: bool, 
         log_path.unlink()
     trainee.wrapped, trainee.optimizer, trainee.scheduler = accelerator.prepare(model, trainee.optimizer,
                                                                                  trainee.scheduler)
-    schedule = batch_schedule(len(collate), tcfg.batch_size, stage.steps, stage.seed, collate.lengths())
+    if tcfg.tokens_per_step:  # packed batches: a token budget per step, several texts per row
+        collate.pack_length = tcfg.pack_length or 2 * tcfg.max_length
+        schedule = token_budget_schedule(collate.token_lengths(), tcfg.tokens_per_step, stage.steps, stage.seed)
+    else:
+        schedule = batch_schedule(len(collate), tcfg.batch_size, stage.steps, stage.seed, collate.lengths())
     callbacks = [ProgressBar(f"{stage.title}{_objective_note(objective)}", stage.steps, start_step, progress)]
     if main:
         callbacks.append(JsonlLog(log_path, tcfg.log_every, stage.steps, _tensorboard(stage.cfg, stage)))
@@ -188,7 +191,7 @@ def run_stage(stage, model, accelerator, resume: bool, show_progress_bar: bool, 
                "resumed_from": start_step, "trainable_parameters": sum(p.numel() for p in trainee.params),
                "seconds": round(elapsed, 1), "seconds_per_step": round(elapsed / max(1, stage.steps - start_step), 2),
                "targets": report, "frozen_model_fingerprint": frozen_fp}
-    _finish_stage(stage, model, peft_model, old_dropout, summary, main)
+    _finish_stage(stage, model, peft_model, old_dropout, summary, main, bf16)
     return summary
 
 
@@ -222,8 +225,9 @@ def _fresh_adapter(stage, model, accelerator):
     return Trainee(model, model, optimizer, scheduler, params, tcfg.grad_clip), objective, peft_model, old_dropout
 
 
-def _finish_stage(stage, model, peft_model, old_dropout, summary: dict, main: bool) -> None:
-    """Save the final adapter and the summary, merge the adapter into the backbone, restore the dropout."""
+def _finish_stage(stage, model, peft_model, old_dropout, summary: dict, main: bool, bf16=None) -> None:
+    """Save the final adapter and the summary, merge the adapter into the backbone (into the fp32 weights when the
+    stage ran on a bf16 copy), restore the dropout."""
     from safetensors.torch import save_file
 
     from ..objectives import set_attention_dropout
@@ -233,7 +237,7 @@ def _finish_stage(stage, model, peft_model, old_dropout, summary: dict, main: bo
         with atomic_path(stage.final_adapter, suffix=".safetensors") as tmp:
             save_file(trainable_state(model), str(tmp))
         write_json_atomic(stage.dir / "summary.json", summary)
-    model.backbone = peft_model.merge_and_unload()
+    model.backbone = bf16.merge(peft_model) if bf16 is not None else peft_model.merge_and_unload()
     if old_dropout is not None:
         set_attention_dropout(model.backbone, old_dropout)
     model.eval()
