@@ -9,6 +9,14 @@ forward 2N, backward 2N for the activations) and is reported as a fraction of th
 
     python benchmarks/gpu.py --json gpu.json            # ~5 minutes on an H100/H200
     python benchmarks/gpu.py --tiny                     # a CPU smoke run of the same code paths
+
+``--trainer`` measures the real trainer instead of the idealized loop: ``text2token``'s ``train()`` itself
+(stage 1, stage 2 with on-the-fly targets, SimCSE; configs/demo.yaml with the bundled corpus and the SmolLM2
+tokenizer) on randomly initialised real shapes saved as model folders, padded and packed, reporting median
+step time, real tokens/s, the useful-FLOP fraction of the measured matmul rate and peak memory:
+
+    python benchmarks/gpu.py --trainer --shapes smollm2-135m,llama-1b --json gpu_trainer.json
+    python benchmarks/gpu.py --trainer --tiny           # CPU smoke run of the trainer path
 """
 
 from __future__ import annotations
@@ -20,6 +28,10 @@ import time
 import torch
 
 SHAPES = {
+    "smollm2-135m": dict(family="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True),
+    "mistral-7b": dict(family="llama", vocab_size=32000, hidden_size=4096, intermediate_size=14336,
+                       num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False),
     "qwen2-0.5b": dict(family="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                        num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True),
     "llama-1b": dict(family="llama", vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
@@ -146,6 +158,70 @@ def largest_batch(model, system, max_len, device, candidates):
     return best
 
 
+TRAINER_RUNS = {  # name -> overrides of configs/demo.yaml
+    "stage1": ["--stages", "data"],
+    "stage2": ["--stages", "model"],
+    "simcse": ["--objective", "simcse"],
+    "stage1 packed": ["--stages", "data", "training.tokens_per_step={tokens}"],
+}
+
+
+def trainer_rows(shape: str, device, steps: int, batch_size: int, peak: float, folder) -> dict:
+    """``train()`` itself on a random model of ``shape`` (the SmolLM2 tokenizer, so the bundled corpus works)."""
+    import json
+    import statistics
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from text2token.backbone import resolve_model_path
+    from text2token.training import load_config, train
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path("default"))
+    spec = {**SHAPES[shape], "vocab_size": len(tok)}
+    model_dir = Path(folder) / shape
+    if not model_dir.exists():
+        from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+        family = spec.pop("family")
+        cfg_cls, model_cls = (Qwen2Config, Qwen2ForCausalLM) if family == "qwen2" else (LlamaConfig, LlamaForCausalLM)
+        torch.manual_seed(0)
+        model = model_cls(cfg_cls(**spec, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                                  eos_token_id=tok.eos_token_id)).to(torch.bfloat16)
+        n_nonembed = sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and "lm_head" not in n)
+        model.save_pretrained(model_dir)
+        tok.save_pretrained(model_dir)
+        (model_dir / "non_embedding_params.json").write_text(json.dumps(n_nonembed))
+        del model
+    n_nonembed = json.loads((model_dir / "non_embedding_params.json").read_text())
+    root = Path(__file__).resolve().parent.parent
+    rows = {"non_embedding_params": n_nonembed, "batch_size": batch_size}
+    for name, extra in TRAINER_RUNS.items():
+        extra = [e.format(tokens=batch_size * 40) for e in extra]
+        overrides = [f"model.name={model_dir}", f"output_dir={Path(folder) / ('run-' + shape + '-' + name.replace(' ', '-'))}",
+                     f"stage1.steps={steps}", f"stage2.steps={steps}", f"simcse.steps={steps}", "training.save_every=0",
+                     f"training.batch_size={batch_size}", "training.max_length=128"]
+        flags = {"--stages": "stages=[{}]", "--objective": "objective={}"}
+        it = iter(extra)
+        for item in it:
+            overrides.append(flags[item].format(next(it)) if item in flags else item)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        out_dir = train(load_config(root / "configs" / "demo.yaml", overrides), show_progress_bar=False).parent
+        logs = [json.loads(line) for log in sorted(out_dir.glob("*/train_log.jsonl")) for line in log.read_text().splitlines()]
+        timed = logs[1:] if len(logs) > 1 else logs
+        step_s = statistics.median(r["seconds"] for r in timed)
+        tok_s = statistics.mean(r["tokens"] for r in timed) / step_s
+        summary = json.loads((out_dir / "train_summary.json").read_text())
+        rows[name] = {"median_step_s": round(step_s, 4), "real_tokens_per_s": round(tok_s),
+                      "useful_fraction_of_matmul": round(4 * n_nonembed * tok_s / 1e12 / peak, 4),
+                      "peak_memory_mb": summary["peak_memory_mb"], "mixed_precision": summary["mixed_precision"]}
+        print(f"  trainer {shape:13s} {name:14s}: {step_s:.3f} s/step, {tok_s:,.0f} real tokens/s, "
+              f"{rows[name]['useful_fraction_of_matmul']:.1%} of matmul, peak {summary['peak_memory_mb']:.0f} MB",
+              flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tiny", action="store_true", help="CPU smoke run with a tiny shape")
@@ -155,6 +231,8 @@ def main(argv=None) -> int:
     p.add_argument("--batches", default="64,128,256,512", help="batch sizes to try (the largest that fits is used)")
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd trunks")
     p.add_argument("--json", help="write the figures here")
+    p.add_argument("--trainer", action="store_true", help="measure text2token's train() itself (see the module doc)")
+    p.add_argument("--trainer-batch", type=int, default=32, help="texts per step for --trainer (the paper: 32)")
     args = p.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -164,6 +242,21 @@ def main(argv=None) -> int:
     peak = matmul_tflops(device, dtype, n=512 if args.tiny else 8192, iters=5 if args.tiny else 50)
     print(f"{card}: measured {'bf16' if dtype == torch.bfloat16 else 'fp32'} matmul {peak:.1f} TFLOP/s")
     report = {"device": card, "matmul_tflops": round(peak, 2), "seq": args.seq, "shapes": {}}
+    if args.trainer:
+        import tempfile
+
+        shapes = ["tiny"] if args.tiny else args.shapes.split(",")
+        report["trainer"] = {}
+        with tempfile.TemporaryDirectory() as folder:
+            for shape in shapes:
+                report["trainer"][shape] = trainer_rows(shape, device, 3 if args.tiny else args.steps,
+                                                        8 if args.tiny else args.trainer_batch, peak, folder)
+        if args.json:
+            from text2token.textio import write_json_atomic
+
+            write_json_atomic(args.json, report)
+            print(f"written: {args.json}")
+        return 0
     for shape in shapes:
         model, n_nonembed = build(shape, device, dtype)
         cands = [8] if args.tiny else [int(x) for x in args.batches.split(",")]

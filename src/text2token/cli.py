@@ -288,7 +288,7 @@ def cmd_train(args) -> int:
         print(f"{run_dir} is already finished ({', '.join(config.run_stages())}): nothing to do; the model is "
               f"{run_dir / 'model'} (give more steps, e.g. stage2.steps=N, to train further)")
         return 0
-    model_dir = train(config, resume=args.resume)
+    model_dir = train(config, resume=args.resume, show_progress_bar=not args.quiet)
     summary = json.loads((Path(config.output_dir) / "train_summary.json").read_text())
     per_stage = ", ".join(f"{k[6:]}: {v['steps']} steps at {v['seconds_per_step']} s/step"
                           for k, v in summary.items() if k.startswith("stage_"))
@@ -575,8 +575,9 @@ def _main(argv: list[str] | None) -> int:
     logging.getLogger("text2token").setLevel(logging.WARNING if args.quiet else logging.INFO)
     if os.environ.get("TEXT2TOKEN_VERBOSE"):
         logging.getLogger().setLevel(logging.INFO)
+    quiet_before = os.environ.get("TEXT2TOKEN_QUIET")
     if args.quiet:
-        os.environ["TQDM_DISABLE"] = "1"  # progress bars off everywhere (tqdm reads it when a bar is made)
+        os.environ["TEXT2TOKEN_QUIET"] = "1"  # progress bars off everywhere (text2token.progress)
     from transformers.utils import logging as hf_logging
 
     import warnings
@@ -593,6 +594,11 @@ def _main(argv: list[str] | None) -> int:
     except Text2TokenError as exc:
         print(f"text2token {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if quiet_before is None:
+            os.environ.pop("TEXT2TOKEN_QUIET", None)
+        else:
+            os.environ["TEXT2TOKEN_QUIET"] = quiet_before
 
 
 if __name__ == "__main__":

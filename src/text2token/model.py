@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from . import __version__
 from .attention import ATTENTION_MODES, set_attention
@@ -348,7 +348,7 @@ class Text2TokenModel(torch.nn.Module):
     def _iter_pooled(self, texts: list[str], batch_size: int, desc: str, show_progress_bar: bool):
         """Yield ``(rows, pooled)`` over :meth:`_batches`, in eval mode, with a progress bar."""
         with self._eval_mode():
-            batches = tqdm(self._batches(texts, batch_size), total=_num_batches(len(texts), batch_size), desc=desc,
+            batches = progress_bar(self._batches(texts, batch_size), total=_num_batches(len(texts), batch_size), desc=desc,
                            disable=not show_progress_bar)
             for idx, enc in batches:
                 enc = {k: v.to(self.device) for k, v in enc.items()}

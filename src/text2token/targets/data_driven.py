@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from .store import SparseTargets
 
@@ -148,7 +148,7 @@ class DataDrivenTargetBuilder:
             lengths, flat = self._build_parallel(texts, batch_size, num_proc, show_progress_bar)
         else:
             lengths, flat = _ids_to_arrays(
-                ids for start in tqdm(range(0, len(texts), batch_size), desc="targets", disable=not show_progress_bar)
+                ids for start in progress_bar(range(0, len(texts), batch_size), desc="targets", disable=not show_progress_bar)
                 for ids in self._ids_batch(texts[start : start + batch_size]))
         keep = lengths > 0
         indptr = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
@@ -170,7 +170,7 @@ class DataDrivenTargetBuilder:
         _WORKER_STATE = (self, texts, batch_size)
         try:
             with mp.get_context("fork").Pool(num_proc) as pool:
-                parts = list(tqdm(pool.imap(_build_shard, [(int(s[0]), int(s[-1]) + 1) for s in shards if len(s)]),
+                parts = list(progress_bar(pool.imap(_build_shard, [(int(s[0]), int(s[-1]) + 1) for s in shards if len(s)]),
                                   total=num_proc, desc="targets", disable=not show_progress_bar))
         finally:
             _WORKER_STATE = None

@@ -55,9 +55,9 @@ class Callback:
 
 class ProgressBar(Callback):
     def __init__(self, title: str, steps: int, start_step: int, enabled: bool):
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
-        self.bar = tqdm(total=steps, initial=start_step, desc=title, disable=not enabled)
+        self.bar = progress_bar(total=steps, initial=start_step, desc=title, disable=not enabled)
 
     def on_step(self, record, interrupted):
         self.bar.update(1)
