@@ -103,7 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     e = command("encode", "embed texts",
                 "Writes one row per input text, in input order: .npy (float32 matrix), .jsonl ({\"id\", \"embedding\"}\n"
                 "per line; ids from the input's 'id' field or the row number from 0), or .parquet (columns id,\n"
-                "embedding). The output appears only when complete (written to a temporary file, then renamed).")
+                "embedding). The input is streamed in chunks and rows are written as they are computed, so memory\n"
+                "does not grow with the corpus; the output appears under its name only when complete, and an\n"
+                "interrupted run continues with --resume (the same bytes as an uninterrupted run).")
     _model_args(e)
     _input_args(e, "--input", required=True)
     e.add_argument("--output", required=True, help="output file: .npy, .jsonl or .parquet")
@@ -112,6 +114,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--prompt", help="text put before every input (e.g. 'query: '); see also --prompt-name")
     e.add_argument("--prompt-name", choices=["query", "document"],
                    help="a prompt saved with the model (text2token_config.json 'prompts')")
+    e.add_argument("--resume", action="store_true",
+                   help="continue an interrupted encode from its last written chunk (file input, .npy or .jsonl output)")
+    e.add_argument("--chunk-size", type=_positive("--chunk-size"), default=16384,
+                   help="texts read, encoded and written at a time (memory and resume granularity)")
 
     x = command("explain", "show the top LM-head tokens of each text's embedding",
                 "The top-k tokens of softmax(lm_head(embedding)): what the embedding 'means'. --compare shows why\n"
@@ -303,41 +309,36 @@ def _note(args, message: str) -> None:
 
 
 def cmd_encode(args) -> int:
-    import numpy as np
-
     from .errors import Text2TokenError
-    from .textio import atomic_path
+    from .streaming import FORMATS, encode_file
+    from .textio import STDIN, iter_texts
 
-    suffix = Path(args.output).suffix.lower()
-    if suffix not in (".npy", ".jsonl", ".parquet"):
+    if Path(args.output).suffix.lower() not in FORMATS:
         raise Text2TokenError(f"--output must end in .npy, .jsonl or .parquet, got '{args.output}'")
-    if suffix == ".parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise Text2TokenError("--output .parquet needs the pyarrow package: pip install pyarrow") from None
-    ids, texts = _read(args, args.input)
+    rows = None
+    if args.input != STDIN:  # every line checked before the model loads or anything is written
+        rows = sum(1 for _ in iter_texts(args.input, args.field, args.skip_blank, args.errors))
     model = _load(args)
-    if truncated := model.count_truncated(texts):
-        _note(args, f"{truncated} of {len(texts)} texts are longer than {model.max_length} tokens and are truncated "
-                    "(--max-length to change)")
-    emb = model.encode(texts, batch_size=args.batch_size, normalize_embeddings=args.normalize,
-                       show_progress_bar=not args.quiet, prompt=args.prompt, prompt_name=args.prompt_name)
-    with atomic_path(args.output, suffix=suffix) as tmp:
-        if suffix == ".npy":
-            with open(tmp, "wb") as fh:
-                np.save(fh, emb)
-        elif suffix == ".jsonl":
-            with open(tmp, "w", encoding="utf-8") as fh:
-                for i, row in zip(ids, emb):
-                    fh.write(json.dumps({"id": i, "embedding": row.tolist()}) + "\n")
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            column = pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel(), type=pa.float32()), emb.shape[1])
-            pq.write_table(pa.table({"id": pa.array(ids, type=pa.string()), "embedding": column}), tmp)
-    _note(args, f"wrote {emb.shape[0]}×{emb.shape[1]} float32 embeddings to {args.output}")
+    prompt = args.prompt
+    if args.prompt_name:
+        if args.prompt:
+            raise Text2TokenError("give --prompt or --prompt-name, not both")
+        if args.prompt_name not in model.prompts:
+            raise Text2TokenError(f"{args.model} has no prompt named '{args.prompt_name}' "
+                                  f"(prompts: {', '.join(sorted(model.prompts)) or 'none'})")
+        prompt = model.prompts[args.prompt_name]
+    summary = encode_file(model, args.input, args.output, field=args.field, skip_blank=args.skip_blank,
+                          errors=args.errors, batch_size=args.batch_size, normalize=args.normalize, prompt=prompt,
+                          resume=args.resume, chunk=args.chunk_size, show_progress_bar=not args.quiet, rows=rows)
+    if summary["invalid_utf8_lines_replaced"]:
+        _note(args, f"{summary['invalid_utf8_lines_replaced']} lines of {args.input} had invalid UTF-8 (decoded with U+FFFD)")
+    if summary["blank_lines_skipped"]:
+        _note(args, f"{summary['blank_lines_skipped']} blank lines of {args.input} skipped")
+    if summary["truncated"]:
+        _note(args, f"{summary['truncated']} of {summary['rows']} texts are longer than {model.max_length} tokens and "
+                    "are truncated (--max-length to change)")
+    resumed = f" (resumed at row {summary['resumed_from']})" if summary["resumed_from"] else ""
+    _note(args, f"wrote {summary['rows']}×{summary['dim']} float32 embeddings to {args.output}{resumed}")
     return 0
 
 

@@ -1,0 +1,179 @@
+"""Encoding a corpus of any size: the input is read in chunks and each chunk's rows are written to the output as
+they are computed (``.npy`` through a memory map, ``.jsonl`` appended, ``.parquet`` row groups), so memory does not
+grow with the corpus. After every chunk a progress file records how far the output is; an interrupted run continues
+with ``resume=True`` from there and writes exactly the bytes an uninterrupted run writes (chunks are aligned to
+the same rows and encoded the same way). The output appears under its name only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import Text2TokenError
+from .progress import progress_bar
+from .textio import STDIN, iter_texts, write_json_atomic
+
+CHUNK = 16384
+FORMATS = (".npy", ".jsonl", ".parquet")
+
+
+def _records(path, field: str, skip_blank: bool, errors: str, start: int, chunk: int):
+    """Yield ``(first_row, ids, texts)`` chunks of rows ``start …``; ids as :func:`text2token.textio.read_records`."""
+    jsonl = str(path) != STDIN and Path(path).suffix.lower() == ".jsonl"
+    ids, texts, first = [], [], start
+    with (open(path, "rb") if jsonl else _nothing()) as fh:
+        for row, (offset, text) in enumerate(iter_texts(path, field, skip_blank, errors)):
+            if row < start:
+                continue
+            value = None
+            if jsonl:
+                fh.seek(offset)
+                value = json.loads(fh.readline().decode("utf-8", errors="replace")).get("id")
+            ids.append(str(value) if value is not None else str(row))
+            texts.append(text)
+            if len(texts) == chunk:
+                yield first, ids, texts
+                first, ids, texts = row + 1, [], []
+    if texts:
+        yield first, ids, texts
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def encode_file(model, input_path: str, output: str, *, field: str = "text", skip_blank: bool = False,
+                errors: str = "strict", batch_size: int = 32, normalize: bool = False, prompt: str | None = None,
+                resume: bool = False, chunk: int = CHUNK, show_progress_bar: bool = True, rows: int | None = None) -> dict:
+    """Encode every text of ``input_path`` into ``output`` (.npy, .jsonl or .parquet), streaming; returns a summary
+    (rows, dimension, rows resumed from). ``rows``: the input's text count, if already known (saves a pass)."""
+    from .targets.model_derived import model_fingerprint
+
+    output = Path(output)
+    fmt = output.suffix.lower()
+    if fmt not in FORMATS:
+        raise Text2TokenError(f"--output must end in .npy, .jsonl or .parquet, got '{output}'")
+    stdin = str(input_path) == STDIN
+    if resume and (stdin or fmt == ".parquet"):
+        raise Text2TokenError("--resume needs a file input and a .npy or .jsonl output")
+    counts: dict = {}
+    if not stdin and (rows is None or errors == "replace" or skip_blank):  # the counts of replaced/skipped lines too
+        rows = sum(1 for _ in iter_texts(input_path, field, skip_blank, errors, counts))
+    dim = model.backbone.config.hidden_size
+    partial, progress_file = output.with_name(output.name + ".partial"), output.with_name(output.name + ".progress.json")
+    fingerprint = None
+    if not stdin:
+        st = Path(input_path).stat()
+        fingerprint = {"input": str(Path(input_path).resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
+                       "field": field, "skip_blank": skip_blank, "errors": errors, "rows": rows,
+                       "model": model_fingerprint(model.backbone), **{k: model.settings()[k] for k in
+                       ("pooling", "attention", "template", "max_length")}, "normalize": normalize, "prompt": prompt,
+                       "batch_size": batch_size, "chunk": chunk, "format": fmt}
+    start, written = 0, 0
+    if partial.exists() and not progress_file.is_file():
+        partial.unlink()  # interrupted before its first chunk was complete: nothing computed is lost
+    if progress_file.is_file():
+        state = json.loads(progress_file.read_text())
+        if not resume:
+            raise Text2TokenError(f"{partial} holds an interrupted encode of {output}: pass --resume to continue it, or "
+                                  "delete it to start over")
+        if state.get("fingerprint") != fingerprint:
+            raise Text2TokenError(f"{partial} was written for another input, model or settings: delete it to start over")
+        start, written = state["rows_done"], state["bytes_done"]
+    if stdin:  # the size is unknown until the end: read it (bounded by what the user pipes in)
+        from .textio import read_records
+
+        ids_all, texts_all, counts = read_records(input_path, field, skip_blank, errors)
+        rows = len(texts_all)
+        chunks = ((i, ids_all[i : i + chunk], texts_all[i : i + chunk]) for i in range(0, rows, chunk))
+    else:
+        chunks = _records(input_path, field, skip_blank, errors, start, chunk)
+    sink = _open_sink(fmt, partial, rows, dim, start, written)
+    bar = progress_bar(total=rows, initial=start, desc="encode", unit="text", disable=not show_progress_bar)
+    truncated = 0
+    try:
+        for first, ids, texts in chunks:
+            truncated += model.count_truncated(texts)
+            emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=normalize, prompt=prompt,
+                               show_progress_bar=False)
+            written = sink.write(first, ids, emb)
+            if fingerprint is not None:
+                write_json_atomic(progress_file, {"rows_done": first + len(texts), "bytes_done": written,
+                                                  "fingerprint": fingerprint})
+            bar.update(len(texts))
+    finally:
+        bar.close()
+        sink.close()
+    os.replace(partial, output)
+    progress_file.unlink(missing_ok=True)
+    return {"rows": rows, "dim": dim, "resumed_from": start, "truncated": truncated, "invalid_utf8_lines_replaced":
+            counts.get("invalid_utf8_lines_replaced", 0), "blank_lines_skipped": counts.get("blank_lines_skipped", 0)}
+
+
+def _open_sink(fmt: str, path: Path, rows: int, dim: int, start: int, written: int):
+    if fmt == ".npy":
+        return _NpySink(path, rows, dim, start)
+    if fmt == ".jsonl":
+        return _JsonlSink(path, written)
+    return _ParquetSink(path, dim)
+
+
+class _NpySink:
+    def __init__(self, path: Path, rows: int, dim: int, start: int):
+        mode = "r+" if start else "w+"
+        self.array = np.lib.format.open_memmap(path, mode=mode, dtype=np.float32, shape=(rows, dim))
+
+    def write(self, first: int, ids, emb) -> int:
+        self.array[first : first + len(emb)] = emb
+        self.array.flush()
+        return 0
+
+    def close(self):
+        self.array.flush()
+        del self.array
+
+
+class _JsonlSink:
+    def __init__(self, path: Path, written: int):
+        self.fh = open(path, "r+b" if written else "wb")
+        self.fh.truncate(written)
+        self.fh.seek(written)
+
+    def write(self, first, ids, emb) -> int:
+        self.fh.write("".join(json.dumps({"id": i, "embedding": row.tolist()}) + "\n" for i, row in zip(ids, emb))
+                      .encode("utf-8"))
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        return self.fh.tell()
+
+    def close(self):
+        self.fh.close()
+
+
+class _ParquetSink:
+    def __init__(self, path: Path, dim: int):
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise Text2TokenError("--output .parquet needs the pyarrow package: pip install pyarrow") from None
+        self.pa, self.dim = pa, dim
+        schema = pa.schema([("id", pa.string()), ("embedding", pa.list_(pa.float32(), dim))])
+        self.writer = pq.ParquetWriter(str(path), schema)
+
+    def write(self, first, ids, emb) -> int:
+        pa = self.pa
+        column = pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel(), type=pa.float32()), self.dim)
+        self.writer.write_table(pa.table({"id": pa.array(ids, type=pa.string()), "embedding": column}))
+        return 0
+
+    def close(self):
+        self.writer.close()

@@ -1,0 +1,93 @@
+"""Streaming encode: chunks written as they are computed, and an interrupted encode resumed to the same bytes."""
+
+import json
+
+import numpy as np
+import pytest
+
+from text2token import Text2TokenModel
+from text2token.cli import main
+
+from test_training import SENTENCES
+
+
+def _corpus(tmp_path, suffix=".txt"):
+    texts = [f"{s} (variant {i})" for i, s in enumerate(SENTENCES[:8] * 2)]
+    path = tmp_path / f"in{suffix}"
+    if suffix == ".jsonl":
+        path.write_text("".join(json.dumps({"id": f"doc{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    else:
+        path.write_text("\n".join(texts) + "\n")
+    return path, texts
+
+
+def test_chunked_encode_matches_encode_in_every_format(tmp_path, tiny_model_dir):
+    src, texts = _corpus(tmp_path, ".jsonl")
+    ref = Text2TokenModel.from_pretrained(str(tiny_model_dir), device="cpu").encode(texts)
+    for suffix in (".npy", ".jsonl", ".parquet"):
+        out = tmp_path / f"o{suffix}"
+        assert main(["encode", "-q", "--model", str(tiny_model_dir), "--input", str(src), "--output", str(out),
+                     "--chunk-size", "5"]) == 0
+        if suffix == ".npy":
+            got, ids = np.load(out), None
+        elif suffix == ".jsonl":
+            rows = [json.loads(line) for line in out.read_text().splitlines()]
+            got, ids = np.array([r["embedding"] for r in rows], dtype=np.float32), [r["id"] for r in rows]
+        else:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(out)
+            got, ids = np.array(table.column("embedding").to_pylist(), dtype=np.float32), table.column("id").to_pylist()
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+        assert ids is None or ids == [f"doc{i}" for i in range(len(texts))]
+        assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob("*.progress.json"))
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".jsonl"])
+def test_interrupted_encode_resumes_to_the_same_bytes(tmp_path, tiny_model_dir, monkeypatch, capsys, suffix):
+    src, _ = _corpus(tmp_path)
+    args = ["encode", "-q", "--model", str(tiny_model_dir), "--input", str(src), "--chunk-size", "4"]
+    whole = tmp_path / f"whole{suffix}"
+    assert main([*args, "--output", str(whole)]) == 0
+    out = tmp_path / f"out{suffix}"
+    real_encode, calls = Text2TokenModel.encode, []
+
+    def interrupted(self, *a, **k):  # Ctrl-C while the third chunk is being encoded
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_encode(self, *a, **k)
+
+    monkeypatch.setattr(Text2TokenModel, "encode", interrupted)
+    assert main([*args, "--output", str(out)]) == 130
+    monkeypatch.setattr(Text2TokenModel, "encode", real_encode)
+    assert not out.exists(), "no output under its name until complete"
+    progress = json.loads((tmp_path / f"out{suffix}.progress.json").read_text())
+    assert progress["rows_done"] == 8  # two chunks of 4 were written
+    capsys.readouterr()
+    assert main([*args, "--output", str(out)]) == 2  # without --resume: the partial output is not thrown away
+    assert "--resume to continue it" in capsys.readouterr().err
+    assert main([*args, "--output", str(out), "--resume"]) == 0
+    assert out.read_bytes() == whole.read_bytes()
+    assert not (tmp_path / f"out{suffix}.partial").exists()
+
+
+def test_resume_refuses_a_partial_output_of_another_input(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    src, _ = _corpus(tmp_path)
+    args = ["encode", "-q", "--model", str(tiny_model_dir), "--input", str(src), "--chunk-size", "4",
+            "--output", str(tmp_path / "o.npy")]
+    real_encode, calls = Text2TokenModel.encode, []
+
+    def interrupted(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_encode(self, *a, **k)
+
+    monkeypatch.setattr(Text2TokenModel, "encode", interrupted)
+    assert main(args) == 130
+    monkeypatch.setattr(Text2TokenModel, "encode", real_encode)
+    src.write_text("a different corpus\nwith other lines\n")
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2
+    assert "was written for another input" in capsys.readouterr().err
