@@ -20,7 +20,9 @@ from test_training import SENTENCES
 pytestmark = pytest.mark.slow  # subprocess training runs
 
 
-TWO_STAGES = ["stages=[data,model]", "stage2.steps=3", "stage2.max_texts=16", "stage2.lr=3e-3", "stage2.tau=0.1"]
+# fp32: the comparison is about DDP (same losses to rtol 1e-4), not about precision
+TWO_STAGES = ["stages=[data,model]", "stage2.steps=3", "stage2.max_texts=16", "stage2.lr=3e-3", "stage2.tau=0.1",
+              "training.mixed_precision=no"]
 
 
 def test_two_processes_match_one(tmp_path, tiny_model_dir):
@@ -53,7 +55,7 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir):
 
 def test_simcse_two_processes_match_one_with_global_negatives(tmp_path, tiny_model_dir):
     """SimCSE gathers the other process's views as negatives, so 2 processes see the same loss as 1."""
-    extra = ["objective=simcse", "simcse.dropout=0.0", "simcse.lr=1e-2", "simcse.steps=4"]  # no dropout: identical views on both
+    extra = ["objective=simcse", "simcse.dropout=0.0", "simcse.lr=1e-2", "simcse.steps=4", "training.mixed_precision=no"]  # no dropout: identical views on both
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run(_cmd(tmp_path, tiny_model_dir, one, 4) + extra, check=True, capture_output=True)
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))

@@ -67,6 +67,9 @@ def test_bf16_training_runs_resumes_bitwise_and_saves_fp32(tmp_path, tiny_model_
                                   Text2TokenModel.from_pretrained(str(resumed), device="cpu").encode(SENTENCES[:3]))
 
 
-def test_auto_precision_is_bf16_only_on_gpus_for_now():
-    assert resolve("auto", torch.device("cpu")) == "no"
-    assert resolve("bf16", torch.device("cpu")) == "bf16" and resolve("no", torch.device("cuda")) == "no"
+def test_auto_precision_is_bf16_where_the_device_has_it():
+    from text2token.training.precision import native_bf16
+
+    cpu = torch.device("cpu")
+    assert resolve("auto", cpu) == ("bf16" if native_bf16(cpu) else "no")
+    assert resolve("bf16", cpu) == "bf16" and resolve("no", torch.device("cuda")) == "no"
