@@ -101,9 +101,9 @@ def build_index(model, docs: list[dict], output: str | os.PathLike, top_k: int =
 
 FUSIONS = ("rrf", "minmax", "raw")
 RRF_K = 60
-# Chosen by measurement (benchmarks/retrieval.py, the `make run` model, WordNet definitions, 500 queries × 3,000
-# documents): rank fusion beat min-max and raw mixing at every weight tried (0.3–0.8) and tied min-max at 0.9;
-# with sparse scores this weak (2.47 vs 8.52 nDCG@10), only a dense-heavy mix reaches dense (rrf 0.9: 8.72).
+# Chosen by measurement (benchmarks/retrieval.py, WordNet definitions, 500 queries × 3,000 documents, the `make run`
+# model in bf16 and in fp32): rank fusion beat min-max and raw mixing at every weight tried; with sparse scores this
+# weak (2.9 vs 8.7 nDCG@10), only a dense-heavy mix beats dense (rrf 0.9: 9.00 vs 8.68; fp32 model 8.72 vs 8.52).
 DEFAULT_FUSION = "rrf"
 DEFAULT_ALPHA = 0.9
 
