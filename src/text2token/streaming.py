@@ -1,5 +1,5 @@
 """Encoding a corpus of any size: the input is read in chunks and each chunk's rows are written to the output as
-they are computed (``.npy`` through a memory map, ``.jsonl`` appended, ``.parquet`` row groups), so memory does not
+they are computed (``.npy`` blocks written at their offset, ``.jsonl`` appended, ``.parquet`` row groups), so memory does not
 grow with the corpus. After every chunk a progress file records how far the output is; an interrupted run continues
 with ``resume=True`` from there and writes exactly the bytes an uninterrupted run writes (chunks are aligned to
 the same rows and encoded the same way). The output appears under its name only when complete.
@@ -127,18 +127,30 @@ def _open_sink(fmt: str, path: Path, rows: int, dim: int, start: int, written: i
 
 
 class _NpySink:
+    """A float32 .npy file written row block by row block through a plain file handle (a memory map would count
+    every written page in the process's resident memory, which then grows with the corpus)."""
+
     def __init__(self, path: Path, rows: int, dim: int, start: int):
-        mode = "r+" if start else "w+"
-        self.array = np.lib.format.open_memmap(path, mode=mode, dtype=np.float32, shape=(rows, dim))
+        self.dim = dim
+        if start:
+            self.fh = open(path, "r+b")
+            np.lib.format.read_magic(self.fh)
+            np.lib.format.read_array_header_1_0(self.fh)
+        else:
+            self.fh = open(path, "wb")
+            np.lib.format.write_array_header_1_0(self.fh, {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
+                                                           "fortran_order": False, "shape": (rows, dim)})
+        self.data_start = self.fh.tell()
 
     def write(self, first: int, ids, emb) -> int:
-        self.array[first : first + len(emb)] = emb
-        self.array.flush()
+        self.fh.seek(self.data_start + first * self.dim * 4)
+        self.fh.write(np.ascontiguousarray(emb, dtype="<f4").tobytes())
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
         return 0
 
     def close(self):
-        self.array.flush()
-        del self.array
+        self.fh.close()
 
 
 class _JsonlSink:
