@@ -245,15 +245,19 @@ def _load(args):
 
 
 def _read(args, path: str):
-    """``(ids, texts)`` of an input file, with a note when lines were decoded with U+FFFD."""
+    """``(ids, texts)`` of an input file (see :func:`text2token.textio.read_records`), with notes on repaired lines."""
     from .textio import read_records
 
     ids, texts, counts = read_records(path, field=args.field, skip_blank=args.skip_blank, errors=args.errors)
+    _input_notes(args, path, counts)
+    return ids, texts
+
+
+def _input_notes(args, path: str, counts: dict) -> None:
     if counts["invalid_utf8_lines_replaced"]:
         _note(args, f"{counts['invalid_utf8_lines_replaced']} lines of {path} had invalid UTF-8 (decoded with U+FFFD)")
     if counts["blank_lines_skipped"]:
         _note(args, f"{counts['blank_lines_skipped']} blank lines of {path} skipped")
-    return ids, texts
 
 
 def _check_top_k(model, top_k: int) -> None:
@@ -310,14 +314,12 @@ def _note(args, message: str) -> None:
 
 def cmd_encode(args) -> int:
     from .errors import Text2TokenError
-    from .streaming import FORMATS, encode_file
-    from .textio import STDIN, iter_texts
+    from .streaming import FORMATS, Source, encode_file
 
     if Path(args.output).suffix.lower() not in FORMATS:
         raise Text2TokenError(f"--output must end in .npy, .jsonl or .parquet, got '{args.output}'")
-    rows = None
-    if args.input != STDIN:  # every line checked before the model loads or anything is written
-        rows = sum(1 for _ in iter_texts(args.input, args.field, args.skip_blank, args.errors))
+    source = Source(args.input, args.field, args.skip_blank, args.errors)  # every line checked before the model loads
+    _input_notes(args, args.input, source.counts)
     model = _load(args)
     prompt = args.prompt
     if args.prompt_name:
@@ -327,13 +329,8 @@ def cmd_encode(args) -> int:
             raise Text2TokenError(f"{args.model} has no prompt named '{args.prompt_name}' "
                                   f"(prompts: {', '.join(sorted(model.prompts)) or 'none'})")
         prompt = model.prompts[args.prompt_name]
-    summary = encode_file(model, args.input, args.output, field=args.field, skip_blank=args.skip_blank,
-                          errors=args.errors, batch_size=args.batch_size, normalize=args.normalize, prompt=prompt,
-                          resume=args.resume, chunk=args.chunk_size, show_progress_bar=not args.quiet, rows=rows)
-    if summary["invalid_utf8_lines_replaced"]:
-        _note(args, f"{summary['invalid_utf8_lines_replaced']} lines of {args.input} had invalid UTF-8 (decoded with U+FFFD)")
-    if summary["blank_lines_skipped"]:
-        _note(args, f"{summary['blank_lines_skipped']} blank lines of {args.input} skipped")
+    summary = encode_file(model, source, args.output, batch_size=args.batch_size, normalize=args.normalize,
+                          prompt=prompt, resume=args.resume, chunk=args.chunk_size, show_progress_bar=not args.quiet)
     if summary["truncated"]:
         _note(args, f"{summary['truncated']} of {summary['rows']} texts are longer than {model.max_length} tokens and "
                     "are truncated (--max-length to change)")

@@ -15,65 +15,65 @@ import numpy as np
 
 from .errors import Text2TokenError
 from .progress import progress_bar
-from .textio import STDIN, iter_texts, write_json_atomic
+from .textio import STDIN, iter_records, write_json_atomic
 
 CHUNK = 16384
 FORMATS = (".npy", ".jsonl", ".parquet")
 
 
-def _records(path, field: str, skip_blank: bool, errors: str, start: int, chunk: int):
-    """Yield ``(first_row, ids, texts)`` chunks of rows ``start …``; ids as :func:`text2token.textio.read_records`."""
-    jsonl = str(path) != STDIN and Path(path).suffix.lower() == ".jsonl"
-    ids, texts, first = [], [], start
-    with (open(path, "rb") if jsonl else _nothing()) as fh:
-        for row, (offset, text) in enumerate(iter_texts(path, field, skip_blank, errors)):
+class Source:
+    """An input file (or stdin) checked line by line once, before any model work: its text count and the counts
+    of skipped or repaired lines; :meth:`chunks` then streams it. Standard input, which cannot be read twice, is
+    kept in memory."""
+
+    def __init__(self, path: str, field: str = "text", skip_blank: bool = False, errors: str = "strict"):
+        self.path, self.field, self.skip_blank, self.errors = path, field, skip_blank, errors
+        self.counts: dict = {}
+        self.stdin = str(path) == STDIN
+        records = iter_records(path, field, skip_blank, errors, self.counts)
+        if self.stdin:
+            self._kept = list(records)
+            self.rows = len(self._kept)
+        else:
+            self.rows = sum(1 for _ in records)
+
+    def chunks(self, start: int, size: int):
+        """``(first row, ids, texts)`` for rows ``start …``, ``size`` rows at a time (aligned to multiples of
+        ``size``, so a resumed run cuts the same chunks)."""
+        records = iter(self._kept) if self.stdin else iter_records(self.path, self.field, self.skip_blank, self.errors)
+        ids, texts, first = [], [], start
+        for row, (i, text) in enumerate(records):
             if row < start:
                 continue
-            value = None
-            if jsonl:
-                fh.seek(offset)
-                value = json.loads(fh.readline().decode("utf-8", errors="replace")).get("id")
-            ids.append(str(value) if value is not None else str(row))
+            ids.append(i)
             texts.append(text)
-            if len(texts) == chunk:
+            if len(texts) == size:
                 yield first, ids, texts
                 first, ids, texts = row + 1, [], []
-    if texts:
-        yield first, ids, texts
+        if texts:
+            yield first, ids, texts
 
 
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def encode_file(model, input_path: str, output: str, *, field: str = "text", skip_blank: bool = False,
-                errors: str = "strict", batch_size: int = 32, normalize: bool = False, prompt: str | None = None,
-                resume: bool = False, chunk: int = CHUNK, show_progress_bar: bool = True, rows: int | None = None) -> dict:
-    """Encode every text of ``input_path`` into ``output`` (.npy, .jsonl or .parquet), streaming; returns a summary
-    (rows, dimension, rows resumed from). ``rows``: the input's text count, if already known (saves a pass)."""
+def encode_file(model, source: Source, output: str, *, batch_size: int = 32, normalize: bool = False,
+                prompt: str | None = None, resume: bool = False, chunk: int = CHUNK,
+                show_progress_bar: bool = True) -> dict:
+    """Encode every text of ``source`` into ``output`` (.npy, .jsonl or .parquet), streaming; returns a summary
+    (rows, dimension, rows resumed from, texts truncated)."""
     from .targets.model_derived import model_fingerprint
 
     output = Path(output)
     fmt = output.suffix.lower()
     if fmt not in FORMATS:
         raise Text2TokenError(f"--output must end in .npy, .jsonl or .parquet, got '{output}'")
-    stdin = str(input_path) == STDIN
-    if resume and (stdin or fmt == ".parquet"):
+    if resume and (source.stdin or fmt == ".parquet"):
         raise Text2TokenError("--resume needs a file input and a .npy or .jsonl output")
-    counts: dict = {}
-    if not stdin and (rows is None or errors == "replace" or skip_blank):  # the counts of replaced/skipped lines too
-        rows = sum(1 for _ in iter_texts(input_path, field, skip_blank, errors, counts))
-    dim = model.backbone.config.hidden_size
+    rows, dim = source.rows, model.backbone.config.hidden_size
     partial, progress_file = output.with_name(output.name + ".partial"), output.with_name(output.name + ".progress.json")
     fingerprint = None
-    if not stdin:
-        st = Path(input_path).stat()
-        fingerprint = {"input": str(Path(input_path).resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
-                       "field": field, "skip_blank": skip_blank, "errors": errors, "rows": rows,
+    if not source.stdin:
+        st = Path(source.path).stat()
+        fingerprint = {"input": str(Path(source.path).resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
+                       "field": source.field, "skip_blank": source.skip_blank, "errors": source.errors, "rows": rows,
                        "model": model_fingerprint(model.backbone), **{k: model.settings()[k] for k in
                        ("pooling", "attention", "template", "max_length")}, "normalize": normalize, "prompt": prompt,
                        "batch_size": batch_size, "chunk": chunk, "format": fmt}
@@ -88,19 +88,11 @@ def encode_file(model, input_path: str, output: str, *, field: str = "text", ski
         if state.get("fingerprint") != fingerprint:
             raise Text2TokenError(f"{partial} was written for another input, model or settings: delete it to start over")
         start, written = state["rows_done"], state["bytes_done"]
-    if stdin:  # the size is unknown until the end: read it (bounded by what the user pipes in)
-        from .textio import read_records
-
-        ids_all, texts_all, counts = read_records(input_path, field, skip_blank, errors)
-        rows = len(texts_all)
-        chunks = ((i, ids_all[i : i + chunk], texts_all[i : i + chunk]) for i in range(0, rows, chunk))
-    else:
-        chunks = _records(input_path, field, skip_blank, errors, start, chunk)
     sink = _open_sink(fmt, partial, rows, dim, start, written)
     bar = progress_bar(total=rows, initial=start, desc="encode", unit="text", disable=not show_progress_bar)
     truncated = 0
     try:
-        for first, ids, texts in chunks:
+        for first, ids, texts in source.chunks(start, chunk):
             truncated += model.count_truncated(texts)
             emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=normalize, prompt=prompt,
                                show_progress_bar=False)
@@ -114,8 +106,7 @@ def encode_file(model, input_path: str, output: str, *, field: str = "text", ski
         sink.close()
     os.replace(partial, output)
     progress_file.unlink(missing_ok=True)
-    return {"rows": rows, "dim": dim, "resumed_from": start, "truncated": truncated, "invalid_utf8_lines_replaced":
-            counts.get("invalid_utf8_lines_replaced", 0), "blank_lines_skipped": counts.get("blank_lines_skipped", 0)}
+    return {"rows": rows, "dim": dim, "resumed_from": start, "truncated": truncated}
 
 
 def _open_sink(fmt: str, path: Path, rows: int, dim: int, start: int, written: int):

@@ -48,6 +48,21 @@ def iter_texts(path: str | os.PathLike, field: str = "text", skip_blank: bool = 
     """Stream ``(byte offset of the line, text)`` for every text of the file, validating each line as
     :func:`read_texts` does (so memory does not grow with the file). ``counts`` (if given) receives
     ``blank_lines_skipped`` and ``invalid_utf8_lines_replaced``; an empty file is an error at the end."""
+    for offset, text, _ in _iter_lines(path, field, skip_blank, errors, counts):
+        yield offset, text
+
+
+def iter_records(path: str | os.PathLike, field: str = "text", skip_blank: bool = False, errors: str = "strict",
+                 counts: dict | None = None, id_field: str = "id"):
+    """Stream ``(id, text)``: like :func:`iter_texts`, with an id per text — a JSONL object's ``id_field`` (as a
+    string) where it has one, else the text's row number from 0 (the row it gets in an embedding matrix)."""
+    for row, (_, text, obj) in enumerate(_iter_lines(path, field, skip_blank, errors, counts)):
+        value = obj.get(id_field) if obj is not None else None
+        yield (str(value) if value is not None else str(row)), text
+
+
+def _iter_lines(path, field: str, skip_blank: bool, errors: str, counts: dict | None):
+    """``(offset, text, JSON object or None)`` for every text of the file; see :func:`iter_texts`."""
     if errors not in ERROR_MODES:
         raise ValueError(f"errors must be one of {ERROR_MODES}, got {errors!r}")
     stdin = str(path) == STDIN
@@ -64,7 +79,7 @@ def iter_texts(path: str | os.PathLike, field: str = "text", skip_blank: bool = 
     with (nullcontext(sys.stdin.buffer) if stdin else open(path, "rb")) as fh:
         for lineno, raw in enumerate(fh, start=1):
             line_offset, offset = offset, offset + len(raw)
-            text = decode_line(path, lineno, raw, field if is_jsonl else None, errors, counts)
+            text, obj = _decode(path, lineno, raw, field if is_jsonl else None, errors, counts)
             if text is None:
                 if not skip_blank:
                     what = f"field '{field}' is empty or whitespace-only" if is_jsonl and raw.strip() else \
@@ -73,7 +88,7 @@ def iter_texts(path: str | os.PathLike, field: str = "text", skip_blank: bool = 
                 counts["blank_lines_skipped"] += 1
                 continue
             found += 1
-            yield line_offset, text
+            yield line_offset, text, obj
     if not found:
         raise InputFileError(path, "file holds no texts" + (" (only blank lines)" if counts["blank_lines_skipped"] else " (empty)"))
 
@@ -81,6 +96,11 @@ def iter_texts(path: str | os.PathLike, field: str = "text", skip_blank: bool = 
 def decode_line(path: Path, lineno: int, raw: bytes, field: str | None, errors: str = "strict",
                 counts: dict | None = None) -> str | None:
     """The text of one raw line (``field`` of a JSONL object, or the line itself); None if blank."""
+    return _decode(path, lineno, raw, field, errors, counts)[0]
+
+
+def _decode(path: Path, lineno: int, raw: bytes, field: str | None, errors: str, counts: dict | None):
+    """``(text or None if blank, the JSONL object or None)`` of one raw line."""
     if raw.endswith(b"\n"):
         raw = raw[:-1]
     if raw.endswith(b"\r"):
@@ -97,36 +117,27 @@ def decode_line(path: Path, lineno: int, raw: bytes, field: str | None, errors: 
     if lineno == 1 and line.startswith("\ufeff"):
         line = line[1:]
     if not line.strip():
-        return None
-    text = _text_from_json(path, lineno, line, field) if field is not None else line
-    return text if text.strip() else None
+        return None, None
+    obj = None
+    if field is not None:
+        obj = _json_object(path, lineno, line, field)
+        text = obj[field]
+    else:
+        text = line
+    return (text if text.strip() else None), obj
 
 
 def read_records(path: str | os.PathLike, field: str = "text", skip_blank: bool = False, errors: str = "strict",
                  id_field: str = "id") -> tuple[list[str], list[str], dict]:
-    """``(ids, texts, counts)``: like :func:`read_texts_counted`, plus an id per text — a JSONL line's
-    ``id_field`` (as a string) where it has one, else the text's row number from 0 (the row it gets in an
-    embedding matrix). Duplicate ids are an error naming them."""
+    """``(ids, texts, counts)`` of :func:`iter_records`, read whole; duplicate ids are an error naming them."""
+    from collections import Counter
+
     counts: dict = {}
-    offsets, texts = [], []
-    for offset, text in iter_texts(path, field, skip_blank, errors, counts):
-        offsets.append(offset)
-        texts.append(text)
-    ids = [str(i) for i in range(len(texts))]
-    if str(path) != STDIN and Path(path).suffix.lower() == ".jsonl":
-        with open(path, "rb") as fh:
-            for row, off in enumerate(offsets):
-                fh.seek(off)
-                value = json.loads(fh.readline().decode("utf-8", errors="replace")).get(id_field)
-                if value is not None:
-                    ids[row] = str(value)
-        if len(set(ids)) != len(ids):
-            seen, dup = set(), []
-            for i in ids:
-                if i in seen:
-                    dup.append(i)
-                seen.add(i)
-            raise InputFileError(path, f"field '{id_field}' is not unique ({', '.join(dup[:3])} repeated)")
+    records = list(iter_records(path, field, skip_blank, errors, counts, id_field))
+    ids, texts = [r[0] for r in records], [r[1] for r in records]
+    repeated = [i for i, n in Counter(ids).items() if n > 1]
+    if repeated:
+        raise InputFileError(path, f"field '{id_field}' is not unique ({', '.join(repeated[:3])} repeated)")
     return ids, texts, counts
 
 
@@ -141,7 +152,8 @@ def read_lines_at(path: str | os.PathLike, offsets, field: str | None, errors: s
     return [out[int(o)] for o in offsets]
 
 
-def _text_from_json(path: Path, lineno: int, line: str, field: str) -> str:
+def _json_object(path: Path, lineno: int, line: str, field: str) -> dict:
+    """The JSON object of a JSONL line, checked to hold a string ``field``."""
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -150,10 +162,9 @@ def _text_from_json(path: Path, lineno: int, line: str, field: str) -> str:
         raise InputFileError(path, f"expected a JSON object with field '{field}', got {type(obj).__name__}", lineno)
     if field not in obj:
         raise InputFileError(path, f"missing field '{field}' (fields: {', '.join(sorted(obj)) or 'none'})", lineno)
-    value = obj[field]
-    if not isinstance(value, str):
-        raise InputFileError(path, f"field '{field}' must be a string, got {type(value).__name__}", lineno)
-    return value
+    if not isinstance(obj[field], str):
+        raise InputFileError(path, f"field '{field}' must be a string, got {type(obj[field]).__name__}", lineno)
+    return obj
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
