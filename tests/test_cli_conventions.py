@@ -34,12 +34,12 @@ def test_a_mistyped_relative_path_is_an_error_not_a_hub_lookup(tmp_path, capsys,
     monkeypatch.chdir(tmp_path)
     assert main(["explain", "--model", "runs/modle", "x"]) == 2
     assert "model path does not exist: runs/modle (runs/ holds: demo)" in capsys.readouterr().err
-    # a name that could be a hub id: the hub is asked once; here it cannot be reached, which is said at once
-    started = time.perf_counter()
+    # a name that could be a hub id: the hub is asked once (no download retries); offline or not, the answer is
+    # one line that says it is not a local path — from_pretrained's own failure would read "cannot load model"
     assert main(["explain", "--model", "runz/model", "x"]) == 2
     err = capsys.readouterr().err
     assert "'runz/model' is not a local path" in err and len(err.strip().splitlines()) == 1
-    assert time.perf_counter() - started < 20  # not the download path's retries (~28 s)
+    assert "cannot load model" not in err
 
 
 @pytest.mark.parametrize("argv,match", [
@@ -111,14 +111,14 @@ def test_every_command_and_option_has_help_and_defaults_are_shown():
 
 def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path, tiny_model_dir):
     txt = tmp_path / "in.txt"
-    txt.write_text("one\n")
+    txt.write_text("one text to embed\n" * 3000)  # enough work that the signal lands before the end on any machine
     proc = subprocess.Popen([sys.executable, "-m", "text2token", "encode", "--model", str(tiny_model_dir), "--input",
                              str(txt), "--output", str(tmp_path / "o.npy")], stderr=subprocess.PIPE, text=True)
     time.sleep(0.7)  # still importing torch / transformers
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130, err
-    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("text2token")
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "text2token encode: interrupted"
 
 
 def test_python_api_follows_sentence_transformers(tiny_model_dir):

@@ -1,8 +1,6 @@
 """``python -m text2token`` — the same as the ``text2token`` command."""
 
-import sys
-
-from .cli import main
+from .cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

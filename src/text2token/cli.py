@@ -554,8 +554,22 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
     except KeyboardInterrupt as exc:  # Ctrl-C at any moment, start-up included: one line, exit 130
         command = next((a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")), "")
-        print(f"text2token {command}: {exc or 'interrupted'}".replace("  ", " "), file=sys.stderr)
+        print(f"text2token {command}: {str(exc) or 'interrupted'}".replace("  ", " "), file=sys.stderr)
         return 130
+
+
+def run() -> None:
+    """The console entry point (``text2token``, ``python -m text2token``): :func:`main`'s status as the exit code.
+
+    After Ctrl-C the process ends with ``os._exit(130)``: CPython marks a KeyboardInterrupt that passed through
+    ``exec`` of source text (as dataclass and namedtuple creation do while modules import) as unhandled even when
+    it is caught later, and would then end the process by re-raising SIGINT (status -2 to a parent process)."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -600,4 +614,4 @@ def _main(argv: list[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
