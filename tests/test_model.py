@@ -120,3 +120,18 @@ def test_texts_without_tokens_are_an_error_not_a_zero_vector(tiny_model):
         with pytest.raises(Text2TokenError, match=r"give no tokens \(position\(s\) \d of \d\)"):
             tiny_model.encode(texts)
     assert tiny_model.encode([]).shape == (0, tiny_model.backbone.config.hidden_size)
+
+
+def test_top_k_beyond_the_vocabulary_is_a_clear_error_everywhere(tiny_model):
+    import pytest
+
+    from text2token.errors import Text2TokenError
+    from text2token.sparse_index import sparse_vectors
+
+    too_many = tiny_model.lm_head.weight.shape[0] + 1
+    for call in (lambda: tiny_model.explain(["a text"], top_k=too_many),
+                 lambda: tiny_model.compare("a text", "another", top_k=too_many),
+                 lambda: sparse_vectors(tiny_model, ["a text"], top_k=too_many),
+                 lambda: tiny_model.explain(["a text"], top_k=0)):
+        with pytest.raises(Text2TokenError, match="larger than the model's vocabulary|below 1"):
+            call()

@@ -37,6 +37,7 @@ def _vocab_view(model, texts, k, builder) -> dict:
 
 
 def analyze(trained, base, texts: list[str], top_k: int = 10, directions: int = 10, png: str | Path | None = None) -> dict:
+    trained.check_top_k(top_k)
     builder = DataDrivenTargetBuilder(trained.tokenizer)
     with torch.inference_mode():
         view = {"base": _vocab_view(base, texts, top_k, builder), "trained": _vocab_view(trained, texts, top_k, builder)}

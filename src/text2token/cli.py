@@ -260,14 +260,6 @@ def _input_notes(args, path: str, counts: dict) -> None:
         _note(args, f"{counts['blank_lines_skipped']} blank lines of {path} skipped")
 
 
-def _check_top_k(model, top_k: int) -> None:
-    from .errors import Text2TokenError
-
-    vocab = model.lm_head.weight.shape[0]
-    if top_k > vocab:
-        raise Text2TokenError(f"--top-k {top_k} is larger than the model's vocabulary ({vocab} tokens)")
-
-
 def cmd_train(args) -> int:
     from .layout import RUN_CONFIG_NAME
     from .training import load_config
@@ -353,7 +345,6 @@ def cmd_explain(args) -> int:
         raise Text2TokenError("--output goes with --input")
     ids, texts = _read(args, args.input) if args.input else (None, args.texts)
     model = _load(args)
-    _check_top_k(model, args.top_k)
     if args.compare:
         result = model.compare(texts[0], texts[1], top_k=args.top_k)
         if args.json:
@@ -393,7 +384,6 @@ def cmd_index(args) -> int:
 
     ids, texts = _read(args, args.corpus)  # validates every line, naming file and line; ids unique
     model = _load(args)
-    _check_top_k(model, args.top_k)
     summary = build_index(model, [{"id": i, "text": t} for i, t in zip(ids, texts)], args.output, top_k=args.top_k,
                           batch_size=args.batch_size, model_ref=args.model, show_progress_bar=not args.quiet)
     print(f"indexed {summary['documents']} documents into {args.output}: sparse {summary['sparse_bytes'] / 1024:.0f} KiB "
@@ -446,7 +436,6 @@ def cmd_analyze(args) -> int:
     if len(texts) < 2:
         raise Text2TokenError(f"{args.input}: need at least 2 texts")
     trained = _load(args)
-    _check_top_k(trained, args.top_k)
     most = min(len(texts), trained.backbone.config.hidden_size)
     if args.directions > most:
         raise Text2TokenError(f"--directions {args.directions} is more than min(texts, hidden size) = {most}")

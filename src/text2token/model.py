@@ -363,9 +363,17 @@ class Text2TokenModel(torch.nn.Module):
         for idx, pooled in self._iter_pooled(texts, batch_size, desc, show_progress_bar):
             yield idx, self.vocab_logits(pooled)
 
+    def check_top_k(self, top_k: int) -> None:
+        """A clear error for a number of top tokens this model cannot give (below 1, or beyond its vocabulary)."""
+        vocab = self.lm_head.weight.shape[0]
+        if not 1 <= top_k <= vocab:
+            raise Text2TokenError(f"top_k {top_k} is " + ("below 1" if top_k < 1 else
+                                  f"larger than the model's vocabulary ({vocab} tokens)"))
+
     @torch.inference_mode()
     def explain(self, texts: str | list[str], top_k: int = 10, batch_size: int = 32) -> list[list[tuple[str, float]]]:
         """Top-k tokens of ``softmax(lm_head(embedding))`` for each text, with probabilities."""
+        self.check_top_k(top_k)
         texts = [texts] if isinstance(texts, str) else list(texts)
         result: list = [None] * len(texts)
         for idx, logits in self.iter_vocab_logits(texts, batch_size):
@@ -379,6 +387,7 @@ class Text2TokenModel(torch.nn.Module):
     def compare(self, text_a: str, text_b: str, top_k: int = 10) -> dict:
         """Why two texts are similar: the embeddings' cosine, and the tokens that carry the overlap of their
         vocabulary distributions ``Σ_v p_a(v)·p_b(v)`` (each token's share of that sum, largest first)."""
+        self.check_top_k(top_k)
         with self._eval_mode():
             enc = {k: v.to(self.device) for k, v in self.tokenize([text_a, text_b]).items()}
             pooled = self(enc["input_ids"], enc["attention_mask"]).float()

@@ -50,9 +50,8 @@ def dense_and_sparse(model, texts: list[str], top_k: int = 128, batch_size: int 
     vocabulary vectors (see :func:`sparse_vectors`), both from the same pooled vectors."""
     if not texts:
         raise Text2TokenError("no texts to encode")
+    model.check_top_k(top_k)
     vocab = model.lm_head.weight.shape[0]
-    if not 1 <= top_k <= vocab:
-        raise Text2TokenError(f"top-k must be between 1 and the vocabulary size {vocab}, got {top_k}")
     dense = np.empty((len(texts), model.backbone.config.hidden_size), dtype=np.float32)
     rows, cols, vals = [], [], []
     for idx, pooled in model._iter_pooled(texts, batch_size, "index", show_progress_bar):
