@@ -73,3 +73,17 @@ def test_auto_precision_is_bf16_where_the_device_has_it():
     cpu = torch.device("cpu")
     assert resolve("auto", cpu) == ("bf16" if native_bf16(cpu) else "no")
     assert resolve("bf16", cpu) == "bf16" and resolve("no", torch.device("cuda")) == "no"
+
+
+def test_the_stage_2_prior_cache_is_keyed_by_the_precision_it_was_computed_in(tmp_path, tiny_model_dir, monkeypatch):
+    from text2token.cache import read_fingerprint
+
+    monkeypatch.setenv("TEXT2TOKEN_HOME", str(tmp_path / "home"))  # one shared prior cache for both runs
+    dtypes = {}
+    for mp in ("no", "bf16"):
+        (tmp_path / mp).mkdir()
+        train(_config(tmp_path / mp, tiny_model_dir, "stages=[model]", "stage2.steps=1", "stage2.max_texts=16",
+                      f"training.mixed_precision={mp}"), show_progress_bar=False)
+        dtypes[mp] = read_fingerprint(tmp_path / mp / "run" / "stage2-model" / "prior.safetensors")["dtype"]
+    assert dtypes == {"no": "torch.float32", "bf16": "torch.bfloat16"}  # the fp32 prior was not reused in bf16
+    assert len(list((tmp_path / "home" / "priors").glob("prior-*.safetensors"))) == 2

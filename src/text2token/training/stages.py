@@ -53,9 +53,14 @@ class Stage:
     def seed(self) -> int:
         return self.cfg.training.seed + self.seed_offset
 
+    base_title: str = ""
+
     @property
     def title(self) -> str:
-        raise NotImplementedError
+        """For progress bars and messages, e.g. "stage 1 (data-driven)" (+ the SimCSE term with ``combined``)."""
+        if self.cfg.objective == "combined" and self.key != "simcse":
+            return f"{self.base_title} + {self.cfg.combined.simcse_weight:g}×SimCSE"
+        return self.base_title
 
     @property
     def final_adapter(self) -> Path:
@@ -95,10 +100,7 @@ class DataDrivenStage(Stage):
     """Stage 1: each text's target is uniform over its own content tokens (sparse, cached)."""
 
     key = "data"
-
-    @property
-    def title(self) -> str:
-        return "stage 1 (data-driven)"
+    base_title = "stage 1 (data-driven)"
 
     def prepare(self, model, accelerator, frozen_fp, show_progress_bar):
         from ..targets import DataDrivenTargetBuilder, SparseTargets
@@ -133,25 +135,24 @@ class ModelDerivedStage(Stage):
     seed_offset = 1
 
     @property
-    def title(self) -> str:
+    def base_title(self) -> str:
         return f"stage 2 (model-derived, tau={self.cfg.stage2.tau:g})"
 
     def prepare(self, model, accelerator, frozen_fp, show_progress_bar):
-        from ..targets.model_derived import precompute_top_k_targets
-
         cfg, s2 = self.cfg, self.cfg.stage2
         texts, corpus_info = self._read_texts(s2.train_file or cfg.data.train_file, cfg.training.seed + 1,
                                               s2.max_texts or s2.steps * cfg.training.batch_size)
         fingerprint = {"model": frozen_fp, "texts_sha256_16": texts_digest(texts), "texts": len(texts),
                        "pooling": model.pooling, "attention": model.attention, "template": model.template,
-                       "max_length": model.max_length}
+                       "max_length": model.max_length,  # and the precision the frozen network computes in:
+                       "dtype": str(next(model.backbone.parameters()).dtype)}
         self.prior = _cached_corpus_prior(model, texts, fingerprint, self.dir / "prior.safetensors", accelerator,
                                           cfg.training.batch_size, show_progress_bar).to(accelerator.device)
         targets, report = None, {}
         if s2.targets == "precomputed":
             fp = {**fingerprint, "tau": s2.tau, "top_k": s2.top_k}
             targets, report = _cached_top_k_targets(model, texts, self.prior, fp, self.dir / "targets.safetensors",
-                                                    cfg, accelerator, show_progress_bar, precompute_top_k_targets)
+                                                    cfg, accelerator, show_progress_bar)
         report.update(tau=s2.tau, mode=s2.targets)
         return Collator(model, texts, np.arange(len(texts)), targets), corpus_info, report
 
@@ -169,7 +170,7 @@ class SimCSEStage(Stage):
     key = "simcse"
 
     @property
-    def title(self) -> str:
+    def base_title(self) -> str:
         return f"SimCSE (dropout {self.cfg.simcse.dropout:g})"
 
     def prepare(self, model, accelerator, frozen_fp, show_progress_bar):
@@ -235,8 +236,9 @@ def _cached_corpus_prior(model, texts, fingerprint, run_file: Path, accelerator,
     return prior
 
 
-def _cached_top_k_targets(model, texts, prior, fingerprint, path: Path, cfg, accelerator, show_progress_bar, build):
+def _cached_top_k_targets(model, texts, prior, fingerprint, path: Path, cfg, accelerator, show_progress_bar):
     from ..targets import SparseTargets
+    from ..targets.model_derived import precompute_top_k_targets
 
     s2 = cfg.stage2
     if path.is_file():
@@ -245,8 +247,8 @@ def _cached_top_k_targets(model, texts, prior, fingerprint, path: Path, cfg, acc
             return targets, {"texts": len(texts), "top_k": s2.top_k, "mass_kept_mean": None}
         except Text2TokenError:
             logger.warning("%s was built for other settings; rebuilding", path)
-    targets, report = build(model, texts, prior, s2.tau, s2.top_k, cfg.training.batch_size, fingerprint,
-                            show_progress_bar)
+    targets, report = precompute_top_k_targets(model, texts, prior, s2.tau, s2.top_k, cfg.training.batch_size,
+                                               fingerprint, show_progress_bar)
     if accelerator.is_main_process:
         targets.save(path)
     return targets, report

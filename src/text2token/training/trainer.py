@@ -41,8 +41,9 @@ def train(config: RunConfig, resume: bool = False, show_progress_bar: bool = Tru
     # accelerate sets up gloo (MULTI_CPU) only when asked for the CPU explicitly.
     cpu_distributed = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     device = torch.device("cuda" if torch.cuda.is_available() and not cpu_distributed else "cpu")
-    accelerator = Accelerator(mixed_precision=precision.resolve(config.training.mixed_precision, device),
-                              cpu=cpu_distributed)
+    mixed_precision = precision.resolve(config.training.mixed_precision, device)
+    _allow_precision(mixed_precision)
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu_distributed)
     lock = RunLock(out_dir)
     if accelerator.is_main_process:
         lock.acquire()  # a second run on this folder refuses; a dead owner's lock is taken over
@@ -50,6 +51,17 @@ def train(config: RunConfig, resume: bool = False, show_progress_bar: bool = Tru
         return _train_locked(config, accelerator, out_dir, resume, show_progress_bar)
     finally:
         lock.release()
+
+
+def _allow_precision(mixed_precision: str) -> None:
+    """accelerate keeps one process-wide state and refuses an ``Accelerator`` with another precision than the first
+    one made in the process. ``train()`` called again in the same process (a notebook, a sweep, the tests) with
+    another ``training.mixed_precision`` drops that state first; the process group (multi-process runs) is kept."""
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision", mixed_precision) != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
 
 
 def template_of(cfg: RunConfig):
@@ -175,7 +187,7 @@ def run_stage(stage, model, accelerator, resume: bool, show_progress_bar: bool, 
         schedule = token_budget_schedule(collate.token_lengths(), tcfg.tokens_per_step, stage.steps, stage.seed)
     else:
         schedule = batch_schedule(len(collate), tcfg.batch_size, stage.steps, stage.seed, collate.lengths())
-    callbacks = [ProgressBar(f"{stage.title}{_objective_note(objective)}", stage.steps, start_step, progress)]
+    callbacks = [ProgressBar(stage.title, stage.steps, start_step, progress)]
     if main:
         callbacks.append(JsonlLog(log_path, tcfg.log_every, stage.steps, _tensorboard(stage.cfg, stage)))
     save = (lambda step: save_checkpoint(stage.dir, step, model, trainee.optimizer, trainee.scheduler,  # noqa: E731
@@ -241,12 +253,6 @@ def _finish_stage(stage, model, peft_model, old_dropout, summary: dict, main: bo
     if old_dropout is not None:
         set_attention_dropout(model.backbone, old_dropout)
     model.eval()
-
-
-def _objective_note(objective) -> str:
-    from ..objectives import Combined
-
-    return f" + {objective.parts[1][1]:g}×SimCSE" if isinstance(objective, Combined) else ""
 
 
 def _merge_finished(stage, model) -> None:
