@@ -159,10 +159,10 @@ def largest_batch(model, system, max_len, device, candidates):
 
 
 TRAINER_RUNS = {  # name -> overrides of configs/demo.yaml
-    "stage1": ["--stages", "data"],
-    "stage2": ["--stages", "model"],
-    "simcse": ["--objective", "simcse"],
-    "stage1 packed": ["--stages", "data", "training.tokens_per_step={tokens}"],
+    "stage1": ["stages=[data]"],
+    "stage2": ["stages=[model]"],
+    "simcse": ["objective=simcse"],
+    "stage1 packed": ["stages=[data]", "training.tokens_per_step={tokens}"],
 }
 
 
@@ -201,10 +201,7 @@ def trainer_rows(shape: str, device, steps: int, batch_size: int, peak: float, f
         overrides = [f"model.name={model_dir}", f"output_dir={Path(folder) / ('run-' + shape + '-' + name.replace(' ', '-'))}",
                      f"stage1.steps={steps}", f"stage2.steps={steps}", f"simcse.steps={steps}", "training.save_every=0",
                      f"training.batch_size={batch_size}", "training.max_length=128"]
-        flags = {"--stages": "stages=[{}]", "--objective": "objective={}"}
-        it = iter(extra)
-        for item in it:
-            overrides.append(flags[item].format(next(it)) if item in flags else item)
+        overrides += extra
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         out_dir = train(load_config(root / "configs" / "demo.yaml", overrides), show_progress_bar=False).parent

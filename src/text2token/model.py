@@ -233,24 +233,24 @@ class Text2TokenModel(torch.nn.Module):
         """Pooled last-layer hidden states (B×H), in the backbone's dtype. With ``segment_ids`` (packed rows, see
         :mod:`text2token.packing`) one vector per text, in row-major segment order."""
         if segment_ids is not None:
-            from .packing import PackedRows
-
-            return self.forward_packed(PackedRows(input_ids, segment_ids, position_ids, []))
+            return self._pooled_segments(input_ids, segment_ids, position_ids)
         hidden = self.trunk(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return pool(hidden, attention_mask, self.pooling)
 
     def forward_packed(self, packed) -> torch.Tensor:
         """Pooled vectors (one per text, in ``packed.texts`` order) of packed rows (:mod:`text2token.packing`):
         each text attends only to itself, under this model's attention mode, with positions restarting per text."""
+        return self._pooled_segments(packed.input_ids, packed.segment_ids, packed.position_ids)
+
+    def _pooled_segments(self, input_ids, segment_ids, position_ids) -> torch.Tensor:
         from .packing import packed_attention_mask, pool_segments
 
         dtype = next(self.trunk.parameters()).dtype
-        if torch.is_autocast_enabled(packed.input_ids.device.type):
-            dtype = torch.get_autocast_dtype(packed.input_ids.device.type)
-        mask = packed_attention_mask(packed.segment_ids, self.attention == "causal", dtype)
-        hidden = self.trunk(input_ids=packed.input_ids, attention_mask=mask,
-                            position_ids=packed.position_ids).last_hidden_state
-        return pool_segments(hidden, packed.segment_ids, packed.position_ids, self.pooling)
+        if torch.is_autocast_enabled(input_ids.device.type):
+            dtype = torch.get_autocast_dtype(input_ids.device.type)
+        mask = packed_attention_mask(segment_ids, self.attention == "causal", dtype)
+        hidden = self.trunk(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).last_hidden_state
+        return pool_segments(hidden, segment_ids, position_ids, self.pooling)
 
     def vocab_logits(self, pooled: torch.Tensor) -> torch.Tensor:
         """``lm_head(pooled)`` in fp32 (B×V); only pooled vectors, never per-token logits."""

@@ -53,14 +53,13 @@ class Collator:
         self.text_of_row = np.asarray(text_of_row)
         self.targets = targets
         self.pack_length = 0
-        self._token_lengths = None
+        self._ids = None
 
     def token_lengths(self) -> np.ndarray:
-        """Every example's token count as the model tokenizes it (computed once)."""
-        if self._token_lengths is None:
-            ids = self.model.token_ids([self.texts[i] for i in self.text_of_row])
-            self._token_lengths = np.array([len(x) for x in ids])
-        return self._token_lengths
+        """Every example's token count as the model tokenizes it (tokenized once; packed batches reuse the ids)."""
+        if self._ids is None:
+            self._ids = self.model.token_ids([self.texts[i] for i in self.text_of_row])
+        return np.array([len(x) for x in self._ids])
 
     def __len__(self) -> int:
         return len(self.text_of_row)
@@ -74,8 +73,9 @@ class Collator:
         if self.pack_length:
             from ..packing import pack
 
-            ids = self.model.token_ids([self.texts[self.text_of_row[r]] for r in rows])
-            packed = pack(ids, self.pack_length, self.model.tokenizer.pad_token_id)
+            if self._ids is None:
+                self.token_lengths()
+            packed = pack([self._ids[r] for r in rows], self.pack_length, self.model.tokenizer.pad_token_id)
             rows = rows[packed.texts]  # the order the pooled vectors come out in
             batch = Batch(rows=rows, input_ids=packed.input_ids, attention_mask=(packed.segment_ids > 0).long(),
                           position_ids=packed.position_ids, segment_ids=packed.segment_ids)

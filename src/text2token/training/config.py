@@ -277,11 +277,12 @@ def upgrade_moved_keys(tree: dict, source: str) -> dict:
         if not isinstance(tree.get(section), dict) or key not in tree[section]:
             continue
         value = tree[section].pop(key)
-        for new in _moved(old, source):
+        new_keys = _moved(old, source)
+        for new in new_keys:
             new_section, new_key = new.split(".")
             if isinstance(tree.get(new_section), dict) and new_key in tree[new_section]:
                 raise ConfigError(f"{source}: both '{old}' (deprecated) and '{new}' are set; keep only '{new}'")
-        for new in MOVED_KEYS[old]:
+        for new in new_keys:
             _set_dotted(tree, new, value)
     return tree
 
