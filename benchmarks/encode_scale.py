@@ -9,7 +9,6 @@ take hours for a million texts on 2 CPU cores). Texts are the bundled Brown sent
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
