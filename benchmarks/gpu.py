@@ -163,7 +163,10 @@ TRAINER_RUNS = {  # name -> overrides of configs/demo.yaml
     "stage2": ["stages=[model]"],
     "simcse": ["objective=simcse"],
     "stage1 packed": ["stages=[data]", "training.tokens_per_step={tokens}"],
+    "stage1 packed compiled": ["stages=[data]", "training.tokens_per_step={tokens}", "training.compile=true"],
+    "stage1 packed ckpt": ["stages=[data]", "training.tokens_per_step={tokens}", "training.gradient_checkpointing=true"],
 }
+LOG_EVERY = 5  # the host reads the loss every 5 steps: steady-state time between two log lines
 
 
 def trainer_rows(shape: str, device, steps: int, batch_size: int, peak: float, folder) -> dict:
@@ -200,20 +203,29 @@ def trainer_rows(shape: str, device, steps: int, batch_size: int, peak: float, f
         extra = [e.format(tokens=batch_size * 40) for e in extra]
         overrides = [f"model.name={model_dir}", f"output_dir={Path(folder) / ('run-' + shape + '-' + name.replace(' ', '-'))}",
                      f"stage1.steps={steps}", f"stage2.steps={steps}", f"simcse.steps={steps}", "training.save_every=0",
-                     f"training.batch_size={batch_size}", "training.max_length=128"]
+                     f"training.batch_size={batch_size}", "training.max_length=128", f"training.log_every={LOG_EVERY}"]
         overrides += extra
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        out_dir = train(load_config(root / "configs" / "demo.yaml", overrides), show_progress_bar=False).parent
+        try:
+            out_dir = train(load_config(root / "configs" / "demo.yaml", overrides), show_progress_bar=False).parent
+        except torch.OutOfMemoryError as exc:
+            rows[name] = {"error": f"out of memory: {str(exc).splitlines()[0]}"}
+            print(f"  trainer {shape:13s} {name:22s}: out of memory", flush=True)
+            torch.cuda.empty_cache()
+            continue
         logs = [json.loads(line) for log in sorted(out_dir.glob("*/train_log.jsonl")) for line in log.read_text().splitlines()]
-        timed = logs[1:] if len(logs) > 1 else logs
-        step_s = statistics.median(r["seconds"] for r in timed)
-        tok_s = statistics.mean(r["tokens"] for r in timed) / step_s
+        # steady state: from the first logged step after warm-up (compile, allocator) to the last one
+        first, last = logs[1 if len(logs) > 2 else 0], logs[-1]
+        step_s = (last["elapsed_s"] - first["elapsed_s"]) / max(1, last["step"] - first["step"])
+        if last["step"] == first["step"]:
+            step_s = last["seconds"]
+        tok_s = statistics.mean(r["tokens"] for r in logs) / step_s
         summary = json.loads((out_dir / "train_summary.json").read_text())
         rows[name] = {"median_step_s": round(step_s, 4), "real_tokens_per_s": round(tok_s),
                       "useful_fraction_of_matmul": round(4 * n_nonembed * tok_s / 1e12 / peak, 4),
                       "peak_memory_mb": summary["peak_memory_mb"], "mixed_precision": summary["mixed_precision"]}
-        print(f"  trainer {shape:13s} {name:14s}: {step_s:.3f} s/step, {tok_s:,.0f} real tokens/s, "
+        print(f"  trainer {shape:13s} {name:22s}: {step_s:.3f} s/step, {tok_s:,.0f} real tokens/s, "
               f"{rows[name]['useful_fraction_of_matmul']:.1%} of matmul, peak {summary['peak_memory_mb']:.0f} MB",
               flush=True)
     return rows

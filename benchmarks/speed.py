@@ -9,7 +9,7 @@
    same weights with the same (mean) pooling; texts/s, tokens/s and the minimum cosine between the two.
 3. Data-driven target construction: texts/s over 100k corpus sentences, stored bytes per target.
 4. The real trainer (``text2token train``, stage 1 on the bundled corpus, SmolLM2-135M): fp32 vs the bf16
-   frozen backbone vs bf16 with packed batches, median step time (first step excluded) and peak RSS, each
+   frozen backbone vs bf16 with packed batches vs bf16 with activation checkpointing, median step time (first step excluded) and peak RSS, each
    system in a fresh process, rounds alternating.
 
     python benchmarks/speed.py --quick --json speed.json    # a few minutes on 2 CPU cores
@@ -259,7 +259,8 @@ def measure_targets(n_texts: int) -> dict:
 
 
 TRAINER_SYSTEMS = {"fp32": ["training.mixed_precision=no"], "bf16": ["training.mixed_precision=bf16"],
-                   "bf16 packed": ["training.mixed_precision=bf16", "training.tokens_per_step=1400"]}
+                   "bf16 packed": ["training.mixed_precision=bf16", "training.tokens_per_step=1400"],
+                   "bf16 ckpt": ["training.mixed_precision=bf16", "training.gradient_checkpointing=true"]}
 
 
 def measure_trainer(steps: int, rounds: int, batch: int, length: int) -> dict:
@@ -288,7 +289,7 @@ def measure_trainer(steps: int, rounds: int, batch: int, length: int) -> dict:
                   "tokens_per_s": round(statistics.mean(tokens[name]) / statistics.median(times[name]), 1),
                   "peak_rss_mb": round(max(peaks[name]))} for name in TRAINER_SYSTEMS}
     base = out["fp32"]["median_step_s"]
-    for name in ("bf16", "bf16 packed"):
+    for name in ("bf16", "bf16 packed", "bf16 ckpt"):
         out[name]["step_ratio_vs_fp32"] = round(out[name]["median_step_s"] / base, 3)
         out[name]["tokens_per_s_ratio_vs_fp32"] = round(out[name]["tokens_per_s"] / out["fp32"]["tokens_per_s"], 3)
     return out

@@ -161,12 +161,13 @@ class Text2TokenModel(torch.nn.Module):
     def lm_head(self) -> torch.nn.Module:
         return self.backbone.get_output_embeddings()
 
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        """Tokenize ``texts`` (wrapped in the template, if any) to at most ``max_length`` tokens, padded.
+    def tokenize(self, texts: list[str], pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
+        """Tokenize ``texts`` (wrapped in the template, if any) to at most ``max_length`` tokens, padded (to the
+        longest, rounded up to ``pad_to_multiple_of``).
 
         With a template, the *text* is truncated so that the whole template always fits.
         """
-        return self._pad(self.token_ids(texts))
+        return self._pad(self.token_ids(texts), pad_to_multiple_of)
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         """Token ids of ``texts`` as :meth:`tokenize` makes them, without padding. A text that gives no
@@ -201,9 +202,10 @@ class Text2TokenModel(torch.nn.Module):
         full = [self.template.replace("{text}", t) for t in texts]
         return tok(full, truncation=True, max_length=self.max_length)["input_ids"]
 
-    def _pad(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
-        """Pad token id lists on the tokenizer's padding side into ``input_ids`` / ``attention_mask``."""
-        width = max(len(x) for x in ids)
+    def _pad(self, ids: list[list[int]], multiple_of: int = 1) -> dict[str, torch.Tensor]:
+        """Pad token id lists on the tokenizer's padding side into ``input_ids`` / ``attention_mask``, to the
+        longest list rounded up to ``multiple_of`` tokens (a few fixed widths, e.g. for a compiled step)."""
+        width = -(-max(len(x) for x in ids) // multiple_of) * multiple_of
         input_ids = torch.full((len(ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.long)
         left = self.tokenizer.padding_side == "left"
@@ -229,20 +231,21 @@ class Text2TokenModel(torch.nn.Module):
         return cache[template]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
-                segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+                segment_ids: torch.Tensor | None = None, num_segments: int | None = None) -> torch.Tensor:
         """Pooled last-layer hidden states (B×H), in the backbone's dtype. With ``segment_ids`` (packed rows, see
-        :mod:`text2token.packing`) one vector per text, in row-major segment order."""
+        :mod:`text2token.packing`) one vector per text, in row-major segment order (``num_segments``, if the caller
+        knows it, spares a device sync)."""
         if segment_ids is not None:
-            return self._pooled_segments(input_ids, segment_ids, position_ids)
+            return self._pooled_segments(input_ids, segment_ids, position_ids, num_segments)
         hidden = self.trunk(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return pool(hidden, attention_mask, self.pooling)
 
     def forward_packed(self, packed) -> torch.Tensor:
         """Pooled vectors (one per text, in ``packed.texts`` order) of packed rows (:mod:`text2token.packing`):
         each text attends only to itself, under this model's attention mode, with positions restarting per text."""
-        return self._pooled_segments(packed.input_ids, packed.segment_ids, packed.position_ids)
+        return self._pooled_segments(packed.input_ids, packed.segment_ids, packed.position_ids, len(packed.texts))
 
-    def _pooled_segments(self, input_ids, segment_ids, position_ids) -> torch.Tensor:
+    def _pooled_segments(self, input_ids, segment_ids, position_ids, num_segments=None) -> torch.Tensor:
         from .packing import packed_attention_mask, pool_segments
 
         dtype = next(self.trunk.parameters()).dtype
@@ -250,7 +253,7 @@ class Text2TokenModel(torch.nn.Module):
             dtype = torch.get_autocast_dtype(input_ids.device.type)
         mask = packed_attention_mask(segment_ids, self.attention == "causal", dtype)
         hidden = self.trunk(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).last_hidden_state
-        return pool_segments(hidden, segment_ids, position_ids, self.pooling)
+        return pool_segments(hidden, segment_ids, position_ids, self.pooling, num_segments)
 
     def vocab_logits(self, pooled: torch.Tensor) -> torch.Tensor:
         """``lm_head(pooled)`` in fp32 (B×V); only pooled vectors, never per-token logits."""

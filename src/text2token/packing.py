@@ -33,9 +33,12 @@ class PackedRows:
                           self.texts)
 
 
-def pack(ids: list[list[int]], row_length: int, pad_id: int, pad_to: int | None = None) -> PackedRows:
+def pack(ids: list[list[int]], row_length: int, pad_id: int, pad_to: int | None = None,
+         rows_multiple_of: int = 1) -> PackedRows:
     """Pack token-id lists into rows of at most ``row_length`` tokens, longest first into the first row with room
-    (first-fit decreasing). Rows are padded to the longest row, or to ``pad_to`` (a fixed width) if given."""
+    (first-fit decreasing). Rows are padded to the longest row, or to ``pad_to`` (a fixed width) if given; with
+    ``rows_multiple_of``, empty rows (all padding) are added up to a multiple of it — so a step's shape is one of a
+    few fixed buckets, which a compiled step needs."""
     if any(len(x) > row_length for x in ids):
         raise ValueError(f"a text of {max(len(x) for x in ids)} tokens does not fit a packed row of {row_length}")
     rows: list[list[int]] = []  # text indices per row
@@ -50,9 +53,10 @@ def pack(ids: list[list[int]], row_length: int, pad_id: int, pad_to: int | None 
             rows.append([i])
             room.append(row_length - len(ids[i]))
     width = max(row_length - free for free in room) if pad_to is None else pad_to
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    segment_ids = torch.zeros((len(rows), width), dtype=torch.long)
-    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    height = -(-len(rows) // rows_multiple_of) * rows_multiple_of
+    input_ids = torch.full((height, width), pad_id, dtype=torch.long)
+    segment_ids = torch.zeros((height, width), dtype=torch.long)
+    position_ids = torch.zeros((height, width), dtype=torch.long)
     order = []
     for r, members in enumerate(rows):
         start = 0
@@ -80,29 +84,30 @@ def packed_attention_mask(segment_ids: torch.Tensor, causal: bool, dtype: torch.
     return mask.unsqueeze(1)
 
 
-def pool_segments(hidden: torch.Tensor, segment_ids: torch.Tensor, position_ids: torch.Tensor, mode: str) -> torch.Tensor:
+def pool_segments(hidden: torch.Tensor, segment_ids: torch.Tensor, position_ids: torch.Tensor, mode: str,
+                  num_segments: int | None = None) -> torch.Tensor:
     """One vector per segment (row-major order) from ``hidden`` (R×L×H): mean, position-weighted mean (weights
-    1..n within the text) or the text's last token."""
+    1..n within the text) or the text's last token. Segments are numbered 1..k within each row, as :func:`pack`
+    makes them. With ``num_segments`` given (the host knows it) nothing here waits for the device."""
     if mode not in POOLING_MODES:
         raise ValueError(f"pooling must be one of {POOLING_MODES}, got {mode!r}")
     rows, length, size = hidden.shape
-    per_row = int(segment_ids.max())
     real = segment_ids > 0
-    # global segment index (row-major), compacted to the segments that exist
-    key = torch.arange(rows, device=hidden.device).unsqueeze(1) * (per_row + 1) + segment_ids
-    present = torch.unique(key[real])
-    index = torch.searchsorted(present, key.clamp(max=int(present.max())))
-    flat_h, flat_i, flat_real = hidden.reshape(-1, size), index.reshape(-1), real.reshape(-1)
-    n = len(present)
+    counts = segment_ids.max(dim=1).values  # segments in each row
+    offsets = counts.cumsum(0) - counts
+    n = int(counts.sum()) if num_segments is None else num_segments
+    # each token's global segment number; padding goes to an extra slot n, dropped at the end
+    index = torch.where(real, offsets.unsqueeze(1) + segment_ids - 1, n).reshape(-1)
+    flat_h = hidden.reshape(-1, size)
     if mode == "last":
         positions = torch.arange(rows * length, device=hidden.device)
-        last = torch.full((n,), -1, dtype=torch.long, device=hidden.device)
-        last = last.scatter_reduce(0, flat_i[flat_real], positions[flat_real], reduce="amax")
-        return flat_h[last]
-    weights = flat_real.to(hidden.dtype)
+        last = torch.full((n + 1,), -1, dtype=torch.long, device=hidden.device)
+        last = last.scatter_reduce(0, index, positions, reduce="amax")
+        return flat_h[last[:n]]
+    weights = real.reshape(-1).to(hidden.dtype)
     if mode == "weighted_mean":
         weights = weights * (position_ids.reshape(-1) + 1).to(hidden.dtype)
-    summed = torch.zeros(n, size, dtype=hidden.dtype, device=hidden.device)
-    summed.index_add_(0, flat_i[flat_real], (flat_h * weights.unsqueeze(1))[flat_real])
-    total = torch.zeros(n, dtype=hidden.dtype, device=hidden.device).index_add_(0, flat_i[flat_real], weights[flat_real])
-    return summed / total.clamp(min=1).unsqueeze(1)
+    summed = torch.zeros(n + 1, size, dtype=hidden.dtype, device=hidden.device)
+    summed.index_add_(0, index, flat_h * weights.unsqueeze(1))
+    total = torch.zeros(n + 1, dtype=hidden.dtype, device=hidden.device).index_add_(0, index, weights)
+    return summed[:n] / total[:n].clamp(min=1).unsqueeze(1)

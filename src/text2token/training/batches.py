@@ -36,16 +36,30 @@ class Batch:
         return int(self.attention_mask.sum())
 
     def to(self, device) -> Batch:
-        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
+        """On ``device``; copies from pinned memory (:meth:`pin_memory`) do not block the host."""
+        moved = {f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)
                  if isinstance(getattr(self, f.name), torch.Tensor)}
         return replace(self, **moved)
+
+    def pin_memory(self) -> Batch:
+        pinned = {f.name: getattr(self, f.name).pin_memory() for f in fields(self)
+                  if isinstance(getattr(self, f.name), torch.Tensor)}
+        return replace(self, **pinned)
+
+
+ROW_BUCKET = 8  # packed rows per step are rounded up to a multiple of this with fixed shapes
+WIDTH_BUCKET = 32  # padded rows are padded to a multiple of this many tokens with fixed shapes
 
 
 class Collator:
     """Rows → :class:`Batch`: tokenizes the rows' texts as the model does (template, truncation), pads them one
     text per row — or, with ``pack_length``, packs them several per row (:mod:`text2token.packing`) — and
     attaches their targets in the order the pooled vectors come out. ``text_of_row[r]`` is the index into
-    ``texts`` of example ``r``."""
+    ``texts`` of example ``r``.
+
+    ``fixed_shapes`` (for a compiled step): packed rows are always ``pack_length`` wide and their number is
+    rounded up to a multiple of 8 with empty rows; padded rows are padded to a multiple of 32 tokens. A run
+    then sees a few batch shapes (buckets) instead of one per step, so the compiled graph is reused."""
 
     def __init__(self, model, texts: list[str], text_of_row: np.ndarray, targets=None):
         self.model = model
@@ -53,6 +67,7 @@ class Collator:
         self.text_of_row = np.asarray(text_of_row)
         self.targets = targets
         self.pack_length = 0
+        self.fixed_shapes = False
         self._ids = None
 
     def token_lengths(self) -> np.ndarray:
@@ -75,12 +90,14 @@ class Collator:
 
             if self._ids is None:
                 self.token_lengths()
-            packed = pack([self._ids[r] for r in rows], self.pack_length, self.model.tokenizer.pad_token_id)
+            fixed = {"pad_to": self.pack_length, "rows_multiple_of": ROW_BUCKET} if self.fixed_shapes else {}
+            packed = pack([self._ids[r] for r in rows], self.pack_length, self.model.tokenizer.pad_token_id, **fixed)
             rows = rows[packed.texts]  # the order the pooled vectors come out in
             batch = Batch(rows=rows, input_ids=packed.input_ids, attention_mask=(packed.segment_ids > 0).long(),
                           position_ids=packed.position_ids, segment_ids=packed.segment_ids)
         else:
-            enc = self.model.tokenize([self.texts[self.text_of_row[r]] for r in rows])
+            enc = self.model.tokenize([self.texts[self.text_of_row[r]] for r in rows],
+                                      WIDTH_BUCKET if self.fixed_shapes else 1)
             batch = Batch(rows=rows, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
         if self.targets is not None:
             batch.target_ids, batch.target_weights = self.targets.batch(rows)

@@ -182,14 +182,17 @@ def run_stage(stage, model, accelerator, resume: bool, show_progress_bar: bool, 
         log_path.unlink()
     trainee.wrapped, trainee.optimizer, trainee.scheduler = accelerator.prepare(model, trainee.optimizer,
                                                                                  trainee.scheduler)
+    collate.fixed_shapes = tcfg.compile  # a few bucketed shapes: the compiled graph is reused
     if tcfg.tokens_per_step:  # packed batches: a token budget per step, several texts per row
         collate.pack_length = tcfg.pack_length or 2 * tcfg.max_length
         schedule = token_budget_schedule(collate.token_lengths(), tcfg.tokens_per_step, stage.steps, stage.seed)
     else:
         schedule = batch_schedule(len(collate), tcfg.batch_size, stage.steps, stage.seed, collate.lengths())
+    log_every = tcfg.log_every or (25 if accelerator.device.type == "cuda" else 1)
+    trainee.check_every = log_every if accelerator.device.type == "cuda" else 1  # the fused optimizer skips
     callbacks = [ProgressBar(stage.title, stage.steps, start_step, progress)]
     if main:
-        callbacks.append(JsonlLog(log_path, tcfg.log_every, stage.steps, _tensorboard(stage.cfg, stage)))
+        callbacks.append(JsonlLog(log_path, log_every, stage.steps, _tensorboard(stage.cfg, stage)))
     save = (lambda step: save_checkpoint(stage.dir, step, model, trainee.optimizer, trainee.scheduler,  # noqa: E731
                                          tcfg.keep_checkpoints)) if main else None
     callbacks.append(Checkpointer(save, tcfg.save_every, stage.steps, trainee.params, stage.title,
@@ -224,7 +227,11 @@ def _fresh_adapter(stage, model, accelerator):
     if objective.attention_dropout is not None:
         old_dropout = set_attention_dropout(model.backbone, objective.attention_dropout)
     if tcfg.gradient_checkpointing:
-        model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        backbone, kwargs = model.backbone, {"use_reentrant": False}
+        if hasattr(backbone, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+            backbone.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         model.backbone.enable_input_require_grads()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=tcfg.weight_decay,
