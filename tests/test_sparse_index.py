@@ -93,3 +93,82 @@ def test_index_moves_with_its_model_and_search_relocates_it(tmp_path, tiny_model
     other = make_tiny_model(tmp_path / "other", tokenizer, seed=7)
     assert main(["search", "--index", f"{moved}/index", "--model", str(other), "--query", "x"]) == 2
     assert "is not the model" in capsys.readouterr().err
+
+
+def _corpus(n):
+    subjects = ["The cat", "A stock trader", "The volcano", "Our kitten", "The central bank", "A farmer", "The team"]
+    verbs = ["watched", "sold", "covered", "chased", "raised", "planted", "won"]
+    objects = ["the red ball", "shares in the morning", "the valley with ash", "rates again", "corn in spring",
+               "the final match", "a quiet garden"]
+    return [f"{subjects[i % 7]} {verbs[(i // 7) % 7]} {objects[(i // 49) % 7]} ({i})." for i in range(n)]
+
+
+def test_ann_index_finds_what_exact_search_finds(tmp_path, tiny_model):
+    """An index with the usearch graph: dense top-10 agrees with exact search (recall), and with a corpus no larger
+    than the candidate pool, hybrid search over the candidates is the exact hybrid ranking."""
+    from text2token.sparse_index import ANN_CANDIDATES, build_index
+
+    docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(_corpus(ANN_CANDIDATES))]
+    info = build_index(tiny_model, docs, tmp_path / "index", top_k=16, ann="on", show_progress_bar=False)
+    assert info["ann"]["library"] == "usearch" and (tmp_path / "index" / info["ann"]["file"]).is_file()
+    index = SparseIndex(tmp_path / "index", model=tiny_model)
+    assert index.ann is not None and len(index.ann) == len(docs)
+    queries = ["a cat chased a ball", "bank rates", "ash from the volcano", "the farmer planted corn"]
+    recall = []
+    for approx, exact in zip(index.ranked(queries, 10, "dense"), index.ranked(queries, 10, "dense", exact=True)):
+        recall.append(len(set(approx[0]) & set(exact[0])) / 10)
+        assert np.all(np.diff(approx[1]) <= 1e-6)  # best first
+    assert np.mean(recall) >= 0.95
+    for approx, exact in zip(index.ranked(queries, 10), index.ranked(queries, 10, exact=True)):
+        assert approx[0].tolist() == exact[0].tolist()
+    small = build_index(tiny_model, docs[:5], tmp_path / "small", top_k=16, show_progress_bar=False)
+    assert "ann" not in small  # auto: exact search for small corpora
+
+
+def test_index_rejects_an_unknown_ann_choice(tmp_path, tiny_model):
+    import pytest
+
+    from text2token.errors import Text2TokenError
+    from text2token.sparse_index import build_index
+
+    with pytest.raises(Text2TokenError, match="ann must be one of"):
+        build_index(tiny_model, [{"id": "a", "text": "x"}], tmp_path / "i", ann="maybe", show_progress_bar=False)
+
+
+def test_export_to_qdrant_and_query_it_through_qdrant(tmp_path, tiny_model, tiny_model_dir, capsys):
+    """The real qdrant-client in local mode: the store's own dense and sparse queries give the top-10 that
+    ``text2token search`` gives."""
+    from qdrant_client import QdrantClient, models
+
+    from text2token.sparse_index import build_index
+
+    docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(_corpus(60))]
+    build_index(tiny_model, docs, tmp_path / "index", top_k=16, model_ref=str(tiny_model_dir), show_progress_bar=False)
+    assert main(["export", "--index", str(tmp_path / "index"), "--qdrant-path", str(tmp_path / "qdrant"),
+                 "--collection", "docs", "--quiet"]) == 0
+    assert "exported 60 documents" in capsys.readouterr().out
+    index = SparseIndex(tmp_path / "index", model=tiny_model)
+    queries = ["a cat chased a ball", docs[7]["text"], docs[33]["text"]]  # a document's text: sparse overlap certain
+    q_dense, q_sparse = index.query_vectors(queries)
+    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    try:
+        assert client.count("docs").count == 60
+        for i, (dense, sparse) in enumerate(zip(index.ranked(queries, 10, "dense", exact=True),
+                                                index.ranked(queries, 10, "sparse"))):
+            hits = client.query_points("docs", query=q_dense[i].tolist(), using="dense", limit=10, with_payload=True).points
+            assert [h.payload["id"] for h in hits] == [docs[r]["id"] for r in dense[0]]
+            row = q_sparse.getrow(i)
+            hits = client.query_points("docs", query=models.SparseVector(indices=row.indices.tolist(),
+                                                                          values=row.data.tolist()),
+                                       using="sparse", limit=10).points
+            overlapping = sparse[1] > 0  # qdrant returns only documents that share a token with the query
+            assert [h.id for h in hits] == sparse[0][overlapping].tolist()
+            assert np.allclose([h.score for h in hits], sparse[1][overlapping], rtol=1e-4)
+            assert i == 0 or hits  # the queries that are documents do overlap
+    finally:
+        client.close()
+
+
+def test_export_needs_an_index(tmp_path, capsys):
+    assert main(["export", "--index", str(tmp_path / "nope"), "--qdrant-path", str(tmp_path / "q")]) != 0
+    assert "not a text2token index" in capsys.readouterr().err

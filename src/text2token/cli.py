@@ -142,6 +142,19 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--output", required=True, help="index folder to write")
     i.add_argument("--top-k", type=_positive("--top-k"), default=128, help="tokens kept per document")
     i.add_argument("--batch-size", type=_positive("--batch-size"), default=32, help="documents per forward pass")
+    i.add_argument("--ann", choices=["auto", "on", "off"], default="auto",
+                   help="also build an approximate-nearest-neighbour graph of the dense vectors (usearch HNSW) for "
+                        "fast search over large corpora: auto = from 20,000 documents on; off = exact search only")
+
+    e = command("export", "copy an index into a vector database (Qdrant: dense and sparse vectors together)",
+                "Each document becomes a Qdrant point: a named dense vector 'dense' (cosine), a named sparse vector\n"
+                "'sparse' (its LM-head tokens) and its id and text as payload. --qdrant-path writes Qdrant's local\n"
+                "mode (a folder, no server); --qdrant-url a running server. Needs: pip install 'text2token[qdrant]'.")
+    e.add_argument("--index", required=True, help="folder written by 'text2token index'")
+    where = e.add_mutually_exclusive_group(required=True)
+    where.add_argument("--qdrant-path", metavar="DIR", help="a Qdrant local-mode folder (created if missing)")
+    where.add_argument("--qdrant-url", metavar="URL", help="a Qdrant server, e.g. http://localhost:6333")
+    e.add_argument("--collection", default="text2token", help="collection name (replaced if it exists)")
 
     s = command("search", "rank the documents of an index for queries",
                 "Hybrid by default: reciprocal-rank fusion of the dense cosine and the sparse token overlap, weighted\n"
@@ -161,6 +174,7 @@ def _parser() -> argparse.ArgumentParser:
                         "(1−ALPHA)/(60+sparse rank)), minmax (each score rescaled to [0, 1] per query, then mixed), "
                         "raw (unscaled mix)")
     s.add_argument("--model", help="the index's model at another path (checked against the recorded weights)")
+    s.add_argument("--exact", action="store_true", help="score every document even if the index has an ANN graph")
     _device_args(s)
     s.add_argument("--json", action="store_true", help="print JSON lines")
 
@@ -385,9 +399,11 @@ def cmd_index(args) -> int:
     ids, texts = _read(args, args.corpus)  # validates every line, naming file and line; ids unique
     model = _load(args)
     summary = build_index(model, [{"id": i, "text": t} for i, t in zip(ids, texts)], args.output, top_k=args.top_k,
-                          batch_size=args.batch_size, model_ref=args.model, show_progress_bar=not args.quiet)
+                          batch_size=args.batch_size, model_ref=args.model, show_progress_bar=not args.quiet,
+                          ann=args.ann)
+    ann = f", ANN graph {summary['ann']['bytes'] / 1024:.0f} KiB" if summary.get("ann") else ""
     print(f"indexed {summary['documents']} documents into {args.output}: sparse {summary['sparse_bytes'] / 1024:.0f} KiB "
-          f"({args.top_k} tokens each), dense {summary['dense_bytes'] / 1024:.0f} KiB")
+          f"({args.top_k} tokens each), dense {summary['dense_bytes'] / 1024:.0f} KiB{ann}")
     return 0
 
 
@@ -404,7 +420,7 @@ def cmd_search(args) -> int:
         raise Text2TokenError("nothing to search for: give --query TEXT (repeatable) or --queries FILE")
     mode = "dense" if args.dense else "sparse" if args.sparse else "hybrid"
     index = SparseIndex(args.index, model_path=args.model, device=args.device, dtype=_dtype(args))
-    results = index.search(queries, top=args.top, mode=mode, alpha=args.hybrid, fusion=args.fusion)
+    results = index.search(queries, top=args.top, mode=mode, alpha=args.hybrid, fusion=args.fusion, exact=args.exact)
     label = f"hybrid α={args.hybrid:g}, {args.fusion}" if mode == "hybrid" else mode
     for query, hits in zip(queries, results):
         if args.json:
@@ -413,6 +429,19 @@ def cmd_search(args) -> int:
         print(f"query: {query}  ({label})")
         for h in hits:
             print(f"  {h['rank']:3d}. {h['score']:.4f}  [{h['id']}] {h['text'][:100]}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .sparse_index import SparseIndex
+    from .vector_store import export_qdrant, qdrant_client
+
+    index = SparseIndex(args.index, load_model=False)
+    client = qdrant_client(path=args.qdrant_path, url=args.qdrant_url)
+    summary = export_qdrant(index, client, args.collection, show_progress_bar=not args.quiet)
+    client.close()
+    print(f"exported {summary['points']} documents of {args.index} to Qdrant collection '{args.collection}' at "
+          f"{args.qdrant_path or args.qdrant_url} (vectors 'dense' ({summary['dense_size']}, cosine) and 'sparse')")
     return 0
 
 
@@ -589,7 +618,7 @@ def _main(argv: list[str] | None) -> int:
     from .errors import Text2TokenError
 
     handler = {"train": cmd_train, "encode": cmd_encode, "explain": cmd_explain, "eval": cmd_eval, "index": cmd_index,
-               "search": cmd_search, "report": cmd_report, "analyze": cmd_analyze}[args.command]
+               "search": cmd_search, "export": cmd_export, "report": cmd_report, "analyze": cmd_analyze}[args.command]
     try:
         return handler(args)
     except Text2TokenError as exc:

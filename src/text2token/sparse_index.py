@@ -63,14 +63,25 @@ def dense_and_sparse(model, texts: list[str], top_k: int = 128, batch_size: int 
     return dense, _csr(rows, cols, vals, len(texts), vocab)
 
 
+ANN_CHOICES = ("auto", "on", "off")
+
+
 def build_index(model, docs: list[dict], output: str | os.PathLike, top_k: int = 128, batch_size: int = 32,
-                model_ref: str = "", show_progress_bar: bool = True) -> dict:
+                model_ref: str = "", show_progress_bar: bool = True, ann: str = "auto") -> dict:
     """Index ``docs`` (dicts with ``id`` and ``text``) into the folder ``output``; returns its summary.
+
+    ``ann``: also build an approximate-nearest-neighbour graph of the dense vectors (:mod:`text2token.ann`) —
+    ``auto`` above ``ANN_AUTO_MIN_DOCUMENTS`` documents, ``on`` always, ``off`` never (exact search only).
 
     A local model is recorded by its path relative to the index (so index and model can move together) and
     its absolute path; every model by a fingerprint of its weights, checked when ``--model`` relocates it."""
     from .targets.model_derived import model_fingerprint
 
+    from .ann import ANN_AUTO_MIN_DOCUMENTS
+
+    if ann not in ANN_CHOICES:
+        raise Text2TokenError(f"ann must be one of {', '.join(ANN_CHOICES)}, got '{ann}'")
+    use_ann = ann == "on" or (ann == "auto" and len(docs) >= ANN_AUTO_MIN_DOCUMENTS)
     texts = [d["text"] for d in docs]
     t0 = time.perf_counter()
     dense, sparse = dense_and_sparse(model, texts, top_k, batch_size, show_progress_bar)
@@ -92,6 +103,11 @@ def build_index(model, docs: list[dict], output: str | os.PathLike, top_k: int =
                 row = sparse.getrow(i)
                 fh.write(json.dumps({"id": d["id"], "indices": row.indices.tolist(),
                                      "values": [round(float(x), 6) for x in row.data]}) + "\n")
+        if use_ann:
+            from .ann import ANN_FILE, build_ann
+
+            build_ann(dense, tmp / ANN_FILE)
+            summary["ann"] = {"file": ANN_FILE, "bytes": (tmp / ANN_FILE).stat().st_size, "library": "usearch"}
         summary["sparse_bytes"] = (tmp / "sparse.npz").stat().st_size
         summary["dense_bytes"] = (tmp / "dense.npy").stat().st_size
         (tmp / INDEX_FILE).write_text(json.dumps(summary, indent=2) + "\n")
@@ -105,6 +121,7 @@ RRF_K = 60
 # weak (2.9 vs 8.7 nDCG@10), only a dense-heavy mix beats dense (rrf 0.9: 9.00 vs 8.68; fp32 model 8.72 vs 8.52).
 DEFAULT_FUSION = "rrf"
 DEFAULT_ALPHA = 0.9
+ANN_CANDIDATES = 100  # with an ANN graph, hybrid search fuses this many dense and this many sparse candidates
 
 
 def fuse(dense: np.ndarray, sparse: np.ndarray, alpha: float = DEFAULT_ALPHA, fusion: str = DEFAULT_FUSION) -> np.ndarray:
@@ -135,17 +152,23 @@ class SparseIndex:
     The model is the one the index was built with (found relative to the index, then at its absolute path),
     or ``model`` (a loaded model) / ``model_path`` (a relocated folder, checked against the recorded weights)."""
 
-    def __init__(self, folder: str | os.PathLike, model=None, model_path: str | None = None, device=None, dtype=None):
+    def __init__(self, folder: str | os.PathLike, model=None, model_path: str | None = None, device=None, dtype=None,
+                 load_model: bool = True):
         folder = Path(folder)
         if not (folder / INDEX_FILE).is_file():
             raise Text2TokenError(f"{folder} is not a text2token index (no {INDEX_FILE}); build one with text2token index")
         self.folder = folder
         self.info = json.loads((folder / INDEX_FILE).read_text())
         self.sparse = sp.load_npz(folder / "sparse.npz").tocsr()
-        self.dense = np.load(folder / "dense.npy")
+        self.dense = np.load(folder / "dense.npy", mmap_mode="r")  # rows read as needed
+        self.ann = None
+        if self.info.get("ann"):
+            from .ann import DenseANN
+
+            self.ann = DenseANN(folder / self.info["ann"]["file"], self.dense.shape[1])
         with open(folder / "docs.jsonl", encoding="utf-8") as fh:
             self.docs = [json.loads(line) for line in fh]
-        if model is None:
+        if model is None and load_model:
             from .model import Text2TokenModel
 
             model = Text2TokenModel.from_pretrained(model_path or self._recorded_model(), pooling=self.info["pooling"],
@@ -169,6 +192,11 @@ class SparseIndex:
         raise Text2TokenError(f"the model {self.folder} was built with is not at {self.folder / ref} nor at "
                               f"{self.info.get('model_absolute')} (moved?): pass --model PATH")
 
+    def query_vectors(self, queries: list[str]) -> tuple[np.ndarray, sp.csr_matrix]:
+        """The queries' L2-normalised dense vectors (Q×H) and sparse vectors (Q×V CSR), as search scores them
+        (e.g. to query an exported vector store with)."""
+        return dense_and_sparse(self.model, queries, self.info["top_k"])
+
     def scores(self, queries: list[str], mode: str = "hybrid", alpha: float = DEFAULT_ALPHA,
                fusion: str = DEFAULT_FUSION) -> np.ndarray:
         """Queries × documents scores. ``mode``: sparse (dot product of the sparse vectors), dense (cosine), or
@@ -177,20 +205,49 @@ class SparseIndex:
             raise Text2TokenError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
         if not 0 <= alpha <= 1:
             raise Text2TokenError(f"alpha must be in [0, 1], got {alpha}")
-        q_dense, q_sparse = dense_and_sparse(self.model, queries, self.info["top_k"])
+        q_dense, q_sparse = self.query_vectors(queries)
         s = (q_sparse @ self.sparse.T).toarray() if mode != "dense" else None
         d = q_dense @ self.dense.T if mode != "sparse" else None
         return {"sparse": s, "dense": d}.get(mode) if mode != "hybrid" else fuse(d, s, alpha, fusion)
 
     def search(self, query: str | list[str], top: int = 10, mode: str = "hybrid", alpha: float = DEFAULT_ALPHA,
-               fusion: str = DEFAULT_FUSION) -> list[dict] | list[list[dict]]:
+               fusion: str = DEFAULT_FUSION, exact: bool = False) -> list[dict] | list[list[dict]]:
         """The ``top`` best documents (rank, score, id, text) for a query, or a list of such lists for a list
         of queries (encoded together)."""
         if top < 1:
             raise Text2TokenError(f"top must be >= 1, got {top}")
         queries = [query] if isinstance(query, str) else list(query)
         out = []
-        for scores in self.scores(queries, mode, alpha, fusion):
-            best = np.argsort(-scores, kind="stable")[:top]
-            out.append([{"rank": r + 1, "score": float(scores[i]), **self.docs[i]} for r, i in enumerate(best)])
+        for rows, scores in self.ranked(queries, top, mode, alpha, fusion, exact):
+            out.append([{"rank": r + 1, "score": float(s), **self.docs[i]} for r, (i, s) in enumerate(zip(rows, scores))])
         return out[0] if isinstance(query, str) else out
+
+    def ranked(self, queries: list[str], top: int = 10, mode: str = "hybrid", alpha: float = DEFAULT_ALPHA,
+               fusion: str = DEFAULT_FUSION, exact: bool | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each query, the ``top`` document rows and their scores, best first. Exact (every document scored)
+        unless the index has an ANN graph (then dense candidates come from the graph and hybrid fuses the union of
+        the dense and sparse candidate lists); ``exact=True`` forces the exact path."""
+        if mode not in MODES:
+            raise Text2TokenError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+        if self.ann is None or mode == "sparse" or exact:
+            out = []
+            for scores in self.scores(queries, mode, alpha, fusion):
+                best = np.argsort(-scores, kind="stable")[:top]
+                out.append((best, scores[best]))
+            return out
+        if not 0 <= alpha <= 1:
+            raise Text2TokenError(f"alpha must be in [0, 1], got {alpha}")
+        q_dense, q_sparse = self.query_vectors(queries)
+        pool = max(top, ANN_CANDIDATES)
+        rows, cos = self.ann.search(q_dense, pool if mode == "hybrid" else top)
+        if mode == "dense":
+            return [(r[r >= 0], c[r >= 0]) for r, c in zip(rows, cos)]
+        out = []
+        for i in range(len(queries)):
+            sparse_row = (q_sparse[i] @ self.sparse.T).toarray().ravel()
+            candidates = np.union1d(rows[i][rows[i] >= 0], np.argsort(-sparse_row, kind="stable")[:pool])
+            d = q_dense[i] @ np.asarray(self.dense[candidates]).T  # exact cosines of the candidates
+            fused = fuse(d[None, :], sparse_row[candidates][None, :], alpha, fusion)[0]
+            best = np.argsort(-fused, kind="stable")[:top]
+            out.append((candidates[best], fused[best]))
+        return out

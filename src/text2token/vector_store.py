@@ -1,0 +1,60 @@
+"""Export an index into Qdrant, a vector database that keeps dense and sparse vectors of a point together: one
+collection, each document a point with a named dense vector (``dense``, cosine), a named sparse vector (``sparse``,
+its LM-head tokens and weights) and its id and text as payload. Qdrant's local mode (a folder, no server) or a
+server (``url``). Query it with the store's own API and the query vectors of :meth:`SparseIndex.query_vectors`:
+
+    client.query_points(collection, query=dense_q.tolist(), using="dense", limit=10)
+    client.query_points(collection, query=models.SparseVector(indices=..., values=...), using="sparse", limit=10)
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .errors import Text2TokenError
+
+DENSE, SPARSE = "dense", "sparse"
+
+
+def qdrant_client(path: str | os.PathLike | None = None, url: str | None = None):
+    try:
+        from qdrant_client import QdrantClient
+    except ImportError:
+        raise Text2TokenError("exporting to Qdrant needs the qdrant-client package: pip install 'text2token[qdrant]'") from None
+    if (path is None) == (url is None):
+        raise Text2TokenError("give a Qdrant folder (local mode) or a server url, exactly one")
+    return QdrantClient(path=str(path)) if path is not None else QdrantClient(url=url)
+
+
+def export_qdrant(index, client, collection: str, batch_size: int = 256, show_progress_bar: bool = False) -> dict:
+    """Write every document of ``index`` (a :class:`~text2token.sparse_index.SparseIndex`) as a point of a new
+    ``collection`` (replaced if it exists). Point ids are the documents' row numbers; the payload holds ``id`` and
+    ``text``. Returns a summary."""
+    from qdrant_client import models
+
+    from .progress import progress_bar
+
+    n, dim = index.dense.shape
+    if client.collection_exists(collection):
+        client.delete_collection(collection)
+    client.create_collection(collection, vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
+                             sparse_vectors_config={SPARSE: models.SparseVectorParams()})
+    sparse = index.sparse
+    bar = progress_bar(total=n, desc="export to qdrant", disable=not show_progress_bar)
+    for start in range(0, n, batch_size):
+        rows = range(start, min(start + batch_size, n))
+        dense = np.asarray(index.dense[start : rows.stop], dtype=np.float32)
+        points = []
+        for k, i in enumerate(rows):
+            lo, hi = sparse.indptr[i], sparse.indptr[i + 1]
+            points.append(models.PointStruct(
+                id=i, payload={"id": index.docs[i]["id"], "text": index.docs[i]["text"]},
+                vector={DENSE: dense[k].tolist(),
+                        SPARSE: models.SparseVector(indices=sparse.indices[lo:hi].tolist(),
+                                                    values=sparse.data[lo:hi].astype(float).tolist())}))
+        client.upsert(collection, points=points, wait=True)
+        bar.update(len(points))
+    bar.close()
+    return {"collection": collection, "points": n, "dense_size": dim, "vectors": [DENSE, SPARSE]}
