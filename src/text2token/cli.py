@@ -325,6 +325,12 @@ def cmd_encode(args) -> int:
     if Path(args.output).suffix.lower() not in FORMATS:
         raise Text2TokenError(f"--output must end in .npy, .jsonl or .parquet, got '{args.output}'")
     source = Source(args.input, args.field, args.skip_blank, args.errors)  # every line checked before the model loads
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under accelerate launch: each process on its own device
+        from .streaming import process_group
+
+        state = process_group()
+        args.device = args.device or str(state.device)
+        args.quiet = args.quiet or not state.is_main_process
     _input_notes(args, args.input, source.counts)
     model = _load(args)
     prompt = args.prompt

@@ -3,6 +3,11 @@ they are computed (``.npy`` blocks written at their offset, ``.jsonl`` appended,
 grow with the corpus. After every chunk a progress file records how far the output is; an interrupted run continues
 with ``resume=True`` from there and writes exactly the bytes an uninterrupted run writes (chunks are aligned to
 the same rows and encoded the same way). The output appears under its name only when complete.
+
+Under ``accelerate launch`` (several processes, e.g. one per GPU) the chunks are split into one contiguous range per
+process; each process encodes its range on its own device and writes it — ``.npy`` rows straight into the one output
+file at their offsets, ``.jsonl`` a shard that the main process appends in order at the end — so the output is the
+file one process writes, byte for byte. Each process keeps its own progress file, so ``--resume`` works there too.
 """
 
 from __future__ import annotations
@@ -37,14 +42,16 @@ class Source:
         else:
             self.rows = sum(1 for _ in records)
 
-    def chunks(self, start: int, size: int):
-        """``(first row, ids, texts)`` for rows ``start …``, ``size`` rows at a time (aligned to multiples of
-        ``size``, so a resumed run cuts the same chunks)."""
+    def chunks(self, start: int, size: int, stop: int | None = None):
+        """``(first row, ids, texts)`` for rows ``start …`` (up to ``stop``), ``size`` rows at a time (aligned to
+        multiples of ``size``, so a resumed run cuts the same chunks)."""
         records = iter(self._kept) if self.stdin else iter_records(self.path, self.field, self.skip_blank, self.errors)
         ids, texts, first = [], [], start
         for row, (i, text) in enumerate(records):
             if row < start:
                 continue
+            if stop is not None and row >= stop:
+                break
             ids.append(i)
             texts.append(text)
             if len(texts) == size:
@@ -68,7 +75,16 @@ def encode_file(model, source: Source, output: str, *, batch_size: int = 32, nor
     if resume and (source.stdin or fmt == ".parquet"):
         raise Text2TokenError("--resume needs a file input and a .npy or .jsonl output")
     rows, dim = source.rows, model.backbone.config.hidden_size
-    partial, progress_file = output.with_name(output.name + ".partial"), output.with_name(output.name + ".progress.json")
+    group = process_group()
+    world, rank = (group.num_processes, group.process_index) if group is not None else (1, 0)
+    main = rank == 0
+    if world > 1 and (fmt == ".parquet" or source.stdin):
+        raise Text2TokenError("several processes write .npy or .jsonl output from a file input (not .parquet or stdin)")
+    chunks = -(-rows // chunk)  # this process's contiguous range of chunks, as rows
+    lo, hi = min(rows, rank * chunks // world * chunk), min(rows, (rank + 1) * chunks // world * chunk)
+    partial = output.with_name(output.name + ".partial")
+    progress_file = output.with_name(output.name + (f".progress.rank{rank}.json" if world > 1 else ".progress.json"))
+    shard = partial if world == 1 or fmt == ".npy" else partial.with_name(f"{partial.name}.rank{rank}")
     fingerprint = None
     if not source.stdin:
         st = Path(source.path).stat()
@@ -76,10 +92,12 @@ def encode_file(model, source: Source, output: str, *, batch_size: int = 32, nor
                        "field": source.field, "skip_blank": source.skip_blank, "errors": source.errors, "rows": rows,
                        "model": model_fingerprint(model.backbone), **{k: model.settings()[k] for k in
                        ("pooling", "attention", "template", "max_length")}, "normalize": normalize, "prompt": prompt,
-                       "batch_size": batch_size, "chunk": chunk, "format": fmt}
-    start, written = 0, 0
-    if partial.exists() and not progress_file.is_file():
+                       "batch_size": batch_size, "chunk": chunk, "format": fmt, "processes": world}
+    start, written = lo, 0
+    if main and partial.exists() and not any(progress_file.parent.glob(output.name + ".progress*.json")):
         partial.unlink()  # interrupted before its first chunk was complete: nothing computed is lost
+    if shard != partial and shard.exists() and not progress_file.is_file():
+        shard.unlink()
     if progress_file.is_file():
         state = json.loads(progress_file.read_text())
         if not resume:
@@ -88,11 +106,16 @@ def encode_file(model, source: Source, output: str, *, batch_size: int = 32, nor
         if state.get("fingerprint") != fingerprint:
             raise Text2TokenError(f"{partial} was written for another input, model or settings: delete it to start over")
         start, written = state["rows_done"], state["bytes_done"]
-    sink = _open_sink(fmt, partial, rows, dim, start, written)
-    bar = progress_bar(total=rows, initial=start, desc="encode", unit="text", disable=not show_progress_bar)
+    if fmt == ".npy" and main and not partial.exists():
+        _NpySink.create(partial, rows, dim)  # the whole file, before any process writes its rows
+    if group is not None:
+        group.wait_for_everyone()
+    sink = _open_sink(fmt, shard, rows, dim, start, written)
+    bar = progress_bar(total=hi - lo, initial=start - lo, desc="encode", unit="text",
+                       disable=not (show_progress_bar and main))
     truncated = 0
     try:
-        for first, ids, texts in source.chunks(start, chunk):
+        for first, ids, texts in source.chunks(start, chunk, stop=hi):
             truncated += model.count_truncated(texts)
             emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=normalize, prompt=prompt,
                                show_progress_bar=False)
@@ -104,9 +127,46 @@ def encode_file(model, source: Source, output: str, *, batch_size: int = 32, nor
     finally:
         bar.close()
         sink.close()
-    os.replace(partial, output)
-    progress_file.unlink(missing_ok=True)
-    return {"rows": rows, "dim": dim, "resumed_from": start, "truncated": truncated}
+    if group is not None:
+        from accelerate.utils import reduce
+
+        truncated = int(reduce(_tensor(truncated), reduction="sum").item())
+        group.wait_for_everyone()
+    if main:
+        if shard != partial:  # .jsonl shards, appended in process order
+            with open(partial, "wb") as out:
+                for r in range(world):
+                    part = partial.with_name(f"{partial.name}.rank{r}")
+                    with open(part, "rb") as fh:
+                        while block := fh.read(1 << 24):
+                            out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(partial, output)
+        for r in range(world):
+            if world > 1:
+                partial.with_name(f"{partial.name}.rank{r}").unlink(missing_ok=True)
+            output.with_name(output.name + (f".progress.rank{r}.json" if world > 1 else ".progress.json")).unlink(
+                missing_ok=True)
+    if group is not None:
+        group.wait_for_everyone()
+    return {"rows": rows, "dim": dim, "resumed_from": start, "truncated": truncated, "processes": world}
+
+
+def process_group():
+    """accelerate's process state when this runs under ``accelerate launch`` with several processes, else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())  # without CUDA, gloo only when asked for the CPU
+
+
+def _tensor(value: int):
+    import torch
+
+    return torch.tensor([value], device=process_group().device)
 
 
 def _open_sink(fmt: str, path: Path, rows: int, dim: int, start: int, written: int):
@@ -119,18 +179,21 @@ def _open_sink(fmt: str, path: Path, rows: int, dim: int, start: int, written: i
 
 class _NpySink:
     """A float32 .npy file written row block by row block through a plain file handle (a memory map would count
-    every written page in the process's resident memory, which then grows with the corpus)."""
+    every written page in the process's resident memory, which then grows with the corpus). The file is created
+    whole first (:meth:`create`), so several processes can each write their rows at their offsets."""
+
+    @staticmethod
+    def create(path: Path, rows: int, dim: int) -> None:
+        with open(path, "wb") as fh:
+            np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
+                                                      "fortran_order": False, "shape": (rows, dim)})
+            fh.truncate(fh.tell() + rows * dim * 4)
 
     def __init__(self, path: Path, rows: int, dim: int, start: int):
         self.dim = dim
-        if start:
-            self.fh = open(path, "r+b")
-            np.lib.format.read_magic(self.fh)
-            np.lib.format.read_array_header_1_0(self.fh)
-        else:
-            self.fh = open(path, "wb")
-            np.lib.format.write_array_header_1_0(self.fh, {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
-                                                           "fortran_order": False, "shape": (rows, dim)})
+        self.fh = open(path, "r+b")
+        np.lib.format.read_magic(self.fh)
+        np.lib.format.read_array_header_1_0(self.fh)
         self.data_start = self.fh.tell()
 
     def write(self, first: int, ids, emb) -> int:
