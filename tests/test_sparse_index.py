@@ -36,6 +36,7 @@ def test_index_and_search_cli(tmp_path, tiny_model_dir, capsys):
                  "--output", str(index_dir), "--top-k", "32"]) == 0
     info = json.loads((index_dir / "index.json").read_text())
     assert info["documents"] == 5 and info["top_k"] == 32 and info["pooling"] == "mean"
+    assert info["weighting"] == "prior_ratio" and info["query_top_k"] == 256
     exported = [json.loads(l) for l in (index_dir / "sparse_vectors.jsonl").read_text().splitlines()]
     assert [e["id"] for e in exported] == [f"d{i}" for i in range(5)] and len(exported[0]["indices"]) == 32
     capsys.readouterr()
@@ -52,9 +53,25 @@ def test_index_and_search_cli(tmp_path, tiny_model_dir, capsys):
     np.testing.assert_allclose(index.scores(DOCS[:2], alpha=0.3, fusion="minmax"), 0.3 * scale(d) + 0.7 * scale(s),
                                atol=1e-6)
     rank = lambda x: np.argsort(np.argsort(-x, axis=1, kind="stable"), axis=1) + 1  # noqa: E731  (1 = best)
-    np.testing.assert_allclose(index.scores(DOCS[:2]), 0.9 / (60 + rank(d)) + 0.1 / (60 + rank(s)), atol=1e-9)
+    np.testing.assert_allclose(index.scores(DOCS[:2], alpha=0.9, fusion="rrf"), 0.9 / (60 + rank(d)) + 0.1 / (60 + rank(s)),
+                               atol=1e-9)
+    np.testing.assert_allclose(index.scores(DOCS[:2]), 0.5 * scale(d) + 0.5 * scale(s), atol=1e-6)  # the default
     np.testing.assert_allclose(index.scores(DOCS[:2], mode="hybrid", alpha=0.3, fusion="raw"), 0.3 * d + 0.7 * s,
                                atol=1e-6)
+    # sparse weights: p / (p + prior) of each document's top tokens, with the prior of the indexed documents
+    import torch
+
+    with torch.no_grad():
+        logits = torch.empty(len(DOCS), index.sparse.shape[1])
+        for idx, x in index.model.iter_vocab_logits(DOCS, 8):  # batches come in length order
+            logits[torch.as_tensor(idx)] = x.float()
+    prior = torch.softmax(logits.double().mean(0), -1).float().numpy()
+    np.testing.assert_allclose(index.prior, prior, rtol=1e-4, atol=1e-9)
+    p = torch.softmax(logits[0], -1).numpy()
+    row = index.sparse.getrow(0)
+    ratio = p[row.indices] / (p[row.indices] + prior[row.indices] + 1e-8)
+    np.testing.assert_allclose(row.data, ratio / np.linalg.norm(ratio), rtol=1e-4)
+    assert set(row.indices.tolist()) == set(np.argsort(-p)[:32].tolist())  # the 32 most probable tokens
     # one pass gives the same dense vectors as encode
     np.testing.assert_allclose(index.dense, index.model.encode(DOCS, normalize_embeddings=True), atol=1e-6)
     assert main(["search", "--index", str(tmp_path), "--query", "x"]) == 2

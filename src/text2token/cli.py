@@ -133,14 +133,17 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("texts", nargs="*", metavar="TEXT", help="texts to explain")
 
     i = command("index", "build a hybrid (sparse LM-head tokens + dense) retrieval index of a corpus",
-                "Each document becomes its dense embedding and its top-k LM-head tokens (one pass over the corpus).\n"
+                "Each document becomes its dense embedding and its top-k LM-head tokens, weighted by p/(p+prior) with\n"
+                "the corpus prior of the indexed documents (one pass over the corpus).\n"
                 "The index records the model by its path relative to the index (and absolute), so index and model\n"
                 "can move together; 'search --model' relocates it.")
     _model_args(i)
     _input_args(i, "--corpus", required=True, help=".txt (one document per line, ids 0, 1, ...) or .jsonl (fields "
                                                     "'text' and optional 'id'), or - for standard input")
     i.add_argument("--output", required=True, help="index folder to write")
-    i.add_argument("--top-k", type=_positive("--top-k"), default=128, help="tokens kept per document")
+    i.add_argument("--top-k", type=_positive("--top-k"), default=256, help="tokens kept per document")
+    i.add_argument("--query-top-k", type=_positive("--query-top-k"), default=256,
+                   help="tokens each query is expanded to at search time (stored in the index)")
     i.add_argument("--batch-size", type=_positive("--batch-size"), default=32, help="documents per forward pass")
     i.add_argument("--ann", choices=["auto", "on", "off"], default="auto",
                    help="also build an approximate-nearest-neighbour graph of the dense vectors (usearch HNSW) for "
@@ -157,19 +160,19 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--collection", default="text2token", help="collection name (replaced if it exists)")
 
     s = command("search", "rank the documents of an index for queries",
-                "Hybrid by default: reciprocal-rank fusion of the dense cosine and the sparse token overlap, weighted\n"
-                "towards dense (measured best on the bundled retrieval task; see README). The model is loaded once\n"
-                "for all queries (--query repeatable, --queries FILE).")
+                "Hybrid by default: the dense cosine and the sparse token overlap, each min-max rescaled per query,\n"
+                "mixed with equal weights (measured best on the bundled retrieval task's dev half; see README). The\n"
+                "model is loaded once for all queries (--query repeatable, --queries FILE).")
     s.add_argument("--index", required=True, help="folder written by 'text2token index'")
     s.add_argument("--query", action="append", default=[], help="query text (repeatable)")
     s.add_argument("--queries", metavar="FILE", help="more queries, one per line (.txt) or .jsonl, or - for stdin")
     s.add_argument("--top", type=_positive("--top"), default=10, help="results per query")
     mode = s.add_mutually_exclusive_group()
-    mode.add_argument("--hybrid", type=_fraction, metavar="ALPHA", default=0.9,
+    mode.add_argument("--hybrid", type=_fraction, metavar="ALPHA", default=0.5,
                       help="weight of the dense side in the hybrid score (1: dense only, 0: sparse only)")
     mode.add_argument("--dense", action="store_true", help="dense cosine only")
     mode.add_argument("--sparse", action="store_true", help="sparse token overlap only")
-    s.add_argument("--fusion", choices=["rrf", "minmax", "raw"], default="rrf",
+    s.add_argument("--fusion", choices=["rrf", "minmax", "raw"], default="minmax",
                    help="how hybrid combines the two: rrf (reciprocal-rank fusion, ALPHA/(60+dense rank) + "
                         "(1−ALPHA)/(60+sparse rank)), minmax (each score rescaled to [0, 1] per query, then mixed), "
                         "raw (unscaled mix)")
@@ -406,7 +409,7 @@ def cmd_index(args) -> int:
     model = _load(args)
     summary = build_index(model, [{"id": i, "text": t} for i, t in zip(ids, texts)], args.output, top_k=args.top_k,
                           batch_size=args.batch_size, model_ref=args.model, show_progress_bar=not args.quiet,
-                          ann=args.ann)
+                          ann=args.ann, query_top_k=args.query_top_k)
     ann = f", ANN graph {summary['ann']['bytes'] / 1024:.0f} KiB" if summary.get("ann") else ""
     print(f"indexed {summary['documents']} documents into {args.output}: sparse {summary['sparse_bytes'] / 1024:.0f} KiB "
           f"({args.top_k} tokens each), dense {summary['dense_bytes'] / 1024:.0f} KiB{ann}")

@@ -1,11 +1,16 @@
-"""Sparse retrieval from the same model: each text becomes its top-k LM-head tokens with their
-probabilities (an L2-normalised sparse vector over the vocabulary), ranked by sparse dot product;
-mixed with the dense cosine (hybrid, the default: reciprocal-rank fusion weighted towards dense).
+"""Sparse retrieval from the same model, aligned-token style: each text becomes the LM-head tokens its embedding
+predicts (the top-k of softmax(lm_head(pooled)))), each weighted by how much more this text predicts it than texts
+in general do — ``r_v = p_v / (p_v + π_v)`` with ``π`` the corpus prior (the mean LM-head logits of the indexed
+documents, softmaxed), the same ratio stage 2 builds its targets from — L2-normalised; documents keep ``top_k``
+tokens, queries ``query_top_k``; the score is the dot product. Dividing by the prior removes the tokens every text
+predicts (on the bundled retrieval task the plain probabilities score 2.9 nDCG@10, the prior ratio 11.1 against
+8.7 for dense; README "Dense vs sparse vs hybrid retrieval"). Hybrid search mixes the sparse and the dense cosine
+(min-max rescaled per query, equal weights: the best measured on the task's dev half).
 
-An index folder holds ``sparse.npz`` (scipy CSR, documents × vocabulary), ``dense.npy`` (normalised
-dense embeddings, for hybrid search), ``docs.jsonl`` (id and text), ``sparse_vectors.jsonl`` (the
-``{"id", "indices", "values"}`` form that sparse-vector stores accept) and ``index.json`` (model and
-settings). It is written atomically.
+An index folder holds ``sparse.npz`` (scipy CSR, documents × vocabulary), ``prior.npy`` (π, for the queries),
+``dense.npy`` (normalised dense embeddings), ``docs.jsonl`` (id and text), ``sparse_vectors.jsonl`` (the
+``{"id", "indices", "values"}`` form that sparse-vector stores accept), optionally ``dense.usearch`` (an ANN graph,
+:mod:`text2token.ann`) and ``index.json`` (model and settings). It is written atomically.
 """
 
 from __future__ import annotations
@@ -24,50 +29,71 @@ from .textio import atomic_directory
 
 INDEX_FILE = "index.json"
 MODES = ("hybrid", "sparse", "dense")
+WEIGHTINGS = ("prior_ratio", "prob")
+DEFAULT_TOP_K = 256  # tokens per document
+DEFAULT_QUERY_TOP_K = 256  # tokens per query
+RATIO_EPS = 1e-8
 
 
-def _top_k_rows(logits: torch.Tensor, top_k: int):
-    top = torch.softmax(logits, dim=-1).topk(top_k, dim=-1)
-    return top.indices.cpu().numpy(), torch.nn.functional.normalize(top.values, dim=-1).cpu().numpy().astype(np.float32)
+class TopTokens:
+    """One pass over texts: L2-normalised dense embeddings (N×H), each text's ``top_k`` most probable tokens and
+    their probabilities (N×k), and the sum of the LM-head logits (V, float64) for a corpus prior."""
 
+    def __init__(self, model, texts: list[str], top_k: int, batch_size: int = 32, show_progress_bar: bool = False,
+                 desc: str = "index"):
+        if not texts:
+            raise Text2TokenError("no texts to encode")
+        model.check_top_k(top_k)
+        self.vocab = model.lm_head.weight.shape[0]
+        self.dense = np.empty((len(texts), model.backbone.config.hidden_size), dtype=np.float32)
+        self.ids = np.empty((len(texts), top_k), dtype=np.int64)
+        self.probs = np.empty((len(texts), top_k), dtype=np.float32)
+        logit_sum = None
+        with torch.inference_mode():
+            for idx, pooled in model._iter_pooled(texts, batch_size, desc, show_progress_bar):
+                rows = np.asarray(idx)
+                self.dense[rows] = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy()
+                logits = model.vocab_logits(pooled)
+                top = torch.softmax(logits, dim=-1).topk(top_k, dim=-1)
+                self.ids[rows], self.probs[rows] = top.indices.cpu().numpy(), top.values.cpu().numpy()
+                batch_sum = logits.double().sum(dim=0).cpu()
+                logit_sum = batch_sum if logit_sum is None else logit_sum + batch_sum
+        self.logit_sum = logit_sum.numpy()
 
-def _csr(rows, cols, vals, n: int, vocab: int) -> sp.csr_matrix:
-    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, vocab),
-                         dtype=np.float32)
+    def prior(self) -> np.ndarray:
+        """``π = softmax(mean logits)`` over these texts (float32, V)."""
+        return torch.softmax(torch.from_numpy(self.logit_sum / len(self.dense)), dim=-1).float().numpy()
+
+    def sparse(self, weighting: str = "prior_ratio", prior: np.ndarray | None = None, top_k: int | None = None) -> sp.csr_matrix:
+        """Texts × vocabulary CSR: the first ``top_k`` tokens of each text, weighted (``prob``: p; ``prior_ratio``:
+        p / (p + π)) and L2-normalised."""
+        k = top_k or self.ids.shape[1]
+        ids, p = self.ids[:, :k], self.probs[:, :k].astype(np.float64)
+        if weighting == "prior_ratio":
+            w = p / (p + prior[ids] + RATIO_EPS)
+        elif weighting == "prob":
+            w = p
+        else:
+            raise Text2TokenError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'")
+        w = (w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        rows = np.repeat(np.arange(len(ids)), k)
+        return sp.csr_matrix((w.ravel(), (rows, ids.ravel())), shape=(len(ids), self.vocab), dtype=np.float32)
 
 
 def sparse_vectors(model, texts: list[str], top_k: int = 128, batch_size: int = 32,
                    show_progress_bar: bool = False) -> sp.csr_matrix:
     """Texts × vocabulary CSR matrix: each row the top-``top_k`` probabilities of softmax(lm_head(pooled)),
-    L2-normalised (so the dot product of two rows is their cosine in vocabulary space)."""
-    return dense_and_sparse(model, texts, top_k, batch_size, show_progress_bar)[1]
-
-
-@torch.inference_mode()
-def dense_and_sparse(model, texts: list[str], top_k: int = 128, batch_size: int = 32,
-                     show_progress_bar: bool = False) -> tuple[np.ndarray, sp.csr_matrix]:
-    """One pass over ``texts``: the L2-normalised dense embeddings (N×H float32) and the sparse top-k
-    vocabulary vectors (see :func:`sparse_vectors`), both from the same pooled vectors."""
-    if not texts:
-        raise Text2TokenError("no texts to encode")
-    model.check_top_k(top_k)
-    vocab = model.lm_head.weight.shape[0]
-    dense = np.empty((len(texts), model.backbone.config.hidden_size), dtype=np.float32)
-    rows, cols, vals = [], [], []
-    for idx, pooled in model._iter_pooled(texts, batch_size, "index", show_progress_bar):
-        dense[np.asarray(idx)] = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy()
-        ids, weights = _top_k_rows(model.vocab_logits(pooled), top_k)
-        rows.append(np.repeat(np.asarray(idx), top_k))
-        cols.append(ids.ravel())
-        vals.append(weights.ravel())
-    return dense, _csr(rows, cols, vals, len(texts), vocab)
+    L2-normalised (so the dot product of two rows is their cosine in vocabulary space) — the model's own view of
+    a text, without the corpus prior an index divides by."""
+    return TopTokens(model, texts, top_k, batch_size, show_progress_bar).sparse("prob")
 
 
 ANN_CHOICES = ("auto", "on", "off")
 
 
-def build_index(model, docs: list[dict], output: str | os.PathLike, top_k: int = 128, batch_size: int = 32,
-                model_ref: str = "", show_progress_bar: bool = True, ann: str = "auto") -> dict:
+def build_index(model, docs: list[dict], output: str | os.PathLike, top_k: int = DEFAULT_TOP_K, batch_size: int = 32,
+                model_ref: str = "", show_progress_bar: bool = True, ann: str = "auto",
+                query_top_k: int = DEFAULT_QUERY_TOP_K, weighting: str = "prior_ratio") -> dict:
     """Index ``docs`` (dicts with ``id`` and ``text``) into the folder ``output``; returns its summary.
 
     ``ann``: also build an approximate-nearest-neighbour graph of the dense vectors (:mod:`text2token.ann`) —
@@ -82,19 +108,26 @@ def build_index(model, docs: list[dict], output: str | os.PathLike, top_k: int =
     if ann not in ANN_CHOICES:
         raise Text2TokenError(f"ann must be one of {', '.join(ANN_CHOICES)}, got '{ann}'")
     use_ann = ann == "on" or (ann == "auto" and len(docs) >= ANN_AUTO_MIN_DOCUMENTS)
+    if weighting not in WEIGHTINGS:
+        raise Text2TokenError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'")
+    model.check_top_k(query_top_k)
     texts = [d["text"] for d in docs]
     t0 = time.perf_counter()
-    dense, sparse = dense_and_sparse(model, texts, top_k, batch_size, show_progress_bar)
+    top = TopTokens(model, texts, top_k, batch_size, show_progress_bar)
+    prior = top.prior()
+    dense, sparse = top.dense, top.sparse(weighting, prior)
     local = bool(model_ref) and Path(model_ref).exists()
     where = {"model": os.path.relpath(Path(model_ref).resolve(), Path(output).resolve()), "model_relative_to_index": True,
              "model_absolute": str(Path(model_ref).resolve())} if local else {"model": model_ref}
     summary = {**where, "model_fingerprint": model_fingerprint(model.backbone), "pooling": model.pooling,
                "attention": model.attention, "template": model.template, "max_length": model.max_length,
-               "top_k": top_k, "documents": len(docs), "vocab_size": sparse.shape[1], "sparse_nnz": int(sparse.nnz),
+               "top_k": top_k, "query_top_k": query_top_k, "weighting": weighting,
+               "documents": len(docs), "vocab_size": sparse.shape[1], "sparse_nnz": int(sparse.nnz),
                "seconds": round(time.perf_counter() - t0, 1)}
     with atomic_directory(output) as tmp:
         sp.save_npz(tmp / "sparse.npz", sparse)
         np.save(tmp / "dense.npy", dense.astype(np.float32))
+        np.save(tmp / "prior.npy", prior)
         with open(tmp / "docs.jsonl", "w", encoding="utf-8") as fh:
             for d in docs:
                 fh.write(json.dumps({"id": d["id"], "text": d["text"]}, ensure_ascii=False) + "\n")
@@ -116,11 +149,10 @@ def build_index(model, docs: list[dict], output: str | os.PathLike, top_k: int =
 
 FUSIONS = ("rrf", "minmax", "raw")
 RRF_K = 60
-# Chosen by measurement (benchmarks/retrieval.py, WordNet definitions, 500 queries × 3,000 documents, the `make run`
-# model in bf16 and in fp32): rank fusion beat min-max and raw mixing at every weight tried; with sparse scores this
-# weak (2.9 vs 8.7 nDCG@10), only a dense-heavy mix beats dense (rrf 0.9: 9.00 vs 8.68; fp32 model 8.72 vs 8.52).
-DEFAULT_FUSION = "rrf"
-DEFAULT_ALPHA = 0.9
+# Chosen on the dev half (queries 0-249) of the bundled WordNet task with the `make run` model
+# (benchmarks/retrieval.py --sweep): min-max α=0.5 was the best hybrid there; README has the whole table.
+DEFAULT_FUSION = "minmax"
+DEFAULT_ALPHA = 0.5
 ANN_CANDIDATES = 100  # with an ANN graph, hybrid search fuses this many dense and this many sparse candidates
 
 
@@ -160,6 +192,8 @@ class SparseIndex:
         self.folder = folder
         self.info = json.loads((folder / INDEX_FILE).read_text())
         self.sparse = sp.load_npz(folder / "sparse.npz").tocsr()
+        self.weighting = self.info.get("weighting", "prob")  # indexes from before the prior ratio: plain p
+        self.prior = np.load(folder / "prior.npy") if self.weighting == "prior_ratio" else None
         self.dense = np.load(folder / "dense.npy", mmap_mode="r")  # rows read as needed
         self.ann = None
         if self.info.get("ann"):
@@ -195,7 +229,8 @@ class SparseIndex:
     def query_vectors(self, queries: list[str]) -> tuple[np.ndarray, sp.csr_matrix]:
         """The queries' L2-normalised dense vectors (Q×H) and sparse vectors (Q×V CSR), as search scores them
         (e.g. to query an exported vector store with)."""
-        return dense_and_sparse(self.model, queries, self.info["top_k"])
+        top = TopTokens(self.model, queries, self.info.get("query_top_k", self.info["top_k"]), desc="queries")
+        return top.dense, top.sparse(self.weighting, self.prior)
 
     def scores(self, queries: list[str], mode: str = "hybrid", alpha: float = DEFAULT_ALPHA,
                fusion: str = DEFAULT_FUSION) -> np.ndarray:
