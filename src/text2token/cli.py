@@ -89,10 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--output", help="run folder (overrides output_dir); the model goes to OUTPUT/model")
     t.add_argument("--stages", help="comma-separated stages to run: data (stage 1), model (stage 2); e.g. data,model")
     t.add_argument("--resume", action="store_true", help="continue the run in --output from its latest checkpoint")
-    t.add_argument("--objective", choices=["text2token", "simcse", "combined"],
+    t.add_argument("--objective", choices=["text2token", "simcse", "combined", "llm2vec"],
                    help="text2token (the configured stages), simcse (LLM2Vec's unsupervised contrastive baseline with "
-                        "the same LoRA, pooling, attention and data), or combined (each stage: combined.token_weight·KL "
-                        "+ combined.simcse_weight·SimCSE); same as objective=")
+                        "the same LoRA, pooling, attention and data), combined (each stage: combined.token_weight·KL "
+                        "+ combined.simcse_weight·SimCSE), or llm2vec (MNTP, then SimCSE: LLM2Vec's full unsupervised "
+                        "recipe; see configs/llm2vec.yaml); same as objective=")
     t.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     t.add_argument("--errors", choices=["strict", "replace"],
                    help="invalid UTF-8 in the corpus: strict (error naming file and line) or replace (decode with "

@@ -231,21 +231,23 @@ class Text2TokenModel(torch.nn.Module):
         return cache[template]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
-                segment_ids: torch.Tensor | None = None, num_segments: int | None = None) -> torch.Tensor:
+                segment_ids: torch.Tensor | None = None, num_segments: int | None = None,
+                return_hidden: bool = False) -> torch.Tensor:
         """Pooled last-layer hidden states (B×H), in the backbone's dtype. With ``segment_ids`` (packed rows, see
         :mod:`text2token.packing`) one vector per text, in row-major segment order (``num_segments``, if the caller
-        knows it, spares a device sync)."""
+        knows it, spares a device sync). ``return_hidden``: the per-token hidden states (B×L×H) instead, for
+        token-level objectives (MNTP)."""
         if segment_ids is not None:
-            return self._pooled_segments(input_ids, segment_ids, position_ids, num_segments)
+            return self._pooled_segments(input_ids, segment_ids, position_ids, num_segments, return_hidden)
         hidden = self.trunk(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return pool(hidden, attention_mask, self.pooling)
+        return hidden if return_hidden else pool(hidden, attention_mask, self.pooling)
 
     def forward_packed(self, packed) -> torch.Tensor:
         """Pooled vectors (one per text, in ``packed.texts`` order) of packed rows (:mod:`text2token.packing`):
         each text attends only to itself, under this model's attention mode, with positions restarting per text."""
         return self._pooled_segments(packed.input_ids, packed.segment_ids, packed.position_ids, len(packed.texts))
 
-    def _pooled_segments(self, input_ids, segment_ids, position_ids, num_segments=None) -> torch.Tensor:
+    def _pooled_segments(self, input_ids, segment_ids, position_ids, num_segments=None, return_hidden=False):
         from .packing import packed_attention_mask, pool_segments
 
         dtype = next(self.trunk.parameters()).dtype
@@ -253,7 +255,7 @@ class Text2TokenModel(torch.nn.Module):
             dtype = torch.get_autocast_dtype(input_ids.device.type)
         mask = packed_attention_mask(segment_ids, self.attention == "causal", dtype)
         hidden = self.trunk(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).last_hidden_state
-        return pool_segments(hidden, segment_ids, position_ids, self.pooling, num_segments)
+        return hidden if return_hidden else pool_segments(hidden, segment_ids, position_ids, self.pooling, num_segments)
 
     def vocab_logits(self, pooled: torch.Tensor) -> torch.Tensor:
         """``lm_head(pooled)`` in fp32 (B×V); only pooled vectors, never per-token logits."""

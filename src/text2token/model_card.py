@@ -17,6 +17,9 @@ def _training_lines(training: dict) -> list[str]:
     stages = training.get("stages", cfg.get("stages", []))
     if objective == "simcse":
         lines.append("- objective: SimCSE (LLM2Vec's unsupervised contrastive step; a baseline)")
+    elif objective == "llm2vec":
+        lines.append("- objective: LLM2Vec's unsupervised recipe — masked next-token prediction (MNTP), merged, then "
+                     "SimCSE (a baseline)")
     else:
         names = {"data": "stage 1, data-driven targets", "model": "stage 2, model-derived targets"}
         lines.append("- objective: Text2Token — KL(q‖softmax(lm_head(pooled))) with " + "; then ".join(
@@ -24,7 +27,8 @@ def _training_lines(training: dict) -> list[str]:
         if objective == "combined":
             c = cfg.get("combined", {})
             lines.append(f"- combined per stage: {c.get('token_weight')}×KL + {c.get('simcse_weight')}×SimCSE")
-    for key, label in (("stage_data", "stage 1"), ("stage_model", "stage 2"), ("stage_simcse", "SimCSE")):
+    for key, label in (("stage_data", "stage 1"), ("stage_model", "stage 2"), ("stage_mntp", "MNTP"),
+                       ("stage_simcse", "SimCSE")):
         if key in training:
             st = training[key]
             extra = f", τ = {cfg.get('stage2', {}).get('tau')}" if key == "stage_model" else ""

@@ -29,6 +29,7 @@ class Objective:
     name: str = "objective"
     views: int = 1  # forward passes of each batch the objective needs
     attention_dropout: float | None = None  # attention dropout while training (None: leave the model's)
+    token_level: bool = False  # True: views are per-token hidden states (B×L×H) instead of pooled vectors
 
     def attach_targets(self, batch, model) -> None:
         """Before the training forward: targets that need a forward pass of their own (e.g. from the frozen

@@ -29,6 +29,7 @@ class Batch:
     target_ids: torch.Tensor | None = None
     target_weights: torch.Tensor | None = None
     target_probs: torch.Tensor | None = None
+    token_labels: torch.Tensor | None = None  # B×L original tokens at masked positions, -100 elsewhere (MNTP)
 
     @property
     def num_tokens(self) -> int:

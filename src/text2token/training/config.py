@@ -16,7 +16,7 @@ from ..modes import ATTENTION_MODES, POOLING_MODES
 from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
-OBJECTIVES = ("text2token", "simcse", "combined")
+OBJECTIVES = ("text2token", "simcse", "combined", "llm2vec")
 # Keys that moved into each stage's own section: old key -> the sections that now hold it.
 MOVED_KEYS = {"training.steps": ("stage1.steps", "simcse.steps"), "training.lr": ("stage1.lr", "simcse.lr")}
 
@@ -102,6 +102,15 @@ class SimCSEConfig:
 
 
 @dataclass
+class MNTPConfig:
+    """Masked next-token prediction, the first stage of ``objective: llm2vec`` (then SimCSE on top of it)."""
+
+    steps: int = 20
+    lr: float = 5e-5
+    mask_ratio: float = 0.2  # LLM2Vec: 20% of the tokens
+
+
+@dataclass
 class CombinedConfig:
     """``objective: combined``: each Text2Token stage optimises token_weight·KL + simcse_weight·SimCSE
     (two dropout views with simcse.dropout, simcse.temperature)."""
@@ -114,6 +123,7 @@ class CombinedConfig:
 class RunConfig:
     output_dir: str = "runs/demo"
     objective: str = "text2token"  # text2token (stages below) | simcse (the contrastive baseline) | combined (KL + SimCSE)
+    #                                | llm2vec (MNTP then SimCSE: LLM2Vec's unsupervised recipe)
     stages: list[str] = field(default_factory=lambda: ["data", "model"])  # data (stage 1), model (stage 2), in order
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -122,11 +132,13 @@ class RunConfig:
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     simcse: SimCSEConfig = field(default_factory=SimCSEConfig)
+    mntp: MNTPConfig = field(default_factory=MNTPConfig)
     combined: CombinedConfig = field(default_factory=CombinedConfig)
 
     def run_stages(self) -> list[str]:
-        """The stages train() runs: ``stages`` for Text2Token (and combined), the single ``simcse`` stage for the baseline."""
-        return ["simcse"] if self.objective == "simcse" else list(self.stages)
+        """The stages train() runs: ``stages`` for Text2Token (and combined), the single ``simcse`` stage for the baseline,
+        ``mntp`` then ``simcse`` for the full LLM2Vec recipe."""
+        return {"simcse": ["simcse"], "llm2vec": ["mntp", "simcse"]}.get(self.objective, list(self.stages))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -142,7 +154,8 @@ class RunConfig:
                "stages", f"must be a list of distinct stages from: data, model (got {self.stages})")
         _check(self.stages == ["data", "model"] or len(self.stages) == 1, "stages", "must run data before model")
         _check(self.objective in OBJECTIVES, "objective", f"must be one of {', '.join(OBJECTIVES)}, got '{self.objective}'")
-        for section in ("stage1", "stage2", "simcse"):
+        _check(0 < self.mntp.mask_ratio < 1, "mntp.mask_ratio", f"must be in (0, 1), got {self.mntp.mask_ratio}")
+        for section in ("stage1", "stage2", "simcse", "mntp"):
             _check(getattr(self, section).steps > 0, f"{section}.steps", f"must be > 0, got {getattr(self, section).steps}")
             _check(getattr(self, section).lr > 0, f"{section}.lr", f"must be > 0, got {getattr(self, section).lr}")
         c = self.combined

@@ -186,8 +186,9 @@ def optimizer_step(t: Trainee, accelerator, objective: Objective, batch, where: 
     if n > 1:
         inputs = [torch.cat([x] * n) if x is not None else None for x in inputs]
     packed = {"num_segments": n * len(batch.rows)} if batch.segment_ids is not None else {}
+    extra = {"return_hidden": True} if objective.token_level else packed
     with accelerator.autocast():  # all views in one forward: one DDP forward per backward
-        pooled = t.wrapped(*inputs, **packed)
+        pooled = t.wrapped(*inputs, **extra)
     out = objective(list(pooled.chunk(n)) if n > 1 else [pooled], batch, t.model)
     loss = out.loss
     accelerator.backward(loss)

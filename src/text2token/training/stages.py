@@ -185,7 +185,33 @@ class SimCSEStage(Stage):
         return SimCSE(s.temperature, s.dropout, gather_negatives=accelerator.num_processes > 1)
 
 
-STAGES = {cls.key: cls for cls in (DataDrivenStage, ModelDerivedStage, SimCSEStage)}
+class MNTPStage(Stage):
+    """LLM2Vec's masked next-token prediction (the first stage of ``objective: llm2vec``)."""
+
+    key = "mntp"
+    seed_offset = 2
+
+    @property
+    def base_title(self) -> str:
+        return f"MNTP (mask {self.cfg.mntp.mask_ratio:g})"
+
+    def prepare(self, model, accelerator, frozen_fp, show_progress_bar):
+        from ..objectives import mask_token_id
+
+        cfg = self.cfg
+        texts, corpus_info = self._read_texts(cfg.data.train_file, cfg.training.seed, cfg.data.max_texts)
+        self.mask_id = mask_token_id(model.tokenizer)
+        report = {"objective": "mntp", "texts": len(texts), "mask_ratio": cfg.mntp.mask_ratio,
+                  "mask_token": model.tokenizer.convert_ids_to_tokens(self.mask_id)}
+        return Collator(model, texts, np.arange(len(texts))), corpus_info, report
+
+    def base_objective(self, peft_model, accelerator):
+        from ..objectives import MNTP
+
+        return MNTP(self.cfg.mntp.mask_ratio, self.mask_id)
+
+
+STAGES = {cls.key: cls for cls in (DataDrivenStage, ModelDerivedStage, MNTPStage, SimCSEStage)}
 
 
 def build_stages(cfg: RunConfig, run_dir: Path) -> list[Stage]:
