@@ -1,0 +1,152 @@
+"""A quality study: named recipes (benchmarks/recipes.yaml) trained with several seeds and evaluated on an offline
+suite; resumable (a killed study continues: finished trainings and evaluations are reused, an unfinished training
+resumes from its last checkpoint); results as one JSON, a Markdown table with mean ± spread (half the range over
+seeds) per recipe, task and category, and a bar chart.
+
+Every recipe is ``configs/demo.yaml`` plus its overrides, so it runs the fast training path the trainer picks
+(bf16 frozen backbone where the hardware has native bf16; on a GPU everything the trainer does there).
+
+    python benchmarks/study.py --study budget_200 --seeds 0,1 --out benchmarks/results/study_200
+    python benchmarks/study.py --study budget_200 --recipes text2token,simcse --seeds 0   # a subset, same folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from quality import evaluate  # noqa: E402  (same evaluator and cache format as the quality benchmark)
+
+
+def run_recipe(name: str, recipe: dict, seed: int, out: Path, suite: str, config: str) -> dict:
+    from text2token.training import load_config, train
+
+    folder = out / "runs" / f"{name}-seed{seed}"
+    if not recipe.get("train", True):
+        ev = evaluate(f"{name}", "default", suite, out / f"eval-{name}.json",
+                      **_model_settings(load_config(config, recipe.get("overrides", []))))
+        return {"eval": ev, "train_seconds": 0.0}
+    cfg = load_config(config, [*recipe["overrides"], f"training.seed={seed}", f"output_dir={folder}"])
+    summary_file = folder / "train_summary.json"
+    if not summary_file.is_file():
+        print(f"[{name} seed {seed}] training: {' '.join(recipe['overrides'])}", flush=True)
+        train(cfg, resume=True)
+    summary = json.loads(summary_file.read_text())
+    ev = evaluate(f"{name} seed {seed}", str(folder / "model"), suite, out / f"eval-{name}-seed{seed}.json")
+    return {"eval": ev, "train_seconds": summary["seconds"], "steps": summary["steps"]}
+
+
+def _model_settings(cfg) -> dict:
+    return {"pooling": cfg.model.pooling, "attention": cfg.model.attention}
+
+
+def spread(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (max(values) - min(values)) / 2
+
+
+def table(results: dict) -> str:
+    names = list(results)
+    first = next(iter(results.values()))["seeds"]
+    tasks = list(next(iter(first.values()))["eval"]["tasks"])
+    cats = list(next(iter(first.values()))["eval"]["categories"])
+    lines = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+
+    def cell(name, get):
+        vals = [get(r) for r in results[name]["seeds"].values()]
+        m, h = spread(vals)
+        return f"{m:.2f} ± {h:.2f}" if len(vals) > 1 else f"{m:.2f}"
+
+    for t in tasks:
+        lines.append(f"| {t} | " + " | ".join(cell(n, lambda r, t=t: r["eval"]["tasks"][t]["main_score"]) for n in names) + " |")
+    for c in cats:
+        lines.append(f"| *{c}* | " + " | ".join(cell(n, lambda r, c=c: r["eval"]["categories"][c]) for n in names) + " |")
+    lines.append("| **mean** | " + " | ".join(f"**{cell(n, lambda r: r['eval']['mean'])}**" for n in names) + " |")
+    lines.append("| seeds | " + " | ".join(",".join(results[n]["seeds"]) for n in names) + " |")
+    lines.append("| total steps | " + " | ".join(str(results[n]["steps"]) for n in names) + " |")
+    lines.append("| training time (s, mean) | " + " | ".join(
+        f"{statistics.mean(r['train_seconds'] for r in results[n]['seeds'].values()):.0f}" for n in names) + " |")
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(results)
+    first = next(iter(results[names[0]]["seeds"].values()))["eval"]
+    cats = list(first["categories"]) + ["mean"]
+    x = np.arange(len(cats))
+    width = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for i, n in enumerate(names):
+        runs = list(results[n]["seeds"].values())
+        vals = [[r["eval"]["categories"][c] for r in runs] for c in cats[:-1]] + [[r["eval"]["mean"] for r in runs]]
+        means = [statistics.mean(v) for v in vals]
+        errs = [(max(v) - min(v)) / 2 for v in vals]
+        bars = ax.bar(x + (i - (len(names) - 1) / 2) * width, means, width, yerr=errs, capsize=2, label=n)
+        ax.bar_label(bars, fmt="%.1f", fontsize=6)
+    ax.set_xticks(x, cats)
+    ax.set_ylabel("score (0–100)")
+    ax.set_title("recipes at equal optimizer steps (mean ± half-range over seeds)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--study", default="budget_200", help="a top-level key of --recipes-file")
+    p.add_argument("--recipes-file", default=str(Path(__file__).resolve().parent / "recipes.yaml"))
+    p.add_argument("--recipes", help="comma-separated subset of the study's recipes (default: all, in file order)")
+    p.add_argument("--seeds", default="0,1", help="comma-separated training seeds")
+    p.add_argument("--suite", default="demo", help="offline evaluation suite")
+    p.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "study_200"))
+    args = p.parse_args(argv)
+    recipes = yaml.safe_load(Path(args.recipes_file).read_text())[args.study]
+    chosen = args.recipes.split(",") if args.recipes else list(recipes)
+    unknown = [r for r in chosen if r not in recipes]
+    if unknown:
+        raise SystemExit(f"unknown recipe(s) {', '.join(unknown)}; {args.study} has: {', '.join(recipes)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_file = out / "results.json"
+    results = json.loads(results_file.read_text())["recipes"] if results_file.is_file() else {}
+    t0 = time.perf_counter()
+    for seed in seeds:  # all recipes at one seed first: a partial study still compares them
+        for name in chosen:
+            recipe = recipes[name]
+            entry = results.setdefault(name, {"steps": recipe.get("steps"), "overrides": recipe.get("overrides", []),
+                                              "seeds": {}})
+            key = str(seed) if recipe.get("train", True) else "-"
+            if key in entry["seeds"]:
+                continue
+            entry["seeds"][key] = run_recipe(name, recipe, seed, out, args.suite, args.config)
+            from text2token.textio import write_json_atomic
+
+            write_json_atomic(results_file, {"study": args.study, "suite": args.suite, "recipes": results})
+    results = {n: results[n] for n in recipes if n in results}
+    md = f"Study `{args.study}`, suite `{args.suite}`, scores 0–100 (mean ± half the range over seeds).\n\n" + table(results)
+    (out / "results.md").write_text(md + "\n", encoding="utf-8")
+    plot(results, out / "study.png")
+    print("\n" + md)
+    print(f"\nwritten: {results_file}, {out / 'results.md'}, {out / 'study.png'} ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
