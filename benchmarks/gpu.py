@@ -217,8 +217,9 @@ def trainer_rows(shape: str, device, steps: int, batch_size: int, peak: float, f
         logs = [json.loads(line) for log in sorted(out_dir.glob("*/train_log.jsonl")) for line in log.read_text().splitlines()]
         # steady state: from the first logged step after warm-up (compile, allocator) to the last one
         first, last = logs[1 if len(logs) > 2 else 0], logs[-1]
-        step_s = (last["elapsed_s"] - first["elapsed_s"]) / max(1, last["step"] - first["step"])
-        if last["step"] == first["step"]:
+        if last["step"] > first["step"]:
+            step_s = (last["elapsed_s"] - first["elapsed_s"]) / (last["step"] - first["step"])
+        else:  # one log line (a smoke run): its own step time
             step_s = last["seconds"]
         tok_s = statistics.mean(r["tokens"] for r in logs) / step_s
         summary = json.loads((out_dir / "train_summary.json").read_text())

@@ -165,7 +165,10 @@ def test_activation_checkpointing_gives_the_same_training(tmp_path, tiny_model_d
 
 def test_compiled_training_with_fixed_shapes_runs_and_matches(tmp_path, tiny_model_dir):
     """``training.compile`` (batches in fixed buckets) trains to the same losses as the eager step."""
-    pytest.importorskip("torch._inductor")
+    import shutil
+
+    if not (shutil.which("c++") or shutil.which("g++")):  # torch.compile on a CPU builds C++ kernels
+        pytest.skip("no C++ compiler for torch.compile's CPU backend")
     from test_training import _config, _losses
 
     from text2token.training import train

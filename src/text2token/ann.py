@@ -30,15 +30,12 @@ def _index(ndim: int):
                  expansion_search=EXPANSION_SEARCH)
 
 
-def build_ann(vectors: np.ndarray, path: str | os.PathLike, threads: int = 0, start: int = 0, index=None):
-    """Add L2-normalised ``vectors`` (rows ``start``, ``start+1``, … as keys) to an HNSW graph (a new one unless
-    ``index`` is given) and save it at ``path``; returns the index."""
+def build_ann(vectors: np.ndarray, path: str | os.PathLike):
+    """An HNSW graph of L2-normalised ``vectors`` (row numbers as keys), saved at ``path``."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    index = index if index is not None else _index(vectors.shape[1])
-    index.add(np.arange(start, start + len(vectors), dtype=np.uint64), vectors, threads=threads)
-    if path is not None:
-        index.save(str(path))
-    return index
+    index = _index(vectors.shape[1])
+    index.add(np.arange(len(vectors), dtype=np.uint64), vectors)
+    index.save(str(path))
 
 
 class DenseANN:
@@ -53,11 +50,11 @@ class DenseANN:
     def __len__(self) -> int:
         return len(self.index)
 
-    def search(self, queries: np.ndarray, count: int, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
         """``queries`` (Q×H, L2-normalised): rows (Q×count, int64, -1 where fewer exist) and cosines (Q×count)."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         count = min(count, len(self.index))
-        found = self.index.search(queries, count, exact=exact)
+        found = self.index.search(queries, count)
         keys = np.full((len(queries), count), -1, dtype=np.int64)
         scores = np.full((len(queries), count), -np.inf, dtype=np.float32)
         k = np.asarray(found.keys, dtype=np.int64).reshape(len(queries), -1)

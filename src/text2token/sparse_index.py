@@ -61,8 +61,10 @@ class TopTokens:
         self.logit_sum = logit_sum.numpy()
 
     def prior(self) -> np.ndarray:
-        """``π = softmax(mean logits)`` over these texts (float32, V)."""
-        return torch.softmax(torch.from_numpy(self.logit_sum / len(self.dense)), dim=-1).float().numpy()
+        """``π = softmax(mean logits)`` over these texts (float32, V): the corpus prior stage 2 uses."""
+        from .targets.model_derived import prior_from_logit_sum
+
+        return prior_from_logit_sum(torch.from_numpy(self.logit_sum), len(self.dense)).numpy()
 
     def sparse(self, weighting: str = "prior_ratio", prior: np.ndarray | None = None, top_k: int | None = None) -> sp.csr_matrix:
         """Texts × vocabulary CSR: the first ``top_k`` tokens of each text, weighted (``prob``: p; ``prior_ratio``:
@@ -178,6 +180,13 @@ def fuse(dense: np.ndarray, sparse: np.ndarray, alpha: float = DEFAULT_ALPHA, fu
     raise Text2TokenError(f"fusion must be one of {', '.join(FUSIONS)}, got '{fusion}'")
 
 
+def _check_search(mode: str, alpha: float) -> None:
+    if mode not in MODES:
+        raise Text2TokenError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+    if not 0 <= alpha <= 1:
+        raise Text2TokenError(f"alpha must be in [0, 1], got {alpha}")
+
+
 class SparseIndex:
     """A loaded index folder; ``search`` ranks documents for queries (hybrid by default, sparse, or dense).
 
@@ -236,10 +245,7 @@ class SparseIndex:
                fusion: str = DEFAULT_FUSION) -> np.ndarray:
         """Queries × documents scores. ``mode``: sparse (dot product of the sparse vectors), dense (cosine), or
         hybrid (the two fused, see :func:`fuse`)."""
-        if mode not in MODES:
-            raise Text2TokenError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
-        if not 0 <= alpha <= 1:
-            raise Text2TokenError(f"alpha must be in [0, 1], got {alpha}")
+        _check_search(mode, alpha)
         q_dense, q_sparse = self.query_vectors(queries)
         s = (q_sparse @ self.sparse.T).toarray() if mode != "dense" else None
         d = q_dense @ self.dense.T if mode != "sparse" else None
@@ -262,24 +268,22 @@ class SparseIndex:
         """For each query, the ``top`` document rows and their scores, best first. Exact (every document scored)
         unless the index has an ANN graph (then dense candidates come from the graph and hybrid fuses the union of
         the dense and sparse candidate lists); ``exact=True`` forces the exact path."""
-        if mode not in MODES:
-            raise Text2TokenError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+        _check_search(mode, alpha)
         if self.ann is None or mode == "sparse" or exact:
             out = []
             for scores in self.scores(queries, mode, alpha, fusion):
                 best = np.argsort(-scores, kind="stable")[:top]
                 out.append((best, scores[best]))
             return out
-        if not 0 <= alpha <= 1:
-            raise Text2TokenError(f"alpha must be in [0, 1], got {alpha}")
         q_dense, q_sparse = self.query_vectors(queries)
         pool = max(top, ANN_CANDIDATES)
         rows, cos = self.ann.search(q_dense, pool if mode == "hybrid" else top)
         if mode == "dense":
             return [(r[r >= 0], c[r >= 0]) for r, c in zip(rows, cos)]
+        sparse_scores = (q_sparse @ self.sparse.T).tocsr()  # one product for all queries
         out = []
         for i in range(len(queries)):
-            sparse_row = (q_sparse[i] @ self.sparse.T).toarray().ravel()
+            sparse_row = sparse_scores.getrow(i).toarray().ravel()
             candidates = np.union1d(rows[i][rows[i] >= 0], np.argsort(-sparse_row, kind="stable")[:pool])
             d = q_dense[i] @ np.asarray(self.dense[candidates]).T  # exact cosines of the candidates
             fused = fuse(d[None, :], sparse_row[candidates][None, :], alpha, fusion)[0]

@@ -83,8 +83,8 @@ def encode_file(model, source: Source, output: str, *, batch_size: int = 32, nor
     chunks = -(-rows // chunk)  # this process's contiguous range of chunks, as rows
     lo, hi = min(rows, rank * chunks // world * chunk), min(rows, (rank + 1) * chunks // world * chunk)
     partial = output.with_name(output.name + ".partial")
-    progress_file = output.with_name(output.name + (f".progress.rank{rank}.json" if world > 1 else ".progress.json"))
-    shard = partial if world == 1 or fmt == ".npy" else partial.with_name(f"{partial.name}.rank{rank}")
+    progress_file = _progress_path(output, rank, world)
+    shard = partial if world == 1 or fmt == ".npy" else _shard_path(partial, rank)
     fingerprint = None
     if not source.stdin:
         st = Path(source.path).stat()
@@ -130,24 +130,23 @@ def encode_file(model, source: Source, output: str, *, batch_size: int = 32, nor
     if group is not None:
         from accelerate.utils import reduce
 
-        truncated = int(reduce(_tensor(truncated), reduction="sum").item())
+        import torch
+
+        truncated = int(reduce(torch.tensor([truncated], device=group.device), reduction="sum").item())
         group.wait_for_everyone()
     if main:
         if shard != partial:  # .jsonl shards, appended in process order
             with open(partial, "wb") as out:
                 for r in range(world):
-                    part = partial.with_name(f"{partial.name}.rank{r}")
-                    with open(part, "rb") as fh:
+                    with open(_shard_path(partial, r), "rb") as fh:
                         while block := fh.read(1 << 24):
                             out.write(block)
                 out.flush()
                 os.fsync(out.fileno())
         os.replace(partial, output)
         for r in range(world):
-            if world > 1:
-                partial.with_name(f"{partial.name}.rank{r}").unlink(missing_ok=True)
-            output.with_name(output.name + (f".progress.rank{r}.json" if world > 1 else ".progress.json")).unlink(
-                missing_ok=True)
+            _shard_path(partial, r).unlink(missing_ok=True)
+            _progress_path(output, r, world).unlink(missing_ok=True)
     if group is not None:
         group.wait_for_everyone()
     return {"rows": rows, "dim": dim, "resumed_from": start, "truncated": truncated, "processes": world}
@@ -163,10 +162,14 @@ def process_group():
     return PartialState(cpu=not torch.cuda.is_available())  # without CUDA, gloo only when asked for the CPU
 
 
-def _tensor(value: int):
-    import torch
+def _progress_path(output: Path, rank: int, world: int) -> Path:
+    """Where a process records how far its rows are written (one file per process under several)."""
+    return output.with_name(output.name + (f".progress.rank{rank}.json" if world > 1 else ".progress.json"))
 
-    return torch.tensor([value], device=process_group().device)
+
+def _shard_path(partial: Path, rank: int) -> Path:
+    """A process's own .jsonl rows under several processes, appended to ``partial`` in rank order at the end."""
+    return partial.with_name(f"{partial.name}.rank{rank}")
 
 
 def _open_sink(fmt: str, path: Path, rows: int, dim: int, start: int, written: int):

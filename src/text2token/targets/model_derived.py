@@ -46,6 +46,11 @@ def corpus_prior(model, texts: list[str], batch_size: int = 32, accelerator=None
         packed = torch.cat([total, torch.tensor([float(count)], dtype=torch.float64, device=total.device)])
         packed = accelerator.reduce(packed, reduction="sum")
         total, count = packed[:-1], int(packed[-1].item())
+    return prior_from_logit_sum(total, count)
+
+
+def prior_from_logit_sum(total: torch.Tensor, count: int) -> torch.Tensor:
+    """``π = softmax(mean logits)`` (fp32, V) from the summed LM-head logits of ``count`` texts."""
     return torch.softmax((total / max(count, 1)).float(), dim=-1)
 
 

@@ -95,6 +95,12 @@ class Stage:
         d = self.cfg.data
         return read_corpus(corpus_path(train_file), d.field, seed, limit, d.errors)
 
+    def _plain_texts(self, model, report: dict) -> tuple[Collator, dict, dict]:
+        """``prepare`` of a stage without targets: the corpus's texts as examples, and ``report`` with their count."""
+        cfg = self.cfg
+        texts, corpus_info = self._read_texts(cfg.data.train_file, cfg.training.seed, cfg.data.max_texts)
+        return Collator(model, texts, np.arange(len(texts))), corpus_info, {**report, "texts": len(texts)}
+
 
 class DataDrivenStage(Stage):
     """Stage 1: each text's target is uniform over its own content tokens (sparse, cached)."""
@@ -174,11 +180,9 @@ class SimCSEStage(Stage):
         return f"SimCSE (dropout {self.cfg.simcse.dropout:g})"
 
     def prepare(self, model, accelerator, frozen_fp, show_progress_bar):
-        cfg = self.cfg
-        texts, corpus_info = self._read_texts(cfg.data.train_file, cfg.training.seed, cfg.data.max_texts)
-        report = {"objective": "simcse", "texts": len(texts), "attention_dropout": cfg.simcse.dropout,
-                  "temperature": cfg.simcse.temperature}
-        return Collator(model, texts, np.arange(len(texts))), corpus_info, report
+        s = self.cfg.simcse
+        return self._plain_texts(model, {"objective": "simcse", "attention_dropout": s.dropout,
+                                         "temperature": s.temperature})
 
     def base_objective(self, peft_model, accelerator):
         s = self.cfg.simcse
@@ -198,12 +202,9 @@ class MNTPStage(Stage):
     def prepare(self, model, accelerator, frozen_fp, show_progress_bar):
         from ..objectives import mask_token_id
 
-        cfg = self.cfg
-        texts, corpus_info = self._read_texts(cfg.data.train_file, cfg.training.seed, cfg.data.max_texts)
         self.mask_id = mask_token_id(model.tokenizer)
-        report = {"objective": "mntp", "texts": len(texts), "mask_ratio": cfg.mntp.mask_ratio,
-                  "mask_token": model.tokenizer.convert_ids_to_tokens(self.mask_id)}
-        return Collator(model, texts, np.arange(len(texts))), corpus_info, report
+        return self._plain_texts(model, {"objective": "mntp", "mask_ratio": self.cfg.mntp.mask_ratio,
+                                         "mask_token": model.tokenizer.convert_ids_to_tokens(self.mask_id)})
 
     def base_objective(self, peft_model, accelerator):
         from ..objectives import MNTP
