@@ -55,7 +55,7 @@ def measure(vectors, queries, folder: Path, label: str) -> dict:
     from text2token.ann import DenseANN, build_ann
 
     t0 = time.perf_counter()
-    build_ann(vectors, folder / f"{label}.usearch")
+    build_ann([(0, vectors)], folder / f"{label}.usearch", vectors.shape[1])
     build_s = time.perf_counter() - t0
     ann = DenseANN(folder / f"{label}.usearch", vectors.shape[1])
     exact = exact_top(vectors, queries)

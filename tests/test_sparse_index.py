@@ -189,3 +189,88 @@ def test_export_to_qdrant_and_query_it_through_qdrant(tmp_path, tiny_model, tiny
 def test_export_needs_an_index(tmp_path, capsys):
     assert main(["export", "--index", str(tmp_path / "nope"), "--qdrant-path", str(tmp_path / "q")]) != 0
     assert "not a text2token index" in capsys.readouterr().err
+
+
+def test_streamed_index_is_the_index_of_the_whole_corpus(tmp_path, tiny_model):
+    """Built chunk by chunk (3 documents at a time), the index holds what one pass over all documents gives: the
+    same dense rows, prior, and prior-ratio sparse matrix (sorted CSR, as scipy writes it), its jsonl form, and
+    no file of the build left behind."""
+    from text2token.sparse_index import TopTokens, build_index
+
+    docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(_corpus(20))]
+    build_index(tiny_model, docs, tmp_path / "index", top_k=16, chunk=3, show_progress_bar=False)
+    whole = TopTokens(tiny_model, [d["text"] for d in docs], 16)
+    folder = tmp_path / "index"
+    assert sorted(p.name for p in folder.iterdir()) == ["dense.npy", "docs.jsonl", "index.json", "prior.npy",
+                                                       "sparse.npz", "sparse_vectors.jsonl"]
+    assert not (tmp_path / "index.partial").exists()
+    np.testing.assert_allclose(np.load(folder / "dense.npy"), whole.dense, atol=1e-5)
+    prior = np.load(folder / "prior.npy")
+    np.testing.assert_allclose(prior, whole.prior(), rtol=1e-4)
+    stored = sp.load_npz(folder / "sparse.npz")
+    assert stored.has_sorted_indices and stored.shape == (20, tiny_model.lm_head.weight.shape[0])
+    np.testing.assert_allclose(stored.toarray(), whole.sparse("prior_ratio", prior).toarray(), atol=1e-5)
+    vectors = [json.loads(line) for line in (folder / "sparse_vectors.jsonl").read_text().splitlines()]
+    assert [v["id"] for v in vectors] == [d["id"] for d in docs]
+    for i, v in enumerate(vectors):
+        row = stored.getrow(i)
+        assert v["indices"] == row.indices.tolist() and np.allclose(v["values"], row.data, atol=1e-6)
+    assert [json.loads(line) for line in (folder / "docs.jsonl").read_text().splitlines()] == docs
+
+
+def test_interrupted_index_resumes_to_the_same_files(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    from text2token import Text2TokenModel
+
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(_corpus(14))))
+    args = ["index", "-q", "--model", str(tiny_model_dir), "--pooling", "mean", "--corpus", str(corpus),
+            "--top-k", "16", "--chunk-size", "4", "--ann", "on"]
+    assert main([*args, "--output", str(tmp_path / "whole")]) == 0
+    real, calls = Text2TokenModel.vocab_logits, []
+
+    def interrupted(self, *a, **k):  # Ctrl-C while the third chunk is being encoded
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Text2TokenModel, "vocab_logits", interrupted)
+    out = tmp_path / "out"
+    assert main([*args, "--output", str(out)]) == 130
+    monkeypatch.setattr(Text2TokenModel, "vocab_logits", real)
+    assert not out.exists(), "no index under its name until complete"
+    assert json.loads((tmp_path / "out.partial" / "progress.json").read_text())["rows_done"] == 8
+    capsys.readouterr()
+    assert main([*args, "--output", str(out)]) == 2  # without --resume the finished chunks are not thrown away
+    assert "pass --resume to continue it" in capsys.readouterr().err
+    assert main([*args, "--output", str(out), "--resume"]) == 0
+    assert not (tmp_path / "out.partial").exists()
+    names = sorted(p.name for p in (tmp_path / "whole").iterdir())
+    assert names == sorted(p.name for p in out.iterdir()) and "dense.usearch" in names
+    for name in names:
+        if name == "index.json":
+            a, b = (json.loads((d / name).read_text()) for d in (tmp_path / "whole", out))
+            assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+        elif name != "dense.usearch":  # the graph depends on insertion order and threads, not on the resume
+            assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+    corpus.write_text(corpus.read_text() + json.dumps({"id": "d99", "text": "one more document"}) + "\n")
+    monkeypatch.setattr(Text2TokenModel, "vocab_logits", interrupted)
+    calls.clear()
+    assert main([*args, "--output", str(out)]) == 130
+    monkeypatch.setattr(Text2TokenModel, "vocab_logits", real)
+    corpus.write_text(corpus.read_text().replace("one more", "another"))
+    capsys.readouterr()
+    assert main([*args, "--output", str(out), "--resume"]) == 2
+    assert "was written for another corpus" in capsys.readouterr().err
+    assert (out / "index.json").is_file(), "the finished index is untouched by a failed build"
+
+
+def test_index_names_a_repeated_id(tmp_path, tiny_model_dir, capsys):
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(["a", "b", "a"], DOCS)))
+    assert main(["index", "-q", "--model", str(tiny_model_dir), "--corpus", str(corpus),
+                 "--output", str(tmp_path / "i")]) == 2
+    err = capsys.readouterr().err
+    assert "docs.jsonl" in err and "'id' is not unique (a repeated)" in err
+    assert not (tmp_path / "i").exists() and not (tmp_path / "i.partial").exists()

@@ -30,11 +30,12 @@ def _index(ndim: int):
                  expansion_search=EXPANSION_SEARCH)
 
 
-def build_ann(vectors: np.ndarray, path: str | os.PathLike):
-    """An HNSW graph of L2-normalised ``vectors`` (row numbers as keys), saved at ``path``."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    index = _index(vectors.shape[1])
-    index.add(np.arange(len(vectors), dtype=np.uint64), vectors)
+def build_ann(blocks, path: str | os.PathLike, ndim: int):
+    """An HNSW graph of L2-normalised vectors, given as ``(first row, rows)`` blocks (row numbers are the keys),
+    saved at ``path``. The graph is built in memory (about ``ndim``·2 + ``CONNECTIVITY``·8 bytes per vector)."""
+    index = _index(ndim)
+    for first, rows in blocks:
+        index.add(np.arange(first, first + len(rows), dtype=np.uint64), np.ascontiguousarray(rows, dtype=np.float32))
     index.save(str(path))
 
 

@@ -137,7 +137,8 @@ def _parser() -> argparse.ArgumentParser:
                 "Each document becomes its dense embedding and its top-k LM-head tokens, weighted by p/(p+prior) with\n"
                 "the corpus prior of the indexed documents (one pass over the corpus).\n"
                 "The index records the model by its path relative to the index (and absolute), so index and model\n"
-                "can move together; 'search --model' relocates it.")
+                "can move together; 'search --model' relocates it. The corpus is streamed: memory does not grow with\n"
+                "it, progress is saved after every chunk, and --resume continues an interrupted build.")
     _model_args(i)
     _input_args(i, "--corpus", required=True, help=".txt (one document per line, ids 0, 1, ...) or .jsonl (fields "
                                                     "'text' and optional 'id'), or - for standard input")
@@ -149,6 +150,10 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--ann", choices=["auto", "on", "off"], default="auto",
                    help="also build an approximate-nearest-neighbour graph of the dense vectors (usearch HNSW) for "
                         "fast search over large corpora: auto = from 20,000 documents on; off = exact search only")
+    i.add_argument("--resume", action="store_true",
+                   help="continue an interrupted index build (OUTPUT.partial) from its last written chunk (file input)")
+    i.add_argument("--chunk-size", type=_positive("--chunk-size"), default=16384,
+                   help="documents read, encoded and written at a time (memory and resume granularity)")
 
     e = command("export", "copy an index into a vector database (Qdrant: dense and sparse vectors together)",
                 "Each document becomes a Qdrant point: a named dense vector 'dense' (cosine), a named sparse vector\n"
@@ -404,13 +409,16 @@ def cmd_explain(args) -> int:
 
 
 def cmd_index(args) -> int:
-    from .sparse_index import build_index
+    from .index_builder import build_index
+    from .streaming import Source
 
-    ids, texts = _read(args, args.corpus)  # validates every line, naming file and line; ids unique
+    source = Source(args.corpus, args.field, args.skip_blank, args.errors)  # every line checked before the model loads
+    source.check_unique_ids()
+    _input_notes(args, args.corpus, source.counts)
     model = _load(args)
-    summary = build_index(model, [{"id": i, "text": t} for i, t in zip(ids, texts)], args.output, top_k=args.top_k,
-                          batch_size=args.batch_size, model_ref=args.model, show_progress_bar=not args.quiet,
-                          ann=args.ann, query_top_k=args.query_top_k)
+    summary = build_index(model, source, args.output, top_k=args.top_k, batch_size=args.batch_size,
+                          model_ref=args.model, show_progress_bar=not args.quiet, ann=args.ann,
+                          query_top_k=args.query_top_k, resume=args.resume, chunk=args.chunk_size)
     ann = f", ANN graph {summary['ann']['bytes'] / 1024:.0f} KiB" if summary.get("ann") else ""
     print(f"indexed {summary['documents']} documents into {args.output}: sparse {summary['sparse_bytes'] / 1024:.0f} KiB "
           f"({args.top_k} tokens each), dense {summary['dense_bytes'] / 1024:.0f} KiB{ann}")

@@ -10,14 +10,14 @@ predicts (on the bundled retrieval task the plain probabilities score 2.9 nDCG@1
 An index folder holds ``sparse.npz`` (scipy CSR, documents × vocabulary), ``prior.npy`` (π, for the queries),
 ``dense.npy`` (normalised dense embeddings), ``docs.jsonl`` (id and text), ``sparse_vectors.jsonl`` (the
 ``{"id", "indices", "values"}`` form that sparse-vector stores accept), optionally ``dense.usearch`` (an ANN graph,
-:mod:`text2token.ann`) and ``index.json`` (model and settings). It is written atomically.
+:mod:`text2token.ann`) and ``index.json`` (model and settings). :mod:`text2token.index_builder` writes it, streaming
+and atomically.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,6 @@ import scipy.sparse as sp
 import torch
 
 from .errors import Text2TokenError
-from .textio import atomic_directory
 
 INDEX_FILE = "index.json"
 MODES = ("hybrid", "sparse", "dense")
@@ -40,7 +39,7 @@ class TopTokens:
     their probabilities (N×k), and the sum of the LM-head logits (V, float64) for a corpus prior."""
 
     def __init__(self, model, texts: list[str], top_k: int, batch_size: int = 32, show_progress_bar: bool = False,
-                 desc: str = "index"):
+                 desc: str = "index", on_batch=None):
         if not texts:
             raise Text2TokenError("no texts to encode")
         model.check_top_k(top_k)
@@ -58,6 +57,8 @@ class TopTokens:
                 self.ids[rows], self.probs[rows] = top.indices.cpu().numpy(), top.values.cpu().numpy()
                 batch_sum = logits.double().sum(dim=0).cpu()
                 logit_sum = batch_sum if logit_sum is None else logit_sum + batch_sum
+                if on_batch is not None:
+                    on_batch(len(rows))
         self.logit_sum = logit_sum.numpy()
 
     def prior(self) -> np.ndarray:
@@ -67,19 +68,25 @@ class TopTokens:
         return prior_from_logit_sum(torch.from_numpy(self.logit_sum), len(self.dense)).numpy()
 
     def sparse(self, weighting: str = "prior_ratio", prior: np.ndarray | None = None, top_k: int | None = None) -> sp.csr_matrix:
-        """Texts × vocabulary CSR: the first ``top_k`` tokens of each text, weighted (``prob``: p; ``prior_ratio``:
-        p / (p + π)) and L2-normalised."""
+        """Texts × vocabulary CSR: the first ``top_k`` tokens of each text, weighted by :func:`weights`."""
         k = top_k or self.ids.shape[1]
-        ids, p = self.ids[:, :k], self.probs[:, :k].astype(np.float64)
-        if weighting == "prior_ratio":
-            w = p / (p + prior[ids] + RATIO_EPS)
-        elif weighting == "prob":
-            w = p
-        else:
-            raise Text2TokenError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'")
-        w = (w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        ids = self.ids[:, :k]
+        w = weights(self.probs[:, :k], ids, prior, weighting)
         rows = np.repeat(np.arange(len(ids)), k)
         return sp.csr_matrix((w.ravel(), (rows, ids.ravel())), shape=(len(ids), self.vocab), dtype=np.float32)
+
+
+def weights(p: np.ndarray, ids: np.ndarray, prior: np.ndarray | None, weighting: str) -> np.ndarray:
+    """Each row's token weights from its top tokens' probabilities ``p`` and ids (``prob``: p; ``prior_ratio``:
+    p / (p + π)), L2-normalised, float32."""
+    p = p.astype(np.float64)
+    if weighting == "prior_ratio":
+        w = p / (p + prior[ids] + RATIO_EPS)
+    elif weighting == "prob":
+        w = p
+    else:
+        raise Text2TokenError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'")
+    return (w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def sparse_vectors(model, texts: list[str], top_k: int = 128, batch_size: int = 32,
@@ -88,65 +95,6 @@ def sparse_vectors(model, texts: list[str], top_k: int = 128, batch_size: int = 
     L2-normalised (so the dot product of two rows is their cosine in vocabulary space) — the model's own view of
     a text, without the corpus prior an index divides by."""
     return TopTokens(model, texts, top_k, batch_size, show_progress_bar).sparse("prob")
-
-
-ANN_CHOICES = ("auto", "on", "off")
-
-
-def build_index(model, docs: list[dict], output: str | os.PathLike, top_k: int = DEFAULT_TOP_K, batch_size: int = 32,
-                model_ref: str = "", show_progress_bar: bool = True, ann: str = "auto",
-                query_top_k: int = DEFAULT_QUERY_TOP_K, weighting: str = "prior_ratio") -> dict:
-    """Index ``docs`` (dicts with ``id`` and ``text``) into the folder ``output``; returns its summary.
-
-    ``ann``: also build an approximate-nearest-neighbour graph of the dense vectors (:mod:`text2token.ann`) —
-    ``auto`` above ``ANN_AUTO_MIN_DOCUMENTS`` documents, ``on`` always, ``off`` never (exact search only).
-
-    A local model is recorded by its path relative to the index (so index and model can move together) and
-    its absolute path; every model by a fingerprint of its weights, checked when ``--model`` relocates it."""
-    from .targets.model_derived import model_fingerprint
-
-    from .ann import ANN_AUTO_MIN_DOCUMENTS
-
-    if ann not in ANN_CHOICES:
-        raise Text2TokenError(f"ann must be one of {', '.join(ANN_CHOICES)}, got '{ann}'")
-    use_ann = ann == "on" or (ann == "auto" and len(docs) >= ANN_AUTO_MIN_DOCUMENTS)
-    if weighting not in WEIGHTINGS:
-        raise Text2TokenError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'")
-    model.check_top_k(query_top_k)
-    texts = [d["text"] for d in docs]
-    t0 = time.perf_counter()
-    top = TopTokens(model, texts, top_k, batch_size, show_progress_bar)
-    prior = top.prior()
-    dense, sparse = top.dense, top.sparse(weighting, prior)
-    local = bool(model_ref) and Path(model_ref).exists()
-    where = {"model": os.path.relpath(Path(model_ref).resolve(), Path(output).resolve()), "model_relative_to_index": True,
-             "model_absolute": str(Path(model_ref).resolve())} if local else {"model": model_ref}
-    summary = {**where, "model_fingerprint": model_fingerprint(model.backbone), "pooling": model.pooling,
-               "attention": model.attention, "template": model.template, "max_length": model.max_length,
-               "top_k": top_k, "query_top_k": query_top_k, "weighting": weighting,
-               "documents": len(docs), "vocab_size": sparse.shape[1], "sparse_nnz": int(sparse.nnz),
-               "seconds": round(time.perf_counter() - t0, 1)}
-    with atomic_directory(output) as tmp:
-        sp.save_npz(tmp / "sparse.npz", sparse)
-        np.save(tmp / "dense.npy", dense.astype(np.float32))
-        np.save(tmp / "prior.npy", prior)
-        with open(tmp / "docs.jsonl", "w", encoding="utf-8") as fh:
-            for d in docs:
-                fh.write(json.dumps({"id": d["id"], "text": d["text"]}, ensure_ascii=False) + "\n")
-        with open(tmp / "sparse_vectors.jsonl", "w", encoding="utf-8") as fh:
-            for d, i in zip(docs, range(sparse.shape[0])):
-                row = sparse.getrow(i)
-                fh.write(json.dumps({"id": d["id"], "indices": row.indices.tolist(),
-                                     "values": [round(float(x), 6) for x in row.data]}) + "\n")
-        if use_ann:
-            from .ann import ANN_FILE, build_ann
-
-            build_ann(dense, tmp / ANN_FILE)
-            summary["ann"] = {"file": ANN_FILE, "bytes": (tmp / ANN_FILE).stat().st_size, "library": "usearch"}
-        summary["sparse_bytes"] = (tmp / "sparse.npz").stat().st_size
-        summary["dense_bytes"] = (tmp / "dense.npy").stat().st_size
-        (tmp / INDEX_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
 
 
 FUSIONS = ("rrf", "minmax", "raw")
@@ -290,3 +238,11 @@ class SparseIndex:
             best = np.argsort(-fused, kind="stable")[:top]
             out.append((candidates[best], fused[best]))
         return out
+
+
+def build_index(model, docs, output, **kwargs) -> dict:
+    """Build an index folder: :func:`text2token.index_builder.build_index` (streaming; kept under this name, where
+    the index is read)."""
+    from .index_builder import build_index as build
+
+    return build(model, docs, output, **kwargs)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import Text2TokenError
+from .errors import InputFileError, Text2TokenError
 from .progress import progress_bar
 from .textio import STDIN, iter_records, write_json_atomic
 
@@ -41,6 +41,38 @@ class Source:
             self.rows = len(self._kept)
         else:
             self.rows = sum(1 for _ in records)
+
+    @classmethod
+    def from_records(cls, ids: list[str], texts: list[str]) -> "Source":
+        """A source of texts already in memory (with their ids), streamed like a file."""
+        if not texts:
+            raise Text2TokenError("no texts to encode")
+        self = cls.__new__(cls)
+        self.path, self.field, self.skip_blank, self.errors = STDIN, "text", False, "strict"
+        self.counts, self.stdin = {}, True
+        self._kept = list(zip(ids, texts))
+        self.rows = len(self._kept)
+        return self
+
+    def check_unique_ids(self) -> None:
+        """An error naming repeated ids (a JSONL 'id' field). Keeps an 8-byte hash per row, not the ids."""
+        if getattr(self, "ids_unique", False):
+            return
+        records = iter(self._kept) if self.stdin else iter_records(self.path, self.field, self.skip_blank, self.errors)
+        hashes = np.fromiter((hash(i) for i, _ in records), dtype=np.int64, count=self.rows)
+        hashes.sort()
+        clashing = set(hashes[1:][hashes[1:] == hashes[:-1]].tolist())
+        if not clashing:
+            self.ids_unique = True
+            return
+        from collections import Counter
+
+        records = iter(self._kept) if self.stdin else iter_records(self.path, self.field, self.skip_blank, self.errors)
+        repeated = [i for i, n in Counter(i for i, _ in records if hash(i) in clashing).items() if n > 1]
+        if repeated:  # (equal hashes of different ids are not an error)
+            where = "the documents" if self.stdin else self.path
+            raise InputFileError(where, f"field 'id' is not unique ({', '.join(repeated[:3])} repeated)")
+        self.ids_unique = True
 
     def chunks(self, start: int, size: int, stop: int | None = None):
         """``(first row, ids, texts)`` for rows ``start …`` (up to ``stop``), ``size`` rows at a time (aligned to
@@ -107,7 +139,7 @@ def encode_file(model, source: Source, output: str, *, batch_size: int = 32, nor
             raise Text2TokenError(f"{partial} was written for another input, model or settings: delete it to start over")
         start, written = state["rows_done"], state["bytes_done"]
     if fmt == ".npy" and main and not partial.exists():
-        _NpySink.create(partial, rows, dim)  # the whole file, before any process writes its rows
+        NpyFile.create(partial, rows, dim)  # the whole file, before any process writes its rows
     if group is not None:
         group.wait_for_everyone()
     sink = _open_sink(fmt, shard, rows, dim, start, written)
@@ -174,40 +206,61 @@ def _shard_path(partial: Path, rank: int) -> Path:
 
 def _open_sink(fmt: str, path: Path, rows: int, dim: int, start: int, written: int):
     if fmt == ".npy":
-        return _NpySink(path, rows, dim, start)
+        return _NpyRows(path)
     if fmt == ".jsonl":
         return _JsonlSink(path, written)
     return _ParquetSink(path, dim)
 
 
-class _NpySink:
-    """A float32 .npy file written row block by row block through a plain file handle (a memory map would count
-    every written page in the process's resident memory, which then grows with the corpus). The file is created
-    whole first (:meth:`create`), so several processes can each write their rows at their offsets."""
+class NpyFile:
+    """A 2-D .npy file written and read row block by row block through a plain file handle (a memory map would
+    count every page it touches in the process's resident memory, which then grows with the corpus). The file is
+    created whole first (:meth:`create`), so blocks can be written in any order — by several processes, or after
+    a resume."""
 
     @staticmethod
-    def create(path: Path, rows: int, dim: int) -> None:
+    def create(path: Path, rows: int, width: int, dtype: str = "<f4") -> None:
         with open(path, "wb") as fh:
-            np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
-                                                      "fortran_order": False, "shape": (rows, dim)})
-            fh.truncate(fh.tell() + rows * dim * 4)
+            np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                      "fortran_order": False, "shape": (rows, width)})
+            fh.truncate(fh.tell() + rows * width * np.dtype(dtype).itemsize)
 
-    def __init__(self, path: Path, rows: int, dim: int, start: int):
-        self.dim = dim
+    def __init__(self, path: Path):
         self.fh = open(path, "r+b")
         np.lib.format.read_magic(self.fh)
-        np.lib.format.read_array_header_1_0(self.fh)
+        shape, _, dtype = np.lib.format.read_array_header_1_0(self.fh)
+        self.rows, self.width, self.dtype = shape[0], shape[1], dtype
         self.data_start = self.fh.tell()
 
-    def write(self, first: int, ids, emb) -> int:
-        self.fh.seek(self.data_start + first * self.dim * 4)
-        self.fh.write(np.ascontiguousarray(emb, dtype="<f4").tobytes())
+    def read(self, first: int, count: int) -> np.ndarray:
+        """Rows ``first … first+count`` (fewer at the end of the file)."""
+        count = max(0, min(count, self.rows - first))
+        self.fh.seek(self.data_start + first * self.width * self.dtype.itemsize)
+        data = self.fh.read(count * self.width * self.dtype.itemsize)
+        return np.frombuffer(data, dtype=self.dtype).reshape(count, self.width)
+
+    def blocks(self, size: int):
+        """``(first row, rows)`` over the whole file, ``size`` rows at a time."""
+        for first in range(0, self.rows, size):
+            yield first, self.read(first, size)
+
+    def write(self, first: int, block: np.ndarray) -> None:
+        """Rows ``first …`` of the file := ``block``, on disk when this returns."""
+        self.fh.seek(self.data_start + first * self.width * self.dtype.itemsize)
+        self.fh.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
         self.fh.flush()
         os.fsync(self.fh.fileno())
-        return 0
 
     def close(self):
         self.fh.close()
+
+
+class _NpyRows(NpyFile):
+    """The embedding rows of ``encode`` into a .npy file (a sink with the interface of the other formats)."""
+
+    def write(self, first: int, ids, emb) -> int:
+        super().write(first, emb)
+        return 0
 
 
 class _JsonlSink:
