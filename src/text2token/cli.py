@@ -208,7 +208,10 @@ def _parser() -> argparse.ArgumentParser:
     _model_args(v)
     v.add_argument("--suite", default="demo",
                    help="bundled offline tasks: demo (seeded subsets), quick (smaller subsets), held-out, or offline "
-                        "(= full: all six tasks, complete)")
+                        "(= full: all six tasks, complete); scored by mteb's own evaluators")
+    v.add_argument("--classification-protocol", choices=["mteb", "all-train"], default="mteb",
+                   help="bundled classification tasks: mteb = MTEB's few-shot protocol (8 examples per label, 10 "
+                        "experiments); all-train = one classifier fit on every training row (less variance)")
     v.add_argument("--mteb", metavar="BENCHMARK",
                    help="run an MTEB 2.x benchmark instead, e.g. 'MTEB(eng, v2)' (needs the datasets: hub or HF cache)")
     v.add_argument("--mteb-tasks", metavar="A,B,...", help="run these MTEB tasks, e.g. STSBenchmark,Banking77Classification")
@@ -514,10 +517,11 @@ def cmd_eval(args) -> int:
                                                device=args.device, dtype=_dtype(args))
         print(f"evaluating baseline {args.baseline} ({model.pooling} pooling, {model.attention} attention)")
         columns[f"untrained ({args.baseline})" if args.baseline == "default" else args.baseline] = evaluate_suite(
-            base, args.suite, batch_size=args.batch_size)
+            base, args.suite, batch_size=args.batch_size, classification=args.classification_protocol)
         del base
     print(f"evaluating {args.model}")
-    columns[args.model] = evaluate_suite(model, args.suite, batch_size=args.batch_size)
+    columns[args.model] = evaluate_suite(model, args.suite, batch_size=args.batch_size,
+                                         classification=args.classification_protocol)
     print()
     print(format_table(columns))
     if args.output:

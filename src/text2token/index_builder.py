@@ -34,7 +34,7 @@ ANN_CHOICES = ("auto", "on", "off")
 PROGRESS_FILE = "progress.json"
 LOGIT_SUM_FILE = "logit_sum.npy"
 TOP_IDS_FILE, TOP_PROBS_FILE = "top_ids.npy", "top_probs.npy"  # pass 1's per-document tokens, removed at the end
-BLOCK = 65536  # rows per block in pass 2
+BLOCK = 8192  # rows per block in pass 2 (its memory: the block's sparse_vectors.jsonl text, ~25 MB at 256 tokens)
 
 
 def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP_K, batch_size: int = 32,

@@ -1,9 +1,11 @@
-"""A small offline evaluation suite over the bundled tasks, with MTEB's metric definitions:
+"""A small offline evaluation suite over the bundled tasks, scored by mteb's own evaluators (the tasks run as
+local mteb tasks, :mod:`.local_tasks`, which states each task type's protocol):
 
-- Classification: logistic regression on frozen embeddings, fit on train, accuracy on test;
-- Clustering: k-means with k = number of labels, V-measure averaged over 3 seeds;
+- Classification: mteb's few-shot protocol (logistic regression on 8 examples per label, 10 experiments), or
+  ``classification="all-train"`` (fit once on every training row);
+- Clustering: mteb's mini-batch k-means (k = number of labels) on 10 bootstrap samples, V-measure;
 - Retrieval: cosine similarity, nDCG@10;
-- WordSimilarity: Spearman correlation of cosine similarity with the human score.
+- WordSimilarity: Spearman correlation of cosine similarity with the human score (mteb's STS evaluator).
 
 Scores are on a 0–100 scale. Suites: ``demo`` (four held-out tasks on fixed, seeded
 subsets, for the before/after table), ``quick`` (the same tasks on smaller subsets),
@@ -20,10 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
-from sklearn.cluster import KMeans
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import v_measure_score
 
 from ..errors import Text2TokenError
 from ..textio import read_jsonl
@@ -93,12 +91,6 @@ def load_task(name_or_dir: str | Path, limit: int | None = None, seed: int = 0) 
     return Task(meta["name"], kind, meta["main_score"], data)
 
 
-def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return a @ b.T
-
-
 def ndcg_at_10(scores: np.ndarray, query_ids: list[str], doc_ids: list[str], qrels: list[dict]) -> float:
     rel: dict[str, dict[str, float]] = {}
     for r in qrels:
@@ -114,58 +106,55 @@ def ndcg_at_10(scores: np.ndarray, query_ids: list[str], doc_ids: list[str], qre
     return float(np.mean(values))
 
 
-def evaluate_task(model, task: Task, batch_size: int = 32) -> float:
-    """Main score of ``task`` for ``model`` (anything with ``encode(texts) -> np.ndarray``), 0–100."""
-    enc = lambda texts: np.asarray(model.encode(texts, batch_size=batch_size), dtype=np.float32)  # noqa: E731
-    d = task.data
-    if task.type == "Classification":
-        x_train = enc([r["text"] for r in d["train"]])
-        x_test = enc([r["text"] for r in d["test"]])
-        clf = LogisticRegression(max_iter=1000, random_state=0)
-        clf.fit(x_train, [r["label"] for r in d["train"]])
-        return 100 * float(np.mean(clf.predict(x_test) == np.array([r["label"] for r in d["test"]])))
-    if task.type == "Clustering":
-        x = enc([r["text"] for r in d["test"]])
-        labels = [r["label"] for r in d["test"]]
-        k = len(set(labels))
-        scores = [v_measure_score(labels, KMeans(n_clusters=k, n_init=10, random_state=s).fit_predict(x)) for s in range(3)]
-        return 100 * float(np.mean(scores))
-    if task.type in ("WordSimilarity", "STS"):
-        words = sorted({r["text1"] for r in d["test"]} | {r["text2"] for r in d["test"]})
-        index = {w: i for i, w in enumerate(words)}
-        x = enc(words)
-        a = x[[index[r["text1"]] for r in d["test"]]]
-        b = x[[index[r["text2"]] for r in d["test"]]]
-        a /= np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-        b /= np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-        sims = (a * b).sum(axis=1)
-        return 100 * float(spearmanr(sims, [r["score"] for r in d["test"]]).statistic)
-    if task.type == "Retrieval":
-        q = enc([r["text"] for r in d["queries"]])
-        c = enc([r["text"] for r in d["corpus"]])
-        return 100 * ndcg_at_10(_cos(q, c), [r["id"] for r in d["queries"]], [r["id"] for r in d["corpus"]], d["qrels"])
-    raise Text2TokenError(f"unsupported task type '{task.type}'")
+def evaluate_task(model, task: Task, batch_size: int = 32, classification: str = "mteb") -> float:
+    """Main score of ``task`` (0–100) for ``model`` (a :class:`~text2token.Text2TokenModel` or an mteb encoder),
+    computed by mteb's evaluator for the task type under the protocol of :mod:`.local_tasks`."""
+    from .local_tasks import score
+
+    return score(_encoder(model, batch_size), task, classification)
 
 
-def evaluate_suite(model, suite: str = "demo", batch_size: int = 32, progress=print) -> dict:
-    """Evaluate on a named suite; returns ``{"suite", "tasks": {name: {type, main_score, metric, subset, seconds}}, "mean"}``."""
+def _encoder(model, batch_size: int):
+    from ..model import Text2TokenModel
+
+    if isinstance(model, Text2TokenModel):
+        from .mteb_runner import MTEBEncoder
+
+        return MTEBEncoder(model, batch_size=batch_size)
+    return model
+
+
+def evaluate_suite(model, suite: str = "demo", batch_size: int = 32, progress=print,
+                   classification: str = "mteb") -> dict:
+    """Evaluate on a named suite; returns ``{"suite", "tasks": {name: {type, main_score, metric, protocol, subset,
+    seconds}}, "mean", "categories", "max_length"}`` (``max_length``: the encoding length in tokens the texts were
+    truncated to)."""
+    from .local_tasks import CLASSIFICATION_PROTOCOLS, protocol
+
     if suite not in SUITES:
         raise Text2TokenError(f"unknown suite '{suite}'; choose one of {', '.join(SUITES)}")
+    if classification not in CLASSIFICATION_PROTOCOLS:
+        raise Text2TokenError(f"classification protocol must be one of {', '.join(CLASSIFICATION_PROTOCOLS)}, "
+                              f"got '{classification}'")
+    encoder = _encoder(model, batch_size)
     results = {}
     for name, limit in SUITES[suite].items():
         task = load_task(name, limit=limit)
         t0 = time.perf_counter()
-        score = evaluate_task(model, task, batch_size=batch_size)
+        score = evaluate_task(encoder, task, batch_size=batch_size, classification=classification)
         results[name] = {"type": task.type, "metric": task.main_score, "main_score": round(score, 2),
-                         "subset": limit, "seconds": round(time.perf_counter() - t0, 1)}
+                         "protocol": protocol(task.type, classification), "subset": limit,
+                         "seconds": round(time.perf_counter() - t0, 1)}
         if progress:
             progress(f"  {name}: {task.main_score} = {score:.2f} ({results[name]['seconds']} s)")
     mean = float(np.mean([r["main_score"] for r in results.values()]))
     categories: dict[str, list[float]] = {}
     for r in results.values():
         categories.setdefault(r["type"], []).append(r["main_score"])
+    max_length = getattr(getattr(encoder, "model", None), "max_length", None)
     return {"suite": suite, "tasks": results, "mean": round(mean, 2),
-            "categories": {k: round(float(np.mean(v)), 2) for k, v in categories.items()}}
+            "categories": {k: round(float(np.mean(v)), 2) for k, v in categories.items()},
+            "evaluator": "mteb", "classification_protocol": classification, "max_length": max_length}
 
 
 def format_table(columns: dict[str, dict]) -> str:
@@ -183,4 +172,9 @@ def format_table(columns: dict[str, dict]) -> str:
     if len(cats) > 1:
         lines += ["", "| category | " + " | ".join(names) + " |", "|" + "---|" * (1 + len(names))]
         lines += [f"| {c} | " + " | ".join(f"{columns[n]['categories'][c]:.2f}" for n in names) + " |" for c in cats]
+    if first.get("evaluator") == "mteb":
+        lengths = sorted({columns[n].get("max_length") for n in names} - {None})
+        lines += ["", "Scored by mteb's evaluators. Protocols: " + "; ".join(
+            f"{kind}: {text}" for kind, text in {i["type"]: i["protocol"] for i in first["tasks"].values()}.items())
+            + (f". Texts encoded up to {', '.join(map(str, lengths))} tokens." if lengths else ".")]
     return "\n".join(lines)
