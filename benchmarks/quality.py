@@ -56,9 +56,10 @@ def evaluate(name: str, model_ref: str, suite: str, cache: Path, **kwargs) -> di
     from text2token import Text2TokenModel
     from text2token.evaluation import evaluate_suite
 
-    if cache.is_file():
+    if cache.is_file():  # reused only if scored the same way: mteb's evaluators, the same encoding length
         result = json.loads(cache.read_text())
-        if result.get("suite") == suite and result.get("model") == model_ref:
+        if (result.get("suite") == suite and result.get("model") == model_ref and result.get("evaluator") == "mteb"
+                and kwargs.get("max_length") in (None, result.get("max_length"))):
             print(f"[{name}] reusing {cache}")
             return result
     print(f"[{name}] evaluating on the '{suite}' suite")

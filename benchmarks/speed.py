@@ -160,6 +160,41 @@ def measure_train(model_name: str, label: str, batch: int, length: int, steps: i
     return out
 
 
+def measure_encode_length(batch: int, lengths=(128, 512), repeats: int = 2) -> dict:
+    """What the encoding length costs: SmolLM2 (PromptEOL, last-token) encoding short texts (Brown sentences) and
+    long ones (the MiniNewsgroups posts of the bundled clustering task) at each length — time, tokens and how many
+    texts were cut. Padding is per batch, so short texts cost the same at any length."""
+    import torch
+
+    from text2token import Text2TokenModel
+    from text2token.evaluation.suite import load_task
+
+    sets = {"short (Brown sentences)": _corpus(256),
+            "long (newsgroup posts)": [r["text"] for r in load_task("MiniNewsgroupsClustering").data["test"]]}
+    model = Text2TokenModel.from_pretrained("default", dtype=torch.float32)
+    out: dict = {}
+    for label, texts in sets.items():
+        row = {}
+        for length in lengths:
+            model.max_length = length
+            model.encode(texts[:batch], batch_size=batch)  # warm-up
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                model.encode(texts, batch_size=batch, show_progress_bar=False)
+                times.append(time.perf_counter() - t0)
+            dt = float(np.median(times))
+            tokens = sum(len(x) for x in model._token_ids(texts))  # template included, truncated to the length
+            row[length] = {"seconds": round(dt, 2), "texts_per_s": round(len(texts) / dt, 1),
+                           "texts_truncated": model.count_truncated(texts), "tokens": tokens}
+            print(f"  {label:24s} max_length {length:4d}: {len(texts) / dt:7.1f} texts/s, {tokens / dt:7.0f} tokens/s, "
+                  f"{row[length]['texts_truncated']}/{len(texts)} texts truncated")
+        row["time_ratio"] = round(row[lengths[-1]]["seconds"] / row[lengths[0]]["seconds"], 2)
+        print(f"  {label:24s} time {lengths[-1]} vs {lengths[0]}: {row['time_ratio']:.2f}x")
+        out[label] = row
+    return out
+
+
 def measure_encode(n_texts: int, batch: int, max_length: int, repeats: int = 3) -> dict:
     import torch
     from sentence_transformers import SentenceTransformer, models
@@ -303,7 +338,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--rounds", type=int, default=1,
                    help="training-step rounds (each runs every system in a fresh process; step times pooled)")
-    p.add_argument("--skip", default="", help="comma-separated sections to skip: train,encode,targets,trainer")
+    p.add_argument("--skip", default="", help="comma-separated sections to skip: train,encode,length,targets,trainer")
     args = p.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     steps = 2 if args.quick else 5
@@ -330,6 +365,9 @@ def main(argv=None) -> int:
         report["encode_throughput_ratio_vs_sentence_transformers"] = enc["throughput_ratio_vs_sentence_transformers"]
         report["encode_min_cosine_vs_sentence_transformers"] = enc["min_cosine_vs_sentence_transformers"]
         report["model_derived_targets_time_ratio_vs_encode"] = enc["model_derived"]["targets_time_ratio_vs_encode"]
+    if "length" not in skip:
+        print(f"encoding length (SmolLM2, PromptEOL last-token, batch {args.batch_size}):")
+        report["encode_length"] = measure_encode_length(args.batch_size)
     if "targets" not in skip:
         print("data-driven targets:")
         tg = measure_targets(100_000)

@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import evaluate  # noqa: E402  (same evaluator and cache format as the quality benchmark)
 
 
-def run_recipe(name: str, recipe: dict, seed: int, out: Path, suite: str, config: str) -> dict:
+def run_recipe(name: str, recipe: dict, seed: int, out: Path, suite: str, config: str, max_length: int) -> dict:
     from text2token.training import load_config, train
 
     folder = out / "runs" / f"{name}-seed{seed}"
     if not recipe.get("train", True):
-        ev = evaluate(f"{name}", "default", suite, out / f"eval-{name}.json",
+        ev = evaluate(f"{name}", "default", suite, out / f"eval-{name}.json", max_length=max_length,
                       **_model_settings(load_config(config, recipe.get("overrides", []))))
         return {"eval": ev, "train_seconds": 0.0}
     cfg = load_config(config, [*recipe["overrides"], f"training.seed={seed}", f"output_dir={folder}"])
@@ -41,7 +41,8 @@ def run_recipe(name: str, recipe: dict, seed: int, out: Path, suite: str, config
         print(f"[{name} seed {seed}] training: {' '.join(recipe['overrides'])}", flush=True)
         train(cfg, resume=True)
     summary = json.loads(summary_file.read_text())
-    ev = evaluate(f"{name} seed {seed}", str(folder / "model"), suite, out / f"eval-{name}-seed{seed}.json")
+    ev = evaluate(f"{name} seed {seed}", str(folder / "model"), suite, out / f"eval-{name}-seed{seed}.json",
+                  max_length=max_length)
     return {"eval": ev, "train_seconds": summary["seconds"], "steps": summary["steps"]}
 
 
@@ -115,6 +116,8 @@ def main(argv=None) -> int:
     p.add_argument("--suite", default="demo", help="offline evaluation suite")
     p.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "study_200"))
+    p.add_argument("--max-length", type=int, default=512,
+                   help="encoding length for the evaluation (every model, trained or not, is scored at this length)")
     args = p.parse_args(argv)
     recipes = yaml.safe_load(Path(args.recipes_file).read_text())[args.study]
     chosen = args.recipes.split(",") if args.recipes else list(recipes)
@@ -133,9 +136,10 @@ def main(argv=None) -> int:
             entry = results.setdefault(name, {"steps": recipe.get("steps"), "overrides": recipe.get("overrides", []),
                                               "seeds": {}})
             key = str(seed) if recipe.get("train", True) else "-"
-            if key in entry["seeds"]:
-                continue
-            entry["seeds"][key] = run_recipe(name, recipe, seed, out, args.suite, args.config)
+            done = entry["seeds"].get(key)
+            if done and done["eval"].get("evaluator") == "mteb" and done["eval"].get("max_length") == args.max_length:
+                continue  # trained and scored the way this study scores (else: evaluated again, training reused)
+            entry["seeds"][key] = run_recipe(name, recipe, seed, out, args.suite, args.config, args.max_length)
             from text2token.textio import write_json_atomic
 
             write_json_atomic(results_file, {"study": args.study, "suite": args.suite, "recipes": results})

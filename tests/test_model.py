@@ -1,4 +1,5 @@
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def test_save_load_identical_embeddings(tiny_model_dir, tmp_path):
     before = model.encode(TEXTS)
     model.save_pretrained(tmp_path / "saved")
     settings = json.loads((tmp_path / "saved" / "text2token_config.json").read_text())
-    assert settings["pooling"] == "weighted_mean" and settings["max_length"] == 128
+    assert settings["pooling"] == "weighted_mean" and settings["max_length"] == 256  # 512 capped by the 256 positions
     assert settings["provenance"]["backbone"] == str(tiny_model_dir)
     model.save_pretrained(tmp_path / "saved")  # overwriting an existing folder works
     again = Text2TokenModel.from_pretrained(str(tmp_path / "saved"), device="cpu")
@@ -135,3 +136,20 @@ def test_top_k_beyond_the_vocabulary_is_a_clear_error_everywhere(tiny_model):
                  lambda: tiny_model.explain(["a text"], top_k=0)):
         with pytest.raises(Text2TokenError, match="larger than the model's vocabulary|below 1"):
             call()
+
+
+def test_encoding_length_defaults_to_512_capped_by_the_context(tiny_model_dir, tmp_path, capsys):
+    from text2token.cli import main
+    from text2token.model import encoding_max_length
+
+    long_context, short_context = SimpleNamespace(max_position_embeddings=8192), SimpleNamespace(max_position_embeddings=256)
+    assert encoding_max_length(long_context, None) == 512 and encoding_max_length(short_context, None) == 256
+    assert encoding_max_length(long_context, 1024) == 1024
+    with pytest.raises(ConfigError, match="beyond the backbone's context \\(256 positions\\)"):
+        encoding_max_length(short_context, 300)
+    (tmp_path / "in.txt").write_text("a text\n")
+    assert main(["encode", "--model", str(tiny_model_dir), "--max-length", "4096", "--output", str(tmp_path / "o.npy"),
+                 "--input", str(tmp_path / "in.txt")]) == 2
+    assert not (tmp_path / "o.npy").exists()
+    err = capsys.readouterr().err
+    assert "max_length 4096 is beyond the backbone's context (256 positions)" in err and "Traceback" not in err

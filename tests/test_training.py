@@ -46,7 +46,7 @@ def test_training_reduces_loss_and_saves_a_loadable_merged_model(tmp_path, tiny_
     trained = Text2TokenModel.from_pretrained(str(model_dir), device="cpu")
     base = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", device="cpu")
     assert not any("lora" in n for n, _ in trained.named_parameters()), "LoRA merged, plain model saved"
-    assert trained.max_length == 128, "encode length, not the training truncation"
+    assert trained.max_length == 256, "encode length (512 capped by the 256 positions), not the training truncation"
     assert not np.allclose(trained.encode(SENTENCES[:2]), base.encode(SENTENCES[:2]), atol=1e-4)
     # the frozen LM head is untouched by training
     assert torch.equal(trained.lm_head.weight, base.lm_head.weight)

@@ -28,7 +28,7 @@ from .textio import atomic_directory
 
 DEFAULT_POOLING = "last"
 DEFAULT_ATTENTION = "causal"
-DEFAULT_MAX_LENGTH = 128
+DEFAULT_MAX_LENGTH = 512  # encoding length when none is given: long enough for passages, capped by the context
 _UNSET = object()
 _ENCODE_WINDOW = 16384  # texts tokenized (and length-sorted) at a time by encode/explain
 
@@ -36,6 +36,19 @@ _ENCODE_WINDOW = 16384  # texts tokenized (and length-sorted) at a time by encod
 def _num_batches(n_texts: int, batch_size: int) -> int:
     """How many batches ``Text2TokenModel._batches`` yields (batches never span two windows)."""
     return sum(-(-min(_ENCODE_WINDOW, n_texts - b) // batch_size) for b in range(0, n_texts, _ENCODE_WINDOW))
+
+
+def encoding_max_length(config, requested: int | None) -> int:
+    """Tokens per text when encoding: ``requested``, or ``DEFAULT_MAX_LENGTH`` capped by the backbone's context
+    (``max_position_embeddings``); a requested length beyond the context is an error."""
+    context = getattr(config, "max_position_embeddings", None)
+    if requested is None:
+        return min(DEFAULT_MAX_LENGTH, context) if context else DEFAULT_MAX_LENGTH
+    if requested < 8:
+        raise ConfigError(f"max_length must be at least 8, got {requested}")
+    if context and requested > context:
+        raise ConfigError(f"max_length {requested} is beyond the backbone's context ({context} positions)")
+    return requested
 
 
 class Text2TokenModel(torch.nn.Module):
@@ -48,7 +61,7 @@ class Text2TokenModel(torch.nn.Module):
         pooling: str = DEFAULT_POOLING,
         attention: str = DEFAULT_ATTENTION,
         template: str | None | object = _UNSET,
-        max_length: int = DEFAULT_MAX_LENGTH,
+        max_length: int | None = None,
         provenance: dict | None = None,
         prompts: dict[str, str] | None = None,
         training_record: dict | None = None,
@@ -58,8 +71,7 @@ class Text2TokenModel(torch.nn.Module):
             raise ConfigError(f"pooling must be one of {', '.join(POOLING_MODES)}, got '{pooling}'")
         if attention not in ATTENTION_MODES:
             raise ConfigError(f"attention must be one of {', '.join(ATTENTION_MODES)}, got '{attention}'")
-        if max_length < 8:
-            raise ConfigError(f"max_length must be at least 8, got {max_length}")
+        max_length = encoding_max_length(backbone.model.config, max_length)
         template = default_template(pooling) if template is _UNSET else template
         if template is not None and "{text}" not in template:
             raise ConfigError(f"template must contain '{{text}}', got {template!r}")
@@ -107,7 +119,7 @@ class Text2TokenModel(torch.nn.Module):
             pooling=pooling,
             attention=attention or saved.get("attention", DEFAULT_ATTENTION),
             template=template,
-            max_length=max_length or saved.get("max_length", DEFAULT_MAX_LENGTH),
+            max_length=max_length or saved.get("max_length"),
             provenance=provenance,
             prompts=saved.get("prompts"),
             training_record=saved.get("training"),

@@ -27,7 +27,8 @@ class ModelConfig:
     pooling: str = "last"  # mean | last | weighted_mean
     attention: str = "causal"  # causal | bidirectional
     template: str | None = "auto"  # "auto": PromptEOL for last pooling, none otherwise; null: none
-    max_length: int = 128  # tokens per text when the saved model encodes (template included)
+    max_length: int | None = None  # tokens per text when the saved model encodes (template included); null = 512,
+    #                                capped by the backbone's context
 
 
 @dataclass
@@ -171,7 +172,7 @@ class RunConfig:
         _check(m.pooling in POOLING_MODES, "model.pooling", f"must be one of {', '.join(POOLING_MODES)}, got '{m.pooling}'")
         _check(m.attention in ATTENTION_MODES, "model.attention", f"must be one of {', '.join(ATTENTION_MODES)}, got '{m.attention}'")
         _check(m.template is None or m.template == "auto" or "{text}" in m.template, "model.template", "must contain '{text}', or be 'auto' or null")
-        _check(m.max_length >= 8, "model.max_length", f"must be >= 8, got {m.max_length}")
+        _check(m.max_length is None or m.max_length >= 8, "model.max_length", f"must be null or >= 8, got {m.max_length}")
         _check(d.max_texts is None or d.max_texts > 0, "data.max_texts", f"must be > 0, got {d.max_texts}")
         _check(d.target_max_length > 0, "data.target_max_length", "must be > 0")
         _check(d.num_proc >= 0, "data.num_proc", f"must be >= 0 (0 = auto), got {d.num_proc}")

@@ -107,7 +107,9 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
     model_dir = out_dir / "model"
     if main:
         model.eval()
-        model.max_length = cfg.model.max_length  # training truncation differs from encoding length
+        from ..model import encoding_max_length
+
+        model.max_length = encoding_max_length(model.backbone.config, cfg.model.max_length)  # ≠ training length
         summary = {"objective": cfg.objective, "stages": cfg.run_stages(), "steps": sum(s["steps"] for s in summaries.values()),
                    "seconds": round(elapsed, 1), "peak_memory_mb": _peak_memory_mb(),
                    "mixed_precision": accelerator.mixed_precision,
