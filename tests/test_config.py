@@ -57,6 +57,8 @@ def test_old_keys_keep_working_with_a_deprecation_message(tmp_path, caplog):
     ("model.attention=sideways", "model.attention"),
     ("lora.dropout=1.5", "lora.dropout"),
     ("model.template=no placeholder", "model.template"),
+    ("model.max_length=4", "model.max_length"),
+    ("data.train_file=bundled:wikipedia", "data.train_file' names no bundled corpus \\(bundled: bundled:brown, bundled:wiki\\)"),
     ("training", "section.key=value"),
 ])
 def test_invalid_values_name_the_field(override, match):
@@ -76,3 +78,13 @@ def test_bad_files(tmp_path):
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(wrong)
     assert isinstance(load_config(None), RunConfig)
+
+
+def test_bundled_corpora_are_shipped_files():
+    from text2token.training.corpus import BUNDLED_CORPUS, corpus_path, read_corpus
+
+    assert corpus_path(None) == corpus_path("bundled:brown") == BUNDLED_CORPUS
+    wiki = corpus_path("bundled:wiki")
+    texts, info = read_corpus(wiki, "text", seed=0, limit=5)
+    assert wiki.is_file() and wiki.parent == BUNDLED_CORPUS.parent and len(texts) == 5
+    assert info["lines"] > 10_000 and all(t.strip() for t in texts)

@@ -33,7 +33,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    train_file: str | None = None  # .txt (one text per line) or .jsonl; null = the bundled Brown corpus
+    train_file: str | None = None  # .txt (one text per line) or .jsonl, or bundled:brown / bundled:wiki; null = Brown
     field: str = "text"  # JSONL field
     max_texts: int | None = None  # use at most this many texts (after shuffling)
     target_max_length: int = 128  # tokens considered when building data-driven targets
@@ -174,6 +174,11 @@ class RunConfig:
         _check(m.template is None or m.template == "auto" or "{text}" in m.template, "model.template", "must contain '{text}', or be 'auto' or null")
         _check(m.max_length is None or m.max_length >= 8, "model.max_length", f"must be null or >= 8, got {m.max_length}")
         _check(d.max_texts is None or d.max_texts > 0, "data.max_texts", f"must be > 0, got {d.max_texts}")
+        from .corpus import BUNDLED, BUNDLED_PREFIX
+
+        for key, name in (("data.train_file", d.train_file), ("stage2.train_file", s2.train_file)):
+            _check(not (name or "").startswith(BUNDLED_PREFIX) or name[len(BUNDLED_PREFIX):] in BUNDLED, key,
+                   f"names no bundled corpus (bundled: {', '.join(BUNDLED_PREFIX + n for n in BUNDLED)}), got '{name}'")
         _check(d.target_max_length > 0, "data.target_max_length", "must be > 0")
         _check(d.num_proc >= 0, "data.num_proc", f"must be >= 0 (0 = auto), got {d.num_proc}")
         _check(d.errors in ("strict", "replace"), "data.errors", f"must be strict or replace, got '{d.errors}'")

@@ -9,12 +9,27 @@ import numpy as np
 
 from ..textio import iter_texts, read_lines_at
 
-BUNDLED_CORPUS = Path(__file__).resolve().parent.parent / "data" / "corpus" / "brown_sentences.txt"
+_CORPORA = Path(__file__).resolve().parent.parent / "data" / "corpus"
+BUNDLED_CORPUS = _CORPORA / "brown_sentences.txt"
+# Corpora shipped with the package (licences in data/corpus/README.md), named as ``bundled:NAME`` in data.train_file.
+BUNDLED = {"brown": BUNDLED_CORPUS, "wiki": _CORPORA / "wiki_sentences.txt"}
+BUNDLED_PREFIX = "bundled:"
 
 
 def corpus_path(train_file: str | None) -> Path:
-    """The corpus file a config names (``data.train_file``), or the bundled Brown corpus for null."""
-    return Path(train_file) if train_file else BUNDLED_CORPUS
+    """The corpus file a config names (``data.train_file``): a path, ``bundled:brown`` / ``bundled:wiki`` (the
+    corpora shipped with the package), or null for the bundled Brown corpus."""
+    if not train_file:
+        return BUNDLED_CORPUS
+    if train_file.startswith(BUNDLED_PREFIX):
+        from ..errors import ConfigError
+
+        name = train_file[len(BUNDLED_PREFIX):]
+        if name not in BUNDLED:
+            raise ConfigError(f"data.train_file: no bundled corpus '{name}'; bundled: "
+                              f"{', '.join(BUNDLED_PREFIX + n for n in BUNDLED)}")
+        return BUNDLED[name]
+    return Path(train_file)
 
 
 def read_corpus(path: Path, field: str, seed: int, limit: int | None, errors: str = "strict") -> tuple[list[str], dict]:
