@@ -63,7 +63,13 @@ def evaluate(name: str, model_ref: str, suite: str, cache: Path, **kwargs) -> di
             print(f"[{name}] reusing {cache}")
             return result
     print(f"[{name}] evaluating on the '{suite}' suite")
-    model = Text2TokenModel.from_pretrained(model_ref, **kwargs)
+    from text2token.training.checkpoint_model import is_checkpoint, load_checkpoint_model
+
+    if is_checkpoint(model_ref):  # a training checkpoint: its stages' adapters merged into the backbone
+        model = load_checkpoint_model(model_ref)
+        model.max_length = kwargs.get("max_length") or model.max_length
+    else:
+        model = Text2TokenModel.from_pretrained(model_ref, **kwargs)
     t0 = time.perf_counter()
     result = {**evaluate_suite(model, suite), "model": model_ref, "eval_seconds": round(time.perf_counter() - t0, 1)}
     from text2token.textio import write_json_atomic

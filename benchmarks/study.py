@@ -27,15 +27,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import evaluate  # noqa: E402  (same evaluator and cache format as the quality benchmark)
 
 
-def run_recipe(name: str, recipe: dict, seed: int, out: Path, suite: str, config: str, max_length: int) -> dict:
+def run_recipe(name: str, recipe: dict, seed: int, out: Path, suite: str, config: str, max_length: int,
+               curve_every: int = 0) -> dict:
     from text2token.training import load_config, train
 
     folder = out / "runs" / f"{name}-seed{seed}"
     if not recipe.get("train", True):
-        ev = evaluate(f"{name}", "default", suite, out / f"eval-{name}.json", max_length=max_length,
-                      **_model_settings(load_config(config, recipe.get("overrides", []))))
+        base = load_config(config, recipe.get("overrides", []))
+        ev = evaluate(f"{name}", base.model.name, suite, out / f"eval-{name}.json", max_length=max_length,
+                      **_model_settings(base))
         return {"eval": ev, "train_seconds": 0.0}
-    cfg = load_config(config, [*recipe["overrides"], f"training.seed={seed}", f"output_dir={folder}"])
+    keep = ["training.keep_checkpoints=1000"] if curve_every else []  # the checkpoints the curve evaluates
+    cfg = load_config(config, [*recipe["overrides"], *keep, f"training.seed={seed}", f"output_dir={folder}"])
     summary_file = folder / "train_summary.json"
     if not summary_file.is_file():
         print(f"[{name} seed {seed}] training: {' '.join(recipe['overrides'])}", flush=True)
@@ -43,7 +46,32 @@ def run_recipe(name: str, recipe: dict, seed: int, out: Path, suite: str, config
     summary = json.loads(summary_file.read_text())
     ev = evaluate(f"{name} seed {seed}", str(folder / "model"), suite, out / f"eval-{name}-seed{seed}.json",
                   max_length=max_length)
-    return {"eval": ev, "train_seconds": summary["seconds"], "steps": summary["steps"]}
+    curve = {}
+    for total, ckpt in curve_points(cfg, folder, curve_every):
+        curve[str(total)] = evaluate(f"{name} seed {seed} @{total}", str(ckpt), suite,
+                                     out / f"eval-{name}-seed{seed}-step{total}.json", max_length=max_length)["mean"]
+    if curve:
+        curve[str(summary["steps"])] = ev["mean"]
+    return {"eval": ev, "train_seconds": summary["seconds"], "steps": summary["steps"], "curve": curve}
+
+
+def curve_points(cfg, folder: Path, every: int) -> list[tuple[int, Path]]:
+    """``(total optimizer steps, checkpoint folder)`` every ``every`` steps before the end of the run (stages
+    counted in order: stage 2's step 30 after a 20-step stage 1 is step 50), for the checkpoints that exist."""
+    from text2token.layout import STAGE_DIRS, STAGE_SECTIONS
+
+    if not every:
+        return []
+    points, offset, stages = [], 0, cfg.run_stages()
+    for key in stages:
+        steps = getattr(cfg, STAGE_SECTIONS[key]).steps
+        end = offset + steps + (key != stages[-1])  # a stage's last step, but not the run's (its final model)
+        for total in range(every * (offset // every + 1), end, every):
+            ckpt = folder / STAGE_DIRS[key] / "checkpoints" / f"checkpoint-{total - offset:07d}"
+            if ckpt.is_dir():
+                points.append((total, ckpt))
+        offset += steps
+    return points
 
 
 def _model_settings(cfg) -> dict:
@@ -107,6 +135,31 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_curves(results: dict, path: Path) -> None:
+    """Mean score vs optimizer steps for the runs with evaluated checkpoints (step 0: the untrained backbone)."""
+    runs = {(n, s): r["curve"] for n, e in results.items() for s, r in e["seeds"].items() if r.get("curve")}
+    if not runs:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    start = results.get("untrained", {}).get("seeds", {}).get("-", {}).get("eval", {}).get("mean")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (name, seed), curve in runs.items():
+        steps = sorted(int(k) for k in curve)
+        xs, ys = ([0] if start is not None else []) + steps, ([start] if start is not None else []) + [curve[str(k)] for k in steps]
+        ax.plot(xs, ys, marker="o", label=f"{name} (seed {seed})")
+    ax.set_xlabel("optimizer steps")
+    ax.set_ylabel("mean score (0–100)")
+    ax.set_title("score vs steps (checkpoints evaluated along the way)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--study", default="budget_200", help="a top-level key of --recipes-file")
@@ -116,6 +169,8 @@ def main(argv=None) -> int:
     p.add_argument("--suite", default="demo", help="offline evaluation suite")
     p.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "study_200"))
+    p.add_argument("--curve-every", type=int, default=0,
+                   help="also evaluate the checkpoints every N optimizer steps (score vs steps; keeps checkpoints)")
     p.add_argument("--max-length", type=int, default=512,
                    help="encoding length for the evaluation (every model, trained or not, is scored at this length)")
     args = p.parse_args(argv)
@@ -139,7 +194,8 @@ def main(argv=None) -> int:
             done = entry["seeds"].get(key)
             if done and done["eval"].get("evaluator") == "mteb" and done["eval"].get("max_length") == args.max_length:
                 continue  # trained and scored the way this study scores (else: evaluated again, training reused)
-            entry["seeds"][key] = run_recipe(name, recipe, seed, out, args.suite, args.config, args.max_length)
+            entry["seeds"][key] = run_recipe(name, recipe, seed, out, args.suite, args.config, args.max_length,
+                                             args.curve_every)
             from text2token.textio import write_json_atomic
 
             write_json_atomic(results_file, {"study": args.study, "suite": args.suite, "recipes": results})
@@ -147,6 +203,7 @@ def main(argv=None) -> int:
     md = f"Study `{args.study}`, suite `{args.suite}`, scores 0–100 (mean ± half the range over seeds).\n\n" + table(results)
     (out / "results.md").write_text(md + "\n", encoding="utf-8")
     plot(results, out / "study.png")
+    plot_curves(results, out / "curve.png")
     print("\n" + md)
     print(f"\nwritten: {results_file}, {out / 'results.md'}, {out / 'study.png'} ({time.perf_counter() - t0:.0f} s)")
     return 0
