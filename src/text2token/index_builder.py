@@ -70,14 +70,7 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
     rows, dim = source.rows, model.backbone.config.hidden_size
     output = Path(output)
     partial = output.with_name(output.name + ".partial")
-    fingerprint = None
-    if not source.stdin:
-        st = Path(source.path).stat()
-        fingerprint = {"input": str(Path(source.path).resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
-                       "field": source.field, "skip_blank": source.skip_blank, "errors": source.errors, "rows": rows,
-                       "model": model_fingerprint(model.backbone), **{k: model.settings()[k] for k in
-                       ("pooling", "attention", "template", "max_length")}, "top_k": top_k,
-                       "batch_size": batch_size, "chunk": chunk}
+    fingerprint = source.fingerprint(model, top_k=top_k, batch_size=batch_size, chunk=chunk)
     state = _start(partial, fingerprint, resume)
     t0 = time.perf_counter()
     start = state["rows_done"] if state else 0
@@ -233,16 +226,7 @@ def _member(name: str) -> zipfile.ZipInfo:
 
 
 def _publish(partial: Path, output: Path) -> None:
-    """Replace ``output`` with the complete ``partial`` folder (an existing index is moved aside first)."""
-    import tempfile
+    """Replace ``output`` with the complete ``partial`` folder."""
+    from .textio import replace_directory
 
-    from .textio import _umask
-
-    os.chmod(partial, 0o777 & ~_umask())
-    if output.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".tmp-old-{output.name}.", dir=output.parent))
-        os.replace(output, old / output.name)
-        os.replace(partial, output)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(partial, output)
+    replace_directory(partial, output)

@@ -42,6 +42,19 @@ class Source:
         else:
             self.rows = sum(1 for _ in records)
 
+    def fingerprint(self, model, **settings) -> dict | None:
+        """What a resumed run must share with the interrupted one: this file (path, size, modification time, how it
+        is read), the model's weights and encoding settings, and ``settings``; None for standard input."""
+        if self.stdin:
+            return None
+        from .targets.model_derived import model_fingerprint
+
+        st = Path(self.path).stat()
+        return {"input": str(Path(self.path).resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
+                "field": self.field, "skip_blank": self.skip_blank, "errors": self.errors, "rows": self.rows,
+                "model": model_fingerprint(model.backbone),
+                **{k: model.settings()[k] for k in ("pooling", "attention", "template", "max_length")}, **settings}
+
     @classmethod
     def from_records(cls, ids: list[str], texts: list[str]) -> "Source":
         """A source of texts already in memory (with their ids), streamed like a file."""
@@ -98,7 +111,6 @@ def encode_file(model, source: Source, output: str, *, batch_size: int = 32, nor
                 show_progress_bar: bool = True) -> dict:
     """Encode every text of ``source`` into ``output`` (.npy, .jsonl or .parquet), streaming; returns a summary
     (rows, dimension, rows resumed from, texts truncated)."""
-    from .targets.model_derived import model_fingerprint
 
     output = Path(output)
     fmt = output.suffix.lower()
@@ -117,14 +129,8 @@ def encode_file(model, source: Source, output: str, *, batch_size: int = 32, nor
     partial = output.with_name(output.name + ".partial")
     progress_file = _progress_path(output, rank, world)
     shard = partial if world == 1 or fmt == ".npy" else _shard_path(partial, rank)
-    fingerprint = None
-    if not source.stdin:
-        st = Path(source.path).stat()
-        fingerprint = {"input": str(Path(source.path).resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
-                       "field": source.field, "skip_blank": source.skip_blank, "errors": source.errors, "rows": rows,
-                       "model": model_fingerprint(model.backbone), **{k: model.settings()[k] for k in
-                       ("pooling", "attention", "template", "max_length")}, "normalize": normalize, "prompt": prompt,
-                       "batch_size": batch_size, "chunk": chunk, "format": fmt, "processes": world}
+    fingerprint = source.fingerprint(model, normalize=normalize, prompt=prompt, batch_size=batch_size, chunk=chunk,
+                                     format=fmt, processes=world)
     start, written = lo, 0
     if main and partial.exists() and not any(progress_file.parent.glob(output.name + ".progress*.json")):
         partial.unlink()  # interrupted before its first chunk was complete: nothing computed is lost

@@ -222,17 +222,23 @@ def atomic_directory(final: str | os.PathLike):
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}.", dir=final.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".tmp-old-{final.name}.", dir=final.parent))
-            os.replace(final, old / final.name)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        replace_directory(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_directory(folder: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Move the complete ``folder`` to ``final`` (an existing ``final`` is moved aside first and deleted after)."""
+    folder, final = Path(folder), Path(final)
+    os.chmod(folder, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".tmp-old-{final.name}.", dir=final.parent))
+        os.replace(final, old / final.name)
+        os.replace(folder, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(folder, final)
 
 
 def write_atomic(final: str | os.PathLike, writer: Callable[[Path], None], suffix: str = "") -> None:
