@@ -169,6 +169,8 @@ def main(argv=None) -> int:
     p.add_argument("--suite", default="demo", help="offline evaluation suite")
     p.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "study_200"))
+    p.add_argument("--no-train", action="store_true",
+                   help="only evaluate and tabulate the runs already trained (a report of what the study has)")
     p.add_argument("--curve-every", type=int, default=0,
                    help="also evaluate the checkpoints every N optimizer steps (score vs steps; keeps checkpoints)")
     p.add_argument("--max-length", type=int, default=512,
@@ -191,6 +193,8 @@ def main(argv=None) -> int:
             entry = results.setdefault(name, {"steps": recipe.get("steps"), "overrides": recipe.get("overrides", []),
                                               "seeds": {}})
             key = str(seed) if recipe.get("train", True) else "-"
+            if args.no_train and key != "-" and not (out / "runs" / f"{name}-seed{seed}" / "train_summary.json").is_file():
+                continue
             done = entry["seeds"].get(key)
             if done and done["eval"].get("evaluator") == "mteb" and done["eval"].get("max_length") == args.max_length:
                 continue  # trained and scored the way this study scores (else: evaluated again, training reused)
@@ -199,7 +203,7 @@ def main(argv=None) -> int:
             from text2token.textio import write_json_atomic
 
             write_json_atomic(results_file, {"study": args.study, "suite": args.suite, "recipes": results})
-    results = {n: results[n] for n in recipes if n in results}
+    results = {n: results[n] for n in recipes if n in results and results[n]["seeds"]}
     md = f"Study `{args.study}`, suite `{args.suite}`, scores 0–100 (mean ± half the range over seeds).\n\n" + table(results)
     (out / "results.md").write_text(md + "\n", encoding="utf-8")
     plot(results, out / "study.png")
