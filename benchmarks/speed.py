@@ -169,24 +169,27 @@ def measure_encode_length(batch: int, lengths=(128, 512), repeats: int = 2) -> d
     from text2token import Text2TokenModel
     from text2token.evaluation.suite import load_task
 
-    sets = {"short (Brown sentences)": _corpus(256),
+    sets = {"short (Brown sentences)": _corpus(128),
             "long (newsgroup posts)": [r["text"] for r in load_task("MiniNewsgroupsClustering").data["test"]]}
     model = Text2TokenModel.from_pretrained("default", dtype=torch.float32)
     out: dict = {}
     for label, texts in sets.items():
+        times: dict[int, list[float]] = {length: [] for length in lengths}
+        for _ in range(repeats):  # the lengths alternate, so changes in machine load hit both alike
+            for length in lengths:
+                model.max_length = length
+                model.encode(texts[:batch], batch_size=batch)  # warm-up
+                t0 = time.perf_counter()
+                model.encode(texts, batch_size=batch, show_progress_bar=False)
+                times[length].append(time.perf_counter() - t0)
         row = {}
         for length in lengths:
             model.max_length = length
-            model.encode(texts[:batch], batch_size=batch)  # warm-up
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                model.encode(texts, batch_size=batch, show_progress_bar=False)
-                times.append(time.perf_counter() - t0)
-            dt = float(np.median(times))
+            dt = float(np.median(times[length]))
             tokens = sum(len(x) for x in model._token_ids(texts))  # template included, truncated to the length
-            row[length] = {"seconds": round(dt, 2), "texts_per_s": round(len(texts) / dt, 1),
-                           "texts_truncated": model.count_truncated(texts), "tokens": tokens}
+            row[length] = {"seconds": round(dt, 2), "runs_s": [round(t, 2) for t in times[length]],
+                           "texts_per_s": round(len(texts) / dt, 1), "tokens": tokens,
+                           "texts_truncated": model.count_truncated(texts)}
             print(f"  {label:24s} max_length {length:4d}: {len(texts) / dt:7.1f} texts/s, {tokens / dt:7.0f} tokens/s, "
                   f"{row[length]['texts_truncated']}/{len(texts)} texts truncated")
         row["time_ratio"] = round(row[lengths[-1]]["seconds"] / row[lengths[0]]["seconds"], 2)
