@@ -28,7 +28,7 @@ from .errors import Text2TokenError
 from .progress import progress_bar
 from .sparse_index import DEFAULT_QUERY_TOP_K, DEFAULT_TOP_K, INDEX_FILE, WEIGHTINGS, TopTokens, weights
 from .streaming import CHUNK, NpyFile, Source
-from .textio import write_json_atomic
+from .textio import replace_directory, write_atomic, write_json_atomic
 
 ANN_CHOICES = ("auto", "on", "off")
 PROGRESS_FILE = "progress.json"
@@ -97,8 +97,7 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
             os.fsync(docs_fh.fileno())
             logit_sum += top.logit_sum
             if fingerprint is not None:
-                np.save(partial / (LOGIT_SUM_FILE + ".tmp.npy"), logit_sum)
-                os.replace(partial / (LOGIT_SUM_FILE + ".tmp.npy"), partial / LOGIT_SUM_FILE)
+                write_atomic(partial / LOGIT_SUM_FILE, lambda tmp: np.save(tmp, logit_sum), suffix=".npy")
                 write_json_atomic(partial / PROGRESS_FILE, {"rows_done": first + len(texts), "docs_bytes": docs_fh.tell(),
                                                             "fingerprint": fingerprint})
     finally:
@@ -115,7 +114,8 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
     local = bool(model_ref) and Path(model_ref).exists()
     where = {"model": os.path.relpath(Path(model_ref).resolve(), output.resolve()), "model_relative_to_index": True,
              "model_absolute": str(Path(model_ref).resolve())} if local else {"model": model_ref}
-    summary = {**where, "model_fingerprint": model_fingerprint(model.backbone), "pooling": model.pooling,
+    weights_id = fingerprint["model"] if fingerprint else model_fingerprint(model.backbone)  # hashed once
+    summary = {**where, "model_fingerprint": weights_id, "pooling": model.pooling,
                "attention": model.attention, "template": model.template, "max_length": model.max_length,
                "top_k": top_k, "query_top_k": query_top_k, "weighting": weighting,
                "documents": rows, "vocab_size": int(len(prior)), "sparse_nnz": nnz}
@@ -134,7 +134,7 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
     for name in (TOP_IDS_FILE, TOP_PROBS_FILE, LOGIT_SUM_FILE, PROGRESS_FILE):
         (partial / name).unlink(missing_ok=True)
     (partial / INDEX_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    _publish(partial, output)
+    replace_directory(partial, output)
     return summary
 
 
@@ -223,10 +223,3 @@ def _member(name: str) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
     info.compress_type = zipfile.ZIP_DEFLATED
     return info
-
-
-def _publish(partial: Path, output: Path) -> None:
-    """Replace ``output`` with the complete ``partial`` folder."""
-    from .textio import replace_directory
-
-    replace_directory(partial, output)

@@ -38,9 +38,10 @@ class Source:
         records = iter_records(path, field, skip_blank, errors, self.counts)
         if self.stdin:
             self._kept = list(records)
-            self.rows = len(self._kept)
-        else:
-            self.rows = sum(1 for _ in records)
+            records = iter(self._kept)
+        # the one pass that counts the rows keeps an 8-byte hash of each id, for check_unique_ids
+        self._id_hashes = np.fromiter((hash(i) for i, _ in records), dtype=np.int64)
+        self.rows = len(self._id_hashes)
 
     def fingerprint(self, model, **settings) -> dict | None:
         """What a resumed run must share with the interrupted one: this file (path, size, modification time, how it
@@ -64,28 +65,24 @@ class Source:
         self.path, self.field, self.skip_blank, self.errors = STDIN, "text", False, "strict"
         self.counts, self.stdin = {}, True
         self._kept = list(zip(ids, texts))
+        self._id_hashes = np.fromiter((hash(i) for i in ids), dtype=np.int64, count=len(ids))
         self.rows = len(self._kept)
         return self
 
     def check_unique_ids(self) -> None:
-        """An error naming repeated ids (a JSONL 'id' field). Keeps an 8-byte hash per row, not the ids."""
-        if getattr(self, "ids_unique", False):
-            return
-        records = iter(self._kept) if self.stdin else iter_records(self.path, self.field, self.skip_blank, self.errors)
-        hashes = np.fromiter((hash(i) for i, _ in records), dtype=np.int64, count=self.rows)
-        hashes.sort()
+        """An error naming repeated ids (a JSONL 'id' field), from the ids' hashes kept by the counting pass; the
+        file is read again only when two hashes are equal, to name the ids (equal hashes of different ids pass)."""
+        hashes = np.sort(self._id_hashes)
         clashing = set(hashes[1:][hashes[1:] == hashes[:-1]].tolist())
         if not clashing:
-            self.ids_unique = True
             return
         from collections import Counter
 
         records = iter(self._kept) if self.stdin else iter_records(self.path, self.field, self.skip_blank, self.errors)
         repeated = [i for i, n in Counter(i for i, _ in records if hash(i) in clashing).items() if n > 1]
-        if repeated:  # (equal hashes of different ids are not an error)
+        if repeated:
             where = "the documents" if self.stdin else self.path
             raise InputFileError(where, f"field 'id' is not unique ({', '.join(repeated[:3])} repeated)")
-        self.ids_unique = True
 
     def chunks(self, start: int, size: int, stop: int | None = None):
         """``(first row, ids, texts)`` for rows ``start …`` (up to ``stop``), ``size`` rows at a time (aligned to
