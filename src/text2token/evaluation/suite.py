@@ -129,13 +129,10 @@ def evaluate_suite(model, suite: str = "demo", batch_size: int = 32, progress=pr
     """Evaluate on a named suite; returns ``{"suite", "tasks": {name: {type, main_score, metric, protocol, subset,
     seconds}}, "mean", "categories", "max_length"}`` (``max_length``: the encoding length in tokens the texts were
     truncated to)."""
-    from .local_tasks import CLASSIFICATION_PROTOCOLS, protocol
+    from .local_tasks import protocol
 
     if suite not in SUITES:
         raise Text2TokenError(f"unknown suite '{suite}'; choose one of {', '.join(SUITES)}")
-    if classification not in CLASSIFICATION_PROTOCOLS:
-        raise Text2TokenError(f"classification protocol must be one of {', '.join(CLASSIFICATION_PROTOCOLS)}, "
-                              f"got '{classification}'")
     encoder = _encoder(model, batch_size)
     results = {}
     for name, limit in SUITES[suite].items():
