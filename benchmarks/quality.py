@@ -109,9 +109,16 @@ def plot(systems: dict[str, dict], path: Path) -> None:
         bars = ax.bar(x + (i - (len(names) - 1) / 2) * width, vals, width, label=n)
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
     ax.set_xticks(x, cats)
-    ax.set_ylabel("score (0–100)")
-    ax.set_title("Text2Token vs SimCSE vs untrained (equal steps)")
-    ax.legend(fontsize=8)
+    save_figure(fig, ax, path, "Text2Token vs SimCSE vs untrained (equal steps)", legend_size=8)
+
+
+def save_figure(fig, ax, path: Path, title: str, ylabel: str = "score (0–100)", legend_size: int = 7) -> None:
+    """Label, lay out, write and close a benchmark figure (the finish every plot here shares)."""
+    import matplotlib.pyplot as plt
+
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=legend_size)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

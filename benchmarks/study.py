@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import evaluate  # noqa: E402  (same evaluator and cache format as the quality benchmark)
+from quality import evaluate, save_figure  # noqa: E402  (same evaluator and cache format as the quality benchmark)
 
 
 def run_recipe(name: str, recipe: dict, seed: int, out: Path, suite: str, config: str, max_length: int,
@@ -127,12 +127,7 @@ def plot(results: dict, path: Path) -> None:
         bars = ax.bar(x + (i - (len(names) - 1) / 2) * width, means, width, yerr=errs, capsize=2, label=n)
         ax.bar_label(bars, fmt="%.1f", fontsize=6)
     ax.set_xticks(x, cats)
-    ax.set_ylabel("score (0–100)")
-    ax.set_title("recipes at equal optimizer steps (mean ± half-range over seeds)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, ax, path, "recipes at equal optimizer steps (mean ± half-range over seeds)")
 
 
 def plot_curves(results: dict, path: Path) -> None:
@@ -148,16 +143,10 @@ def plot_curves(results: dict, path: Path) -> None:
     start = results.get("untrained", {}).get("seeds", {}).get("-", {}).get("eval", {}).get("mean")
     fig, ax = plt.subplots(figsize=(7, 4))
     for (name, seed), curve in runs.items():
-        steps = sorted(int(k) for k in curve)
-        xs, ys = ([0] if start is not None else []) + steps, ([start] if start is not None else []) + [curve[str(k)] for k in steps]
-        ax.plot(xs, ys, marker="o", label=f"{name} (seed {seed})")
+        points = ([(0, start)] if start is not None else []) + sorted((int(k), v) for k, v in curve.items())
+        ax.plot(*zip(*points), marker="o", label=f"{name} (seed {seed})")
     ax.set_xlabel("optimizer steps")
-    ax.set_ylabel("mean score (0–100)")
-    ax.set_title("score vs steps (checkpoints evaluated along the way)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, ax, path, "score vs steps (checkpoints evaluated along the way)", "mean score (0–100)")
 
 
 def main(argv=None) -> int:
