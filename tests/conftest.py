@@ -4,6 +4,7 @@ tiny randomly initialised 2-layer llama built on it, saved as a normal model fol
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,22 @@ def tiny_model(tiny_model_dir):
     from text2token import Text2TokenModel
 
     return Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", device="cpu")
+
+
+@contextmanager
+def interrupted_at_call(owner, name: str, call: int):
+    """Within the block, the ``call``-th call of ``owner.name`` raises KeyboardInterrupt (a Ctrl-C at that moment);
+    the method is restored after."""
+    real, calls = getattr(owner, name), []
+
+    def interrupted(self, *a, **k):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    setattr(owner, name, interrupted)
+    try:
+        yield
+    finally:
+        setattr(owner, name, real)

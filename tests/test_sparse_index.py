@@ -6,6 +6,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from text2token.cli import main
+
+from conftest import interrupted_at_call
 from text2token.sparse_index import SparseIndex, sparse_vectors
 
 DOCS = ["The cat sat on the mat.", "Stock markets fell after the rate rise.", "Volcanoes erupted near the village.",
@@ -218,7 +220,7 @@ def test_streamed_index_is_the_index_of_the_whole_corpus(tmp_path, tiny_model):
     assert [json.loads(line) for line in (folder / "docs.jsonl").read_text().splitlines()] == docs
 
 
-def test_interrupted_index_resumes_to_the_same_files(tmp_path, tiny_model_dir, monkeypatch, capsys):
+def test_interrupted_index_resumes_to_the_same_files(tmp_path, tiny_model_dir, capsys):
     from text2token import Text2TokenModel
 
     corpus = tmp_path / "docs.jsonl"
@@ -226,18 +228,9 @@ def test_interrupted_index_resumes_to_the_same_files(tmp_path, tiny_model_dir, m
     args = ["index", "-q", "--model", str(tiny_model_dir), "--pooling", "mean", "--corpus", str(corpus),
             "--top-k", "16", "--chunk-size", "4", "--ann", "on"]
     assert main([*args, "--output", str(tmp_path / "whole")]) == 0
-    real, calls = Text2TokenModel.vocab_logits, []
-
-    def interrupted(self, *a, **k):  # Ctrl-C while the third chunk is being encoded
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(Text2TokenModel, "vocab_logits", interrupted)
     out = tmp_path / "out"
-    assert main([*args, "--output", str(out)]) == 130
-    monkeypatch.setattr(Text2TokenModel, "vocab_logits", real)
+    with interrupted_at_call(Text2TokenModel, "vocab_logits", 3):  # Ctrl-C while the third chunk is encoded
+        assert main([*args, "--output", str(out)]) == 130
     assert not out.exists(), "no index under its name until complete"
     assert json.loads((tmp_path / "out.partial" / "progress.json").read_text())["rows_done"] == 8
     capsys.readouterr()
@@ -255,10 +248,8 @@ def test_interrupted_index_resumes_to_the_same_files(tmp_path, tiny_model_dir, m
             assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
 
     corpus.write_text(corpus.read_text() + json.dumps({"id": "d99", "text": "one more document"}) + "\n")
-    monkeypatch.setattr(Text2TokenModel, "vocab_logits", interrupted)
-    calls.clear()
-    assert main([*args, "--output", str(out)]) == 130
-    monkeypatch.setattr(Text2TokenModel, "vocab_logits", real)
+    with interrupted_at_call(Text2TokenModel, "vocab_logits", 3):
+        assert main([*args, "--output", str(out)]) == 130
     corpus.write_text(corpus.read_text().replace("one more", "another"))
     capsys.readouterr()
     assert main([*args, "--output", str(out), "--resume"]) == 2

@@ -8,6 +8,7 @@ import pytest
 from text2token import Text2TokenModel
 from text2token.cli import main
 
+from conftest import interrupted_at_call
 from test_training import SENTENCES
 
 
@@ -44,23 +45,14 @@ def test_chunked_encode_matches_encode_in_every_format(tmp_path, tiny_model_dir)
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".jsonl"])
-def test_interrupted_encode_resumes_to_the_same_bytes(tmp_path, tiny_model_dir, monkeypatch, capsys, suffix):
+def test_interrupted_encode_resumes_to_the_same_bytes(tmp_path, tiny_model_dir, capsys, suffix):
     src, _ = _corpus(tmp_path)
     args = ["encode", "-q", "--model", str(tiny_model_dir), "--input", str(src), "--chunk-size", "4"]
     whole = tmp_path / f"whole{suffix}"
     assert main([*args, "--output", str(whole)]) == 0
     out = tmp_path / f"out{suffix}"
-    real_encode, calls = Text2TokenModel.encode, []
-
-    def interrupted(self, *a, **k):  # Ctrl-C while the third chunk is being encoded
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_encode(self, *a, **k)
-
-    monkeypatch.setattr(Text2TokenModel, "encode", interrupted)
-    assert main([*args, "--output", str(out)]) == 130
-    monkeypatch.setattr(Text2TokenModel, "encode", real_encode)
+    with interrupted_at_call(Text2TokenModel, "encode", 3):  # Ctrl-C while the third chunk is being encoded
+        assert main([*args, "--output", str(out)]) == 130
     assert not out.exists(), "no output under its name until complete"
     progress = json.loads((tmp_path / f"out{suffix}.progress.json").read_text())
     assert progress["rows_done"] == 8  # two chunks of 4 were written
@@ -72,21 +64,12 @@ def test_interrupted_encode_resumes_to_the_same_bytes(tmp_path, tiny_model_dir, 
     assert not (tmp_path / f"out{suffix}.partial").exists()
 
 
-def test_resume_refuses_a_partial_output_of_another_input(tmp_path, tiny_model_dir, monkeypatch, capsys):
+def test_resume_refuses_a_partial_output_of_another_input(tmp_path, tiny_model_dir, capsys):
     src, _ = _corpus(tmp_path)
     args = ["encode", "-q", "--model", str(tiny_model_dir), "--input", str(src), "--chunk-size", "4",
             "--output", str(tmp_path / "o.npy")]
-    real_encode, calls = Text2TokenModel.encode, []
-
-    def interrupted(self, *a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_encode(self, *a, **k)
-
-    monkeypatch.setattr(Text2TokenModel, "encode", interrupted)
-    assert main(args) == 130
-    monkeypatch.setattr(Text2TokenModel, "encode", real_encode)
+    with interrupted_at_call(Text2TokenModel, "encode", 2):
+        assert main(args) == 130
     src.write_text("a different corpus\nwith other lines\n")
     capsys.readouterr()
     assert main([*args, "--resume"]) == 2
