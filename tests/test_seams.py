@@ -61,7 +61,7 @@ def test_combined_components_sum_to_its_loss_and_weights_1_0_equal_token_kl(tiny
 
 def test_combined_training_logs_every_component(tmp_path, tiny_model_dir):
     cfg = _config(tmp_path, tiny_model_dir, "objective=combined", "stage1.steps=4", "combined.simcse_weight=0.5",
-                  "simcse.dropout=0.1")
+                  "simcse.dropout=0.1", "description=token KL and half-weight SimCSE")
     model_dir = train(cfg, show_progress_bar=False)
     log = [json.loads(line) for line in (tmp_path / "run" / "stage1-data" / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 4
@@ -74,6 +74,8 @@ def test_combined_training_logs_every_component(tmp_path, tiny_model_dir):
 
     reloaded = Text2TokenModel.from_pretrained(str(model_dir), device="cpu")
     assert reloaded.backbone.config.attention_dropout == 0.0  # the training dropout is not shipped
+    card = (model_dir / "README.md").read_text()  # the card names the recipe, its description and its weights
+    assert "- recipe: token KL and half-weight SimCSE" in card and "1.0×KL + 0.5×SimCSE" in card
 
 
 def test_a_finished_stage_is_skipped_before_its_corpus_is_read(tmp_path, tiny_model_dir):

@@ -12,7 +12,7 @@ from .textio import write_atomic, write_json_atomic
 
 def _training_lines(training: dict) -> list[str]:
     cfg = training.get("config", {})
-    lines = []
+    lines = [f"- recipe: {cfg['description'].strip()}"] if cfg.get("description", "").strip() else []
     objective = training.get("objective", cfg.get("objective", "text2token"))
     stages = training.get("stages", cfg.get("stages", []))
     if objective == "simcse":

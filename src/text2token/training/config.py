@@ -123,6 +123,7 @@ class CombinedConfig:
 @dataclass
 class RunConfig:
     output_dir: str = "runs/demo"
+    description: str = ""  # what this recipe is and why (free text; shown on the saved model's card)
     objective: str = "text2token"  # text2token (stages below) | simcse (the contrastive baseline) | combined (KL + SimCSE)
     #                                | llm2vec (MNTP then SimCSE: LLM2Vec's unsupervised recipe)
     stages: list[str] = field(default_factory=lambda: ["data", "model"])  # data (stage 1), model (stage 2), in order
@@ -346,7 +347,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
 
 # Settings a resumed run may change: how long stages run (a stage trained further is continued from its checkpoint;
 # a later stage whose base changed is retrained), logging and checkpoint cadence, where the run folder is.
-SAFE_ON_RESUME = ("output_dir", "stage1.steps", "stage2.steps", "simcse.steps", "training.save_every",
+SAFE_ON_RESUME = ("output_dir", "description", "stage1.steps", "stage2.steps", "simcse.steps", "training.save_every",
                   "training.keep_checkpoints", "training.log_every", "training.tensorboard", "data.num_proc")
 
 
