@@ -88,3 +88,22 @@ def test_bundled_corpora_are_shipped_files():
     texts, info = read_corpus(wiki, "text", seed=0, limit=5)
     assert wiki.is_file() and wiki.parent == BUNDLED_CORPUS.parent and len(texts) == 5
     assert info["lines"] > 10_000 and all(t.strip() for t in texts)
+
+
+def test_shipped_configs_load_and_the_make_run_config_is_the_study_recipe():
+    """Every file in configs/ is a valid config; configs/combined.yaml (what `make run` trains) is exactly
+    configs/demo.yaml plus the overrides of the study's combined_l1 recipe, so the README's study row and the
+    make-run model cannot drift apart."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "configs").glob("*.yaml")):
+        load_config(path)
+    recipe = yaml.safe_load((root / "benchmarks" / "recipes.yaml").read_text())["budget_200"]["combined_l1"]
+    study = load_config(root / "configs" / "demo.yaml", recipe["overrides"]).to_dict()
+    shipped = load_config(root / "configs" / "combined.yaml").to_dict()
+    differing = {k for k in shipped if shipped[k] != study[k]}
+    assert differing == {"output_dir", "description"}, differing
+    assert shipped["objective"] == "combined" and shipped["stage1"]["steps"] + shipped["stage2"]["steps"] == recipe["steps"]
