@@ -12,7 +12,8 @@ from .textio import write_atomic, write_json_atomic
 
 def _training_lines(training: dict) -> list[str]:
     cfg = training.get("config", {})
-    lines = [f"- recipe: {cfg['description'].strip()}"] if cfg.get("description", "").strip() else []
+    description = cfg.get("description", "").strip()
+    lines = [f"- recipe: {description}"] if description else []
     objective = training.get("objective", cfg.get("objective", "text2token"))
     stages = training.get("stages", cfg.get("stages", []))
     if objective == "simcse":
