@@ -3,7 +3,7 @@ suite; resumable (a killed study continues: finished trainings and evaluations a
 resumes from its last checkpoint); results as one JSON, a Markdown table with mean ± spread (half the range over
 seeds) per recipe, task and category, and a bar chart.
 
-Every recipe is ``configs/demo.yaml`` plus its overrides, so it runs the fast training path the trainer picks
+Every recipe is a config file (its ``config``, else ``configs/demo.yaml``) plus its overrides, so it runs the fast training path the trainer picks
 (bf16 frozen backbone where the hardware has native bf16; on a GPU everything the trainer does there).
 
     python benchmarks/study.py --study budget_200 --seeds 0,1 --out benchmarks/results/study_200
@@ -27,21 +27,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import evaluate, save_figure  # noqa: E402  (same evaluator and cache format as the quality benchmark)
 
 
+def recipe_config(recipe: dict, default_config: str, extra: list[str] | tuple = ()):
+    """A recipe's resolved training config: its ``config`` file (a path from the repository root; default: the
+    study's ``--config``) plus its ``overrides``, then ``extra``."""
+    from text2token.training import load_config
+
+    path = ROOT / recipe["config"] if "config" in recipe else default_config
+    return load_config(path, [*recipe.get("overrides", []), *extra])
+
+
+def recipe_steps(cfg) -> int:
+    """The optimizer steps a config trains, over the stages it runs (what a recipe's ``steps`` must state)."""
+    from text2token.layout import STAGE_SECTIONS
+
+    return sum(getattr(cfg, STAGE_SECTIONS[key]).steps for key in cfg.run_stages())
+
+
 def run_recipe(name: str, recipe: dict, seed: int, out: Path, suite: str, config: str, max_length: int,
                curve_every: int = 0) -> dict:
-    from text2token.training import load_config, train
+    from text2token.training import train
 
     folder = out / "runs" / f"{name}-seed{seed}"
     if not recipe.get("train", True):
-        base = load_config(config, recipe.get("overrides", []))
+        base = recipe_config(recipe, config)
         ev = evaluate(f"{name}", base.model.name, suite, out / f"eval-{name}.json", max_length=max_length,
                       **_model_settings(base))
         return {"eval": ev, "train_seconds": 0.0}
     keep = ["training.keep_checkpoints=1000"] if curve_every else []  # the checkpoints the curve evaluates
-    cfg = load_config(config, [*recipe["overrides"], *keep, f"training.seed={seed}", f"output_dir={folder}"])
+    cfg = recipe_config(recipe, config, [*keep, f"training.seed={seed}", f"output_dir={folder}"])
     summary_file = folder / "train_summary.json"
     if not summary_file.is_file():
-        print(f"[{name} seed {seed}] training: {' '.join(recipe['overrides'])}", flush=True)
+        print(f"[{name} seed {seed}] training: {recipe.get('config', 'the --config file')} "
+              f"{' '.join(recipe.get('overrides', []))}", flush=True)
         train(cfg, resume=True)
     summary = json.loads(summary_file.read_text())
     ev = evaluate(f"{name} seed {seed}", str(folder / "model"), suite, out / f"eval-{name}-seed{seed}.json",
@@ -179,8 +196,8 @@ def main(argv=None) -> int:
     for seed in seeds:  # all recipes at one seed first: a partial study still compares them
         for name in chosen:
             recipe = recipes[name]
-            entry = results.setdefault(name, {"steps": recipe.get("steps"), "overrides": recipe.get("overrides", []),
-                                              "seeds": {}})
+            entry = results.setdefault(name, {"steps": recipe.get("steps"), "config": recipe.get("config"),
+                                              "overrides": recipe.get("overrides", []), "seeds": {}})
             key = str(seed) if recipe.get("train", True) else "-"
             if args.no_train and key != "-" and not (out / "runs" / f"{name}-seed{seed}" / "train_summary.json").is_file():
                 continue
