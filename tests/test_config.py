@@ -77,6 +77,10 @@ def test_bad_files(tmp_path):
     wrong.write_text("training: 5\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(wrong)
+    out_of_range = tmp_path / "range.yaml"  # a valid value type out of its range names the file too
+    out_of_range.write_text("combined:\n  simcse_weight: -1\n")
+    with pytest.raises(ConfigError, match="range.yaml: config field 'combined.simcse_weight' must be >= 0"):
+        load_config(out_of_range)
     assert isinstance(load_config(None), RunConfig)
 
 

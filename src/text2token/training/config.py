@@ -342,7 +342,11 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
             _set_dotted(tree, new_key, value)
     if overrides:
         source = f"{source} + overrides"
-    return _build(RunConfig, tree, "", source).validate()
+    cfg = _build(RunConfig, tree, "", source)
+    try:
+        return cfg.validate()
+    except ConfigError as exc:  # a value out of range: name the file (and overrides) it came from, like the rest
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 # Settings a resumed run may change: how long stages run (a stage trained further is continued from its checkpoint;
