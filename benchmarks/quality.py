@@ -112,13 +112,15 @@ def plot(systems: dict[str, dict], path: Path) -> None:
     save_figure(fig, ax, path, "Text2Token vs SimCSE vs untrained (equal steps)", legend_size=8)
 
 
-def save_figure(fig, ax, path: Path, title: str, ylabel: str = "score (0–100)", legend_size: int = 7) -> None:
-    """Label, lay out, write and close a benchmark figure (the finish every plot here shares)."""
+def save_figure(fig, ax, path: Path, title: str, ylabel: str = "score (0–100)", legend_size: int = 7,
+                legend_outside: bool = False) -> None:
+    """Label, lay out, write and close a benchmark figure (the finish every plot here shares); a long legend
+    goes outside the axes, to the right, so that it hides no bar."""
     import matplotlib.pyplot as plt
 
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=legend_size)
+    ax.legend(fontsize=legend_size, **({"loc": "upper left", "bbox_to_anchor": (1.01, 1)} if legend_outside else {}))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
