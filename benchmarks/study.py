@@ -3,8 +3,9 @@ suite; resumable (a killed study continues: finished trainings and evaluations a
 resumes from its last checkpoint); results as one JSON, a Markdown table with mean ± spread (half the range over
 seeds) per recipe, task and category, and a bar chart.
 
-Every recipe is a config file (its ``config``, else ``configs/demo.yaml``) plus its overrides, so it runs the fast training path the trainer picks
-(bf16 frozen backbone where the hardware has native bf16; on a GPU everything the trainer does there).
+Every recipe is a config file (its ``config``, else ``configs/demo.yaml``) plus its overrides, so it runs the fast
+training path the trainer picks (bf16 frozen backbone where the hardware has native bf16; on a GPU everything the
+trainer does there).
 
     python benchmarks/study.py --study budget_200 --seeds 0,1 --out benchmarks/results/study_200
     python benchmarks/study.py --study budget_200 --recipes text2token,simcse --seeds 0   # a subset, same folder
