@@ -138,16 +138,19 @@ def plot(results: dict, path: Path) -> None:
     width = 0.8 / len(names)
     fig, ax = plt.subplots(figsize=(11 if len(names) > 6 else 9, 4))
     colors = plt.get_cmap("tab10" if len(names) <= 10 else "tab20").colors  # one distinct colour per recipe
+    equal_steps = len({results[n]["steps"] for n in names if results[n]["steps"]}) <= 1  # e.g. not an equal-time row
     for i, n in enumerate(names):
         runs = list(results[n]["seeds"].values())
         vals = [[r["eval"]["categories"][c] for r in runs] for c in cats[:-1]] + [[r["eval"]["mean"] for r in runs]]
         means = [statistics.mean(v) for v in vals]
         errs = [(max(v) - min(v)) / 2 for v in vals]
-        bars = ax.bar(x + (i - (len(names) - 1) / 2) * width, means, width, yerr=errs, capsize=2, label=n,
+        bars = ax.bar(x + (i - (len(names) - 1) / 2) * width, means, width, yerr=errs, capsize=2,
+                      label=n if equal_steps else f"{n} ({results[n]['steps']} steps)",
                       color=colors[i % len(colors)])
         ax.bar_label(bars, fmt="%.1f", fontsize=6)
     ax.set_xticks(x, cats)
-    save_figure(fig, ax, path, "recipes at equal optimizer steps (mean ± half-range over seeds)",
+    title = "recipes at equal optimizer steps" if equal_steps else "recipes (total optimizer steps in the legend)"
+    save_figure(fig, ax, path, f"{title} (mean ± half-range over seeds)",
                 legend_outside=len(names) > 6)
 
 
