@@ -21,6 +21,7 @@ from .progress import progress_bar
 from . import __version__
 from .attention import ATTENTION_MODES, set_attention
 from .backbone import Backbone, load_backbone
+from .directions import remove_directions
 from .errors import ConfigError, Text2TokenError
 from .layout import MODEL_CONFIG_NAME
 from .pooling import POOLING_MODES, default_template, pool
@@ -84,6 +85,7 @@ class Text2TokenModel(torch.nn.Module):
         self.provenance = provenance or {"backbone": backbone.source}
         self.prompts = dict(prompts or {})  # named prompts (e.g. "query"), put before a text by encode(prompt_name=...)
         self.training_record = training_record  # what text2token training recorded in a saved folder, if anything
+        self.removed_directions: torch.Tensor | None = None  # set by remove_head_directions (k×H), else None
         set_attention(self.backbone, attention)
 
     # ------------------------------------------------------------------ loading
@@ -142,9 +144,22 @@ class Text2TokenModel(torch.nn.Module):
             "text2token_version": __version__,
         }
 
+    def remove_head_directions(self, k: int) -> Text2TokenModel:
+        """From now on, :meth:`encode` projects the LM head's top-``k`` directions out of every embedding
+        (:mod:`text2token.directions`; ``k = 0`` turns it off). An evaluation-time option: a model with it set is not
+        saved (the sentence-transformers folder does not carry the projection yet)."""
+        from .directions import head_directions
+
+        self.removed_directions = head_directions(self.lm_head.weight, k) if k else None
+        return self
+
     def save_pretrained(self, path: str | os.PathLike, extra: dict | None = None) -> None:
         """Save atomically as a plain Hugging Face folder plus ``text2token_config.json``, that is also a
         native sentence-transformers folder (``SentenceTransformer(path)``, no remote code) with a model card."""
+        if self.removed_directions is not None:
+            raise Text2TokenError("this model removes LM-head directions from its embeddings "
+                                  "(remove_head_directions), which a saved folder cannot carry yet; call "
+                                  "remove_head_directions(0) before saving")
         from .model_card import write_model_card
         from .st_export import write_sentence_transformers_files
 
@@ -324,6 +339,8 @@ class Text2TokenModel(torch.nn.Module):
         out = torch.empty(len(texts), self.backbone.config.hidden_size, dtype=torch.float32)
         for idx, pooled in self._iter_pooled(texts, batch_size, "encode", show_progress_bar):
             emb = pooled.float()
+            if self.removed_directions is not None:
+                emb = remove_directions(emb, self.removed_directions)
             if normalize_embeddings:
                 emb = F.normalize(emb, dim=-1)
             out[torch.as_tensor(idx)] = emb.cpu()
