@@ -81,3 +81,25 @@ def test_parallel_build_is_identical(tokenizer):
     for name in ("indptr", "ids", "weights", "text_index"):
         assert np.array_equal(getattr(one, name), getattr(two, name)), name
     assert one.ids.dtype == np.int32 and one.weights.dtype == np.float32
+
+
+def test_idf_weighting_puts_more_mass_on_rarer_tokens_and_sums_to_one(tokenizer):
+    """``weighting="idf"``: the same ids as uniform, weights ∝ smoothed IDF over the texts built, summing to 1 per
+    text; a token in every text weighs less than one in a single text; the cache fingerprint records the choice."""
+    texts = ["zebra market", "market crash", "market rally", "quiet market"]
+    uniform, _ = DataDrivenTargetBuilder(tokenizer).build(texts)
+    idf_builder = DataDrivenTargetBuilder(tokenizer, weighting="idf")
+    idf, _ = idf_builder.build(texts)
+    assert np.array_equal(uniform.ids, idf.ids) and np.array_equal(uniform.indptr, idf.indptr)
+    for i in range(len(texts)):
+        ids, w = idf.get(i)
+        assert w.sum() == pytest.approx(1.0, abs=1e-6)
+    ids, w = idf.get(0)  # "zebra" (1 text) vs " market" (all 4 texts)
+    market = tokenizer(" market", add_special_tokens=False)["input_ids"]
+    assert len(market) == 1 and market[0] in ids
+    common = w[list(ids).index(market[0])]
+    assert all(x > common for i, x in zip(ids, w) if i != market[0])
+    assert not np.allclose(idf.weights, uniform.weights)
+    assert idf_builder.fingerprint()["weighting"] == "idf" != DataDrivenTargetBuilder(tokenizer).fingerprint()["weighting"]
+    with pytest.raises(ValueError, match="weighting must be one of uniform, idf"):
+        DataDrivenTargetBuilder(tokenizer, weighting="bm25")

@@ -4,7 +4,9 @@
 2. drop English stopwords (scikit-learn's list), case-insensitively, word by word;
 3. tokenize the cleaned text with the backbone tokenizer (at most ``max_length`` tokens);
 4. drop special tokens and bare-whitespace pieces, judged by the tokenizer itself;
-5. target = uniform over the unique remaining ids (every sub-word piece kept).
+5. target = uniform over the unique remaining ids (every sub-word piece kept), or, with ``weighting="idf"``,
+   proportional to each id's inverse document frequency over the texts being built (smoothed as scikit-learn's
+   ``TfidfTransformer``: ``ln((1 + N) / (1 + df)) + 1``), so that rare, specific tokens weigh more than common ones.
 
 Texts with no token left get no target; they are counted in ``skipped`` and not trained on.
 """
@@ -49,9 +51,14 @@ class DataDrivenTargetBuilder:
     >>> builder.token_ids("The cats, sadly, were running!")       # doctest: +SKIP
     """
 
-    def __init__(self, tokenizer, max_length: int = 128):
+    WEIGHTINGS = ("uniform", "idf")
+
+    def __init__(self, tokenizer, max_length: int = 128, weighting: str = "uniform"):
+        if weighting not in self.WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {', '.join(self.WEIGHTINGS)}, got '{weighting}'")
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.weighting = weighting
         self.stopwords = STOPWORDS
         self._special = set(tokenizer.all_special_ids)
         self._is_content: dict[int, bool] = {}
@@ -135,7 +142,8 @@ class DataDrivenTargetBuilder:
     def fingerprint(self) -> dict:
         vocab = self.tokenizer.get_vocab()
         digest = hashlib.sha256(repr(sorted(vocab.items())).encode()).hexdigest()[:16]
-        return {"kind": "data_driven", "tokenizer": digest, "max_length": self.max_length, "weighting": "uniform"}
+        return {"kind": "data_driven", "tokenizer": digest, "max_length": self.max_length,
+                "weighting": self.weighting}
 
     def build(self, texts: list[str], batch_size: int = 4096, show_progress_bar: bool = False,
               num_proc: int = 1) -> tuple[SparseTargets, BuildReport]:
@@ -153,7 +161,10 @@ class DataDrivenTargetBuilder:
         keep = lengths > 0
         indptr = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
         np.cumsum(lengths[keep], out=indptr[1:])
-        weights = np.repeat((1.0 / lengths[keep]).astype(np.float32), lengths[keep])
+        if self.weighting == "idf":
+            weights = idf_weights(flat, lengths[keep], len(texts))
+        else:
+            weights = np.repeat((1.0 / lengths[keep]).astype(np.float32), lengths[keep])
         index = np.flatnonzero(keep).astype(np.int64)
         targets = SparseTargets(indptr, flat, weights, index, self.fingerprint())
         return targets, BuildReport(len(texts), len(index), len(texts) - len(index))
@@ -185,6 +196,16 @@ def _build_shard(bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     lo, hi = bounds
     return _ids_to_arrays(ids for start in range(lo, hi, batch_size)
                           for ids in builder._ids_batch(texts[start : min(start + batch_size, hi)]))
+
+
+def idf_weights(flat: np.ndarray, lengths: np.ndarray, n_texts: int) -> np.ndarray:
+    """Per-entry target weights ∝ smoothed IDF (``ln((1 + N) / (1 + df)) + 1``), each text's weights summing to 1.
+    ``flat``: every text's unique ids concatenated (so a count over it is the document frequency)."""
+    df = np.bincount(flat, minlength=int(flat.max(initial=0)) + 1)
+    idf = (np.log((1.0 + n_texts) / (1.0 + df[flat])) + 1.0).astype(np.float64)
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    totals = np.bincount(owner, weights=idf, minlength=len(lengths))
+    return (idf / totals[owner]).astype(np.float32)
 
 
 def _ids_to_arrays(id_lists) -> tuple[np.ndarray, np.ndarray]:

@@ -113,7 +113,8 @@ class DataDrivenStage(Stage):
 
         cfg = self.cfg
         texts, corpus_info = self._read_texts(cfg.data.train_file, cfg.training.seed, cfg.data.max_texts)
-        builder = DataDrivenTargetBuilder(model.tokenizer, max_length=cfg.data.target_max_length)
+        builder = DataDrivenTargetBuilder(model.tokenizer, max_length=cfg.data.target_max_length,
+                                          weighting=cfg.stage1.weighting)
         fingerprint = {**builder.fingerprint(), "corpus": corpus_info["sha256_16"], "seed": cfg.training.seed,
                        "max_texts": cfg.data.max_texts}
         targets_file = self.dir / "targets.safetensors"
