@@ -10,6 +10,8 @@ Protocols, one per task type (stated in every result, ``PROTOCOLS``):
   10 bootstrap samples as large as the task, mean V-measure.
 - Retrieval: mteb's retrieval evaluator, cosine similarity, nDCG@10.
 - WordSimilarity: mteb's STS evaluator on the word pairs, Spearman correlation of the cosine (``cosine_spearman``).
+- PairClassification: mteb's pair-classification evaluator, average precision of the best similarity (``max_ap``).
+- Reranking: mteb's retrieval evaluator restricted to each query's candidates (``top_ranked``), MAP@1000.
 """
 
 from __future__ import annotations
@@ -29,10 +31,15 @@ PROTOCOLS = {
                           "all texts, mean V-measure",
     ("Retrieval", None): "mteb retrieval: cosine similarity, nDCG@10",
     ("WordSimilarity", None): "mteb STS: Spearman correlation of the cosine of the two words' embeddings",
+    ("PairClassification", None): "mteb pair classification: average precision of the best of cosine/dot/distance "
+                                  "scores (max_ap)",
+    ("Reranking", None): "mteb reranking: each query's candidates ranked by cosine similarity, MAP@1000",
 }
 _MTEB_TYPE = {"Classification": "Classification", "Clustering": "Clustering", "Retrieval": "Retrieval",
-              "WordSimilarity": "STS", "STS": "STS"}
-_MAIN_SCORE = {"Classification": "accuracy", "Clustering": "v_measure", "Retrieval": "ndcg_at_10", "STS": "cosine_spearman"}
+              "WordSimilarity": "STS", "STS": "STS", "PairClassification": "PairClassification",
+              "Reranking": "Reranking"}
+_MAIN_SCORE = {"Classification": "accuracy", "Clustering": "v_measure", "Retrieval": "ndcg_at_10", "STS": "cosine_spearman",
+               "PairClassification": "max_ap", "Reranking": "map_at_1000"}
 
 
 def protocol(task_type: str, classification: str = "mteb") -> str:
@@ -78,10 +85,14 @@ def _base_class(kind: str):
         from mteb.abstasks.clustering import AbsTaskClustering
 
         return AbsTaskClustering
-    if kind == "Retrieval":
+    if kind in ("Retrieval", "Reranking"):
         from mteb.abstasks.retrieval import AbsTaskRetrieval
 
         return AbsTaskRetrieval
+    if kind == "PairClassification":
+        from mteb.abstasks.pair_classification import AbsTaskPairClassification
+
+        return AbsTaskPairClassification
     from mteb.abstasks.sts import AbsTaskSTS
 
     return AbsTaskSTS
@@ -100,6 +111,10 @@ def _loader(task: Task, kind: str):
         elif kind == "Clustering":
             self.dataset = DatasetDict({"test": Dataset.from_dict({"sentences": [r["text"] for r in d["test"]],
                                                                    "labels": [r["label"] for r in d["test"]]})})
+        elif kind == "PairClassification":
+            self.dataset = DatasetDict({"test": Dataset.from_dict({"sentence1": [r["text1"] for r in d["test"]],
+                                                                   "sentence2": [r["text2"] for r in d["test"]],
+                                                                   "labels": [int(r["label"]) for r in d["test"]]})})
         elif kind == "STS":
             self.dataset = DatasetDict({"test": Dataset.from_dict({"sentence1": [r["text1"] for r in d["test"]],
                                                                    "sentence2": [r["text2"] for r in d["test"]],
@@ -113,7 +128,7 @@ def _loader(task: Task, kind: str):
             split = RetrievalSplitData(
                 queries=Dataset.from_list([{"id": str(q["id"]), "text": q["text"]} for q in d["queries"]]),
                 corpus=Dataset.from_list([{"id": str(c["id"]), "text": c["text"]} for c in d["corpus"]]),
-                relevant_docs=relevant, top_ranked=None)
+                relevant_docs=relevant, top_ranked=d.get("candidates"))
             self.dataset = {"default": {"test": split}}
         self.data_loaded = True
 
