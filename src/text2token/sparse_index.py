@@ -4,7 +4,7 @@ in general do — ``r_v = p_v / (p_v + π_v)`` with ``π`` the corpus prior (the
 documents, softmaxed), the same ratio stage 2 builds its targets from — L2-normalised; documents keep ``top_k``
 tokens, queries ``query_top_k``; the score is the dot product. Dividing by the prior removes the tokens every text
 predicts (on the bundled retrieval task the plain probabilities score 2.9 nDCG@10, the prior ratio 11.1 against
-8.7 for dense; README "Dense vs sparse vs hybrid retrieval"). Hybrid search mixes the sparse and the dense cosine
+8.7 for dense; docs/benchmarks.md "Dense vs sparse vs hybrid retrieval"). Hybrid search mixes the sparse and the dense cosine
 (min-max rescaled per query, equal weights: the best measured on the task's dev half).
 
 An index folder holds ``sparse.npz`` (scipy CSR, documents × vocabulary), ``prior.npy`` (π, for the queries),
@@ -100,7 +100,7 @@ def sparse_vectors(model, texts: list[str], top_k: int = 128, batch_size: int = 
 FUSIONS = ("rrf", "minmax", "raw")
 RRF_K = 60
 # Chosen on the dev half (queries 0-249) of the bundled WordNet task with the `make run` model
-# (benchmarks/retrieval.py --sweep): min-max α=0.5 was the best hybrid there; README has the whole table.
+# (benchmarks/retrieval.py --sweep): min-max α=0.5 was the best hybrid there; docs/benchmarks.md has the whole table.
 DEFAULT_FUSION = "minmax"
 DEFAULT_ALPHA = 0.5
 ANN_CANDIDATES = 100  # with an ANN graph, hybrid search fuses this many dense and this many sparse candidates

@@ -27,7 +27,7 @@ def resolve(setting: str, device: torch.device) -> str:
     """``training.mixed_precision`` → what runs: ``bf16`` (bf16 frozen backbone + bf16 autocast), ``fp16``
     (fp16 autocast over fp32 weights) or ``no`` (fp32). ``auto``: bf16 where the device computes it natively
     (GPUs with bf16; CPUs with AVX512-BF16 or AMX), else fp32. On the demo suite the CPU bf16 path scored
-    43.16 and 42.85 (seeds 0, 1) against fp32's 42.53 and 42.66 (README, "Precision")."""
+    43.16 and 42.85 (seeds 0, 1) against fp32's 42.53 and 42.66 (docs/benchmarks.md, "Precision")."""
     if setting == "auto":
         return "bf16" if native_bf16(device) else "no"
     return setting
