@@ -56,22 +56,30 @@ def evaluate(name: str, model_ref: str, suite: str, cache: Path, **kwargs) -> di
     from text2token import Text2TokenModel
     from text2token.evaluation import evaluate_suite
 
-    if cache.is_file():  # reused only if scored the same way: mteb's evaluators, the same encoding length
+    remove = kwargs.pop("remove_directions", 0)  # the LM head's top directions projected out (text2token.directions)
+    dtype = kwargs.pop("dtype", None) or "float32"  # the encoding dtype (a study may score in bfloat16 on CPU)
+    if cache.is_file():  # reused only if scored the same way: mteb's evaluators, the same encoding length and dtype
         result = json.loads(cache.read_text())
         if (result.get("suite") == suite and result.get("model") == model_ref and result.get("evaluator") == "mteb"
-                and kwargs.get("max_length") in (None, result.get("max_length"))):
+                and kwargs.get("max_length") in (None, result.get("max_length"))
+                and result.get("remove_directions", 0) == remove and result.get("dtype", "float32") == dtype):
             print(f"[{name}] reusing {cache}")
             return result
     print(f"[{name}] evaluating on the '{suite}' suite")
     from text2token.training.checkpoint_model import is_checkpoint, load_checkpoint_model
 
+    import torch
+
     if is_checkpoint(model_ref):  # a training checkpoint: its stages' adapters merged into the backbone
         model = load_checkpoint_model(model_ref)
         model.max_length = kwargs.get("max_length") or model.max_length
+        model.backbone.to(getattr(torch, dtype))
     else:
-        model = Text2TokenModel.from_pretrained(model_ref, **kwargs)
+        model = Text2TokenModel.from_pretrained(model_ref, dtype=getattr(torch, dtype), **kwargs)
+    model.remove_head_directions(remove)
     t0 = time.perf_counter()
-    result = {**evaluate_suite(model, suite), "model": model_ref, "eval_seconds": round(time.perf_counter() - t0, 1)}
+    result = {**evaluate_suite(model, suite), "model": model_ref, "eval_seconds": round(time.perf_counter() - t0, 1),
+              "dtype": dtype, **({"remove_directions": remove} if remove else {})}
     from text2token.textio import write_json_atomic
 
     write_json_atomic(cache, result)

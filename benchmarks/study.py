@@ -7,8 +7,15 @@ Every recipe is a config file (its ``config``, else ``configs/demo.yaml``) plus 
 training path the trainer picks (bf16 frozen backbone where the hardware has native bf16; on a GPU everything the
 trainer does there).
 
-    python benchmarks/study.py --study budget_200 --seeds 0,1 --out benchmarks/results/study_200
+    python benchmarks/study.py --study budget_200 --seeds 0,1 --suite demo --out benchmarks/results/study_200
     python benchmarks/study.py --study budget_200 --recipes text2token,simcse --seeds 0   # a subset, same folder
+    python benchmarks/study.py --study dev_200 --seeds 0,1                    # the dev suite (the default suite)
+    python benchmarks/study.py --study dev_200 --backbone gemma3-270m        # the same recipes on another backbone
+
+``--backbone`` adds ``model.name=BACKBONE`` to every recipe (the default output folder gets the backbone's name).
+A recipe with ``from: OTHER`` trains nothing: it evaluates OTHER's trained model of the same seed under its own
+evaluation settings (``remove_directions: K``: the LM head's top-K directions projected out of every embedding,
+:mod:`text2token.directions`); ``remove_directions`` on an untrained recipe applies to the untrained backbone.
 """
 
 from __future__ import annotations
@@ -45,17 +52,32 @@ def recipe_steps(cfg) -> int:
 
 
 def run_recipe(name: str, recipe: dict, seed: int, out: Path, suite: str, config: str, max_length: int,
-               curve_every: int = 0) -> dict:
+               curve_every: int = 0, backbone: list[str] | tuple = (), recipes: dict | None = None,
+               eval_dtype: str = "float32") -> dict:
     from text2token.training import train
 
     folder = out / "runs" / f"{name}-seed{seed}"
+    post = {"remove_directions": recipe["remove_directions"]} if recipe.get("remove_directions") else {}
+    post["dtype"] = eval_dtype
     if not recipe.get("train", True):
-        base = recipe_config(recipe, config)
+        base = recipe_config(recipe, config, backbone)
         ev = evaluate(f"{name}", base.model.name, suite, out / f"eval-{name}.json", max_length=max_length,
-                      **_model_settings(base))
+                      **_model_settings(base), **post)
         return {"eval": ev, "train_seconds": 0.0}
+    if "from" in recipe:  # another recipe's trained model, evaluated under this recipe's settings
+        source = out / "runs" / f"{recipe['from']}-seed{seed}"
+        summary_file = source / "train_summary.json"
+        if not summary_file.is_file():
+            if recipes is None or recipe["from"] not in recipes:
+                raise SystemExit(f"recipe {name}: 'from: {recipe['from']}' names no recipe of this study")
+            run_recipe(recipe["from"], recipes[recipe["from"]], seed, out, suite, config, max_length, 0, backbone,
+                       recipes, eval_dtype)
+        summary = json.loads(summary_file.read_text())
+        ev = evaluate(f"{name} seed {seed}", str(source / "model"), suite, out / f"eval-{name}-seed{seed}.json",
+                      max_length=max_length, **post)
+        return {"eval": ev, "train_seconds": summary["seconds"], "steps": summary["steps"]}
     keep = ["training.keep_checkpoints=1000"] if curve_every else []  # the checkpoints the curve evaluates
-    cfg = recipe_config(recipe, config, [*keep, f"training.seed={seed}", f"output_dir={folder}"])
+    cfg = recipe_config(recipe, config, [*backbone, *keep, f"training.seed={seed}", f"output_dir={folder}"])
     summary_file = folder / "train_summary.json"
     if not summary_file.is_file():
         print(f"[{name} seed {seed}] training: {recipe.get('config', 'the --config file')} "
@@ -63,11 +85,12 @@ def run_recipe(name: str, recipe: dict, seed: int, out: Path, suite: str, config
         train(cfg, resume=True)
     summary = json.loads(summary_file.read_text())
     ev = evaluate(f"{name} seed {seed}", str(folder / "model"), suite, out / f"eval-{name}-seed{seed}.json",
-                  max_length=max_length)
+                  max_length=max_length, **post)
     curve = {}
     for total, ckpt in curve_points(cfg, folder, curve_every):
         curve[str(total)] = evaluate(f"{name} seed {seed} @{total}", str(ckpt), suite,
-                                     out / f"eval-{name}-seed{seed}-step{total}.json", max_length=max_length)["mean"]
+                                     out / f"eval-{name}-seed{seed}-step{total}.json", max_length=max_length,
+                                     dtype=eval_dtype)["mean"]
     if curve:
         curve[str(summary["steps"])] = ev["mean"]
     return {"eval": ev, "train_seconds": summary["seconds"], "steps": summary["steps"], "curve": curve}
@@ -179,13 +202,17 @@ def main(argv=None) -> int:
     p.add_argument("--recipes-file", default=str(Path(__file__).resolve().parent / "recipes.yaml"))
     p.add_argument("--recipes", help="comma-separated subset of the study's recipes (default: all, in file order)")
     p.add_argument("--seeds", default="0,1", help="comma-separated training seeds")
-    p.add_argument("--suite", default="demo", help="offline evaluation suite")
+    p.add_argument("--suite", default="dev", help="offline evaluation suite")
     p.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "study_200"))
+    p.add_argument("--backbone", help="train and evaluate every recipe on this backbone (model.name=...; e.g. "
+                                      "gemma3-270m); default: each recipe's config")
+    p.add_argument("--out", help="output folder (default: benchmarks/results/study_<suite>[_<backbone>])")
     p.add_argument("--no-train", action="store_true",
                    help="only evaluate and tabulate the runs already trained (a report of what the study has)")
     p.add_argument("--curve-every", type=int, default=0,
                    help="also evaluate the checkpoints every N optimizer steps (score vs steps; keeps checkpoints)")
+    p.add_argument("--eval-dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="dtype the models encode in when scored (bfloat16: ~2x faster on CPUs with native bf16)")
     p.add_argument("--max-length", type=int, default=512,
                    help="encoding length for the evaluation (every model, trained or not, is scored at this length)")
     args = p.parse_args(argv)
@@ -195,7 +222,9 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"unknown recipe(s) {', '.join(unknown)}; {args.study} has: {', '.join(recipes)}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    out = Path(args.out)
+    backbone = [f"model.name={args.backbone}"] if args.backbone else []
+    out = Path(args.out or ROOT / "benchmarks" / "results" / (
+        f"study_{args.suite}" + (f"_{args.backbone}" if args.backbone else "")))
     out.mkdir(parents=True, exist_ok=True)
     results_file = out / "results.json"
     results = json.loads(results_file.read_text())["recipes"] if results_file.is_file() else {}
@@ -209,15 +238,18 @@ def main(argv=None) -> int:
             if args.no_train and key != "-" and not (out / "runs" / f"{name}-seed{seed}" / "train_summary.json").is_file():
                 continue
             done = entry["seeds"].get(key)
-            if done and done["eval"].get("evaluator") == "mteb" and done["eval"].get("max_length") == args.max_length:
+            if (done and done["eval"].get("evaluator") == "mteb" and done["eval"].get("max_length") == args.max_length
+                    and done["eval"].get("dtype", "float32") == args.eval_dtype):
                 continue  # trained and scored the way this study scores (else: evaluated again, training reused)
             entry["seeds"][key] = run_recipe(name, recipe, seed, out, args.suite, args.config, args.max_length,
-                                             args.curve_every)
+                                             args.curve_every, backbone, recipes, args.eval_dtype)
             from text2token.textio import write_json_atomic
 
-            write_json_atomic(results_file, {"study": args.study, "suite": args.suite, "recipes": results})
+            write_json_atomic(results_file, {"study": args.study, "suite": args.suite, "backbone": args.backbone,
+                                             "eval_dtype": args.eval_dtype, "recipes": results})
     results = {n: results[n] for n in recipes if n in results and results[n]["seeds"]}
-    md = f"Study `{args.study}`, suite `{args.suite}`, scores 0–100 (mean ± half the range over seeds).\n\n" + table(results)
+    md = (f"Study `{args.study}`, suite `{args.suite}`" + (f", backbone `{args.backbone}`" if args.backbone else "")
+          + ", scores 0–100 (mean ± half the range over seeds).\n\n" + table(results))
     (out / "results.md").write_text(md + "\n", encoding="utf-8")
     plot(results, out / "study.png")
     plot_curves(results, out / "curve.png")

@@ -45,3 +45,10 @@ def test_encode_applies_the_filter_and_a_filtered_model_is_not_saved(tiny_model,
     finally:
         tiny_model.remove_head_directions(0)
     np.testing.assert_allclose(tiny_model.encode(texts), plain, atol=1e-6)
+
+
+def test_eval_refuses_to_record_filtered_scores_in_the_model_card(tiny_model_dir, capsys):
+    from text2token.cli import main
+
+    assert main(["eval", "--model", str(tiny_model_dir), "--remove-directions", "1", "--card"]) == 2
+    assert "--remove-directions" in capsys.readouterr().err

@@ -20,7 +20,8 @@ EXAMPLES = """examples:
   text2token search --index runs/demo/index --query "interest rates"
 """
 MODEL_HELP = ("the model: a trained text2token folder (e.g. runs/demo/model), a training checkpoint folder, a Hugging "
-              "Face id or folder, a .gguf file, or 'default' (the untrained bundled SmolLM2-135M)")
+              "Face id or folder, a .gguf file, 'default' (the untrained bundled SmolLM2-135M) or 'gemma3-270m' "
+              "(Gemma 3 270M, with the gemma extra)")
 INPUT_HELP = ".txt (one text per line), .jsonl (one object per line with the text field), or - for standard input (text)"
 
 
@@ -167,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = command("search", "rank the documents of an index for queries",
                 "Hybrid by default: the dense cosine and the sparse token overlap, each min-max rescaled per query,\n"
-                "mixed with equal weights (measured best on the bundled retrieval task's dev half; see README). The\n"
+                "mixed with equal weights (measured best on the bundled retrieval task's dev half; see docs/benchmarks.md). The\n"
                 "model is loaded once for all queries (--query repeatable, --queries FILE).")
     s.add_argument("--index", required=True, help="folder written by 'text2token index'")
     s.add_argument("--query", action="append", default=[], help="query text (repeatable)")
@@ -207,8 +208,12 @@ def _parser() -> argparse.ArgumentParser:
                 "cache). --baseline evaluates a second model with the same pooling, attention and template.")
     _model_args(v)
     v.add_argument("--suite", default="demo",
-                   help="bundled offline tasks: demo (seeded subsets), quick (smaller subsets), held-out, or offline "
-                        "(= full: all six tasks, complete); scored by mteb's own evaluators")
+                   help="bundled offline tasks: demo (seeded subsets), quick (smaller subsets), dev (all ten tasks, "
+                        "seeded subsets: what studies choose on), held-out, or offline (= full: the first six tasks, "
+                        "complete); scored by mteb's own evaluators")
+    v.add_argument("--remove-directions", type=int, default=0, metavar="K",
+                   help="project the LM head's top-K directions out of every embedding before scoring (a post-hoc "
+                        "filter; 0 = off), for the model and the --baseline alike")
     v.add_argument("--classification-protocol", choices=["mteb", "all-train"], default="mteb",
                    help="bundled classification tasks: mteb = MTEB's few-shot protocol (8 examples per label, 10 "
                         "experiments); all-train = one classifier fit on every training row (less variance)")
@@ -509,17 +514,25 @@ def cmd_eval(args) -> int:
 
     if args.mteb or args.mteb_tasks:
         return _eval_mteb(args)
+    if args.remove_directions and args.card:
+        from .errors import Text2TokenError
+
+        raise Text2TokenError("--card records the saved model's own scores; it cannot be combined with "
+                              "--remove-directions (the folder does not apply that filter)")
     model = _load(args)
     columns = {}
     if args.baseline:
         base = Text2TokenModel.from_pretrained(args.baseline, pooling=model.pooling, attention=model.attention,
                                                template=model.template, max_length=model.max_length,
                                                device=args.device, dtype=_dtype(args))
+        base.remove_head_directions(args.remove_directions)
         print(f"evaluating baseline {args.baseline} ({model.pooling} pooling, {model.attention} attention)")
         columns[f"untrained ({args.baseline})" if args.baseline == "default" else args.baseline] = evaluate_suite(
             base, args.suite, batch_size=args.batch_size, classification=args.classification_protocol)
         del base
-    print(f"evaluating {args.model}")
+    model.remove_head_directions(args.remove_directions)
+    print(f"evaluating {args.model}" + (f" (LM head's top {args.remove_directions} direction(s) removed)"
+                                        if args.remove_directions else ""))
     columns[args.model] = evaluate_suite(model, args.suite, batch_size=args.batch_size,
                                          classification=args.classification_protocol)
     print()

@@ -23,7 +23,7 @@ MOVED_KEYS = {"training.steps": ("stage1.steps", "simcse.steps"), "training.lr":
 
 @dataclass
 class ModelConfig:
-    name: str = "default"  # "default", a Hugging Face id or folder, or a .gguf file
+    name: str = "default"  # "default" (= smollm2-135m), "gemma3-270m", a Hugging Face id or folder, or a .gguf file
     pooling: str = "last"  # mean | last | weighted_mean
     attention: str = "causal"  # causal | bidirectional
     template: str | None = "auto"  # "auto": PromptEOL for last pooling, none otherwise; null: none
@@ -75,7 +75,7 @@ class TrainingConfig:
 class Stage1Config:
     """Stage 1: data-driven targets (the text's own content tokens)."""
 
-    steps: int = 20  # short: a longer stage 1 hurt classification on SmolLM2, see README
+    steps: int = 20  # short: a longer stage 1 hurt classification on SmolLM2, see docs/studies/index.md
     lr: float = 5e-5
     weighting: str = "uniform"  # the target over a text's content tokens: uniform | idf (over the training texts)
 
