@@ -66,3 +66,14 @@ def test_llm2vec_recipe_trains_mntp_then_simcse(tmp_path, tiny_model_dir):
     assert summary["stages"] == ["mntp", "simcse"] and summary["objective"] == "llm2vec"
     emb = Text2TokenModel.from_pretrained(str(model_dir), device="cpu").encode(TEXTS)
     assert emb.shape[0] == len(TEXTS) and torch.isfinite(torch.as_tensor(emb)).all()
+    # the report lists the recipe's own stages, finished (it once printed stage1/stage2 "not started")
+    from text2token.training.report import summarize_run
+
+    report = summarize_run(run)
+    assert "mntp: 3/3 steps, finished" in report and "simcse: 2/2 steps, finished" in report
+    assert "stage1-data" not in report and "stage2-model" not in report
+    # MNTP may be trained further on resume, like every other stage's steps (it was refused)
+    from text2token.training.config import resume_config
+
+    grown = resume_config(run, overrides=["mntp.steps=5", "simcse.steps=3"])
+    assert (grown.mntp.steps, grown.simcse.steps) == (5, 3)

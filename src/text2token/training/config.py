@@ -354,7 +354,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
 
 # Settings a resumed run may change: how long stages run (a stage trained further is continued from its checkpoint;
 # a later stage whose base changed is retrained), logging and checkpoint cadence, where the run folder is.
-SAFE_ON_RESUME = ("output_dir", "description", "stage1.steps", "stage2.steps", "simcse.steps", "training.save_every",
+SAFE_ON_RESUME = ("output_dir", "description", "stage1.steps", "stage2.steps", "simcse.steps", "mntp.steps",
+                  "training.save_every",
                   "training.keep_checkpoints", "training.log_every", "training.tensorboard", "data.num_proc")
 
 

@@ -93,6 +93,18 @@ def plot_training_curves(run_dir: str | Path) -> Path | None:
     return out
 
 
+def _run_stages(run_dir: Path, cfg: dict) -> list[str]:
+    """The stages the run's own config trains (``RunConfig.run_stages``: llm2vec = mntp then simcse, ...); for a
+    config this version no longer reads, the stages named in it."""
+    from ..errors import ConfigError
+    from .config import load_config
+
+    try:
+        return load_config(run_dir / RUN_CONFIG_NAME).run_stages()
+    except ConfigError:
+        return ["simcse"] if cfg.get("objective", "text2token") == "simcse" else list(cfg.get("stages", []))
+
+
 def summarize_run(run_dir: str | Path) -> str:
     """A readable summary of a run folder."""
     run_dir = Path(run_dir)
@@ -110,8 +122,7 @@ def summarize_run(run_dir: str | Path) -> str:
         lines.append(f"  started {info.get('started')} on {info.get('device')}; text2token {v.get('text2token')}, "
                      f"torch {v.get('torch')}, transformers {v.get('transformers')}, peft {v.get('peft')}; "
                      f"commit {info.get('git_commit') or 'n/a'}")
-    stages = ["simcse"] if cfg.get("objective", "text2token") == "simcse" else cfg["stages"]
-    for stage in stages:
+    for stage in _run_stages(run_dir, cfg):
         folder = run_dir / STAGE_DIRS[stage]
         rows = _read_log(folder / "train_log.jsonl")
         section = cfg.get(STAGE_SECTIONS[stage]) or {}
