@@ -131,3 +131,38 @@ def test_explain_input_file_and_compare(tmp_path, tiny_model_dir, capsys):
     assert t["p_a"] * t["p_b"] == pytest.approx(t["share"] * res["overlap"], rel=1e-4)
     assert main(["explain", "--model", str(tiny_model_dir), "--compare", "only one"]) == 2
     assert "exactly two" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device, match", [("gpu0", "'gpu0' is not a torch device"),
+                                           ("cuda:99", "cuda:99")])
+def test_a_device_this_machine_lacks_is_one_line(tiny_model_dir, capsys, device, match):
+    import torch
+
+    if device == "cuda:99" and torch.cuda.device_count() > 99:
+        pytest.skip("a machine with 100 GPUs")
+    with pytest.raises(SystemExit) as exc:
+        main(["explain", "--model", str(tiny_model_dir), "--device", device, "hello"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # argparse's usage, then one error line
+    assert last.startswith("text2token explain: error: argument --device:") and match in last
+    assert "Traceback" not in err
+
+
+def test_plain_cuda_without_cuda_is_one_line(tiny_model_dir, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(SystemExit):
+        main(["encode", "--model", str(tiny_model_dir), "--device", "cuda", "--input", "-", "--output", "x.npy"])
+    assert "this machine cannot run CUDA" in capsys.readouterr().err
+
+
+def test_resume_of_a_folder_without_a_run_is_an_error_naming_it(tmp_path, capsys):
+    """A typo in --output with --resume (and no --config) once trained a new model from the built-in defaults."""
+    (tmp_path / "runs").mkdir()
+    assert main(["train", "--output", str(tmp_path / "runs" / "my-rnu"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no run" in err and "my-rnu" in err and "no such folder" in err
+    assert not (tmp_path / "runs" / "my-rnu").exists()

@@ -241,8 +241,32 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     _device_args(p)
 
 
+def _device(text: str) -> str:
+    """A torch device this machine has (argparse type): a malformed name or an absent accelerator is one line."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build of torch" if torch.version.cuda is None else "no CUDA device is visible"
+            raise argparse.ArgumentTypeError(f"'{text}': this machine cannot run CUDA ({build}); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"'{text}': only {torch.cuda.device_count()} CUDA device(s) visible")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"'{text}': MPS is not available on this machine; use --device cpu")
+    elif device.type == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        raise argparse.ArgumentTypeError(f"'{text}': no XPU on this machine; use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise argparse.ArgumentTypeError(f"'{text}': device type '{device.type}' is not supported here (cpu, cuda, mps)")
+    return text
+
+
 def _device_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available, else cpu)")
+    p.add_argument("--device", type=_device,
+                   help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available, else cpu)")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                    help="weights' dtype (auto: bfloat16 on GPU, float32 on CPU); the LM head always runs in float32")
 
@@ -309,6 +333,13 @@ def cmd_train(args) -> int:
         # continue the run as it was configured: its own config.yaml, changed only where that is safe
         config = resume_config(run_dir, args.config, overrides)
         _note(args, f"resuming {run_dir} as recorded in {run_dir / RUN_CONFIG_NAME}")
+    elif args.resume and not args.config:  # nothing to resume and nothing to start from but the built-in defaults
+        from .errors import ConfigError
+
+        held = (", ".join(sorted(p.name for p in run_dir.iterdir())[:8]) or "nothing") if run_dir.is_dir() else None
+        raise ConfigError(f"--resume: {run_dir} holds no run (no {RUN_CONFIG_NAME}; "
+                          + (f"it holds {held}" if held is not None else "no such folder")
+                          + "); check the path, or give --config to start a new run there")
     if args.print_config:
         import yaml
 
