@@ -166,3 +166,16 @@ def test_resume_of_a_folder_without_a_run_is_an_error_naming_it(tmp_path, capsys
     err = capsys.readouterr().err
     assert "holds no run" in err and "my-rnu" in err and "no such folder" in err
     assert not (tmp_path / "runs" / "my-rnu").exists()
+
+
+@pytest.mark.parametrize("name, content", [("in.json", '[{"text": "a"}, {"text": "b"}]\n'),
+                                           ("in.csv", 'id,text\n1,"hello, world"\n')])
+def test_json_and_csv_inputs_are_refused_not_read_as_lines(tmp_path, tiny_model_dir, capsys, name, content):
+    """A JSON array or CSV rows were read silently as lines of text (the raw JSON became one 'text')."""
+    path = tmp_path / name
+    path.write_text(content)
+    out = tmp_path / "o.npy"
+    assert main(["encode", "--model", str(tiny_model_dir), "--input", str(path), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("text2token encode: error:") and name in err and "give a .jsonl file" in err
+    assert len(err.splitlines()) == 1 and not out.exists()

@@ -61,6 +61,14 @@ def iter_records(path: str | os.PathLike, field: str = "text", skip_blank: bool 
         yield (str(value) if value is not None else str(row)), text
 
 
+# Formats that a line reader would silently turn into garbage texts (a JSON array as one "text", CSV rows with their
+# commas and quotes, binary bytes): refused with a line that says what to give instead.
+STRUCTURED_SUFFIXES = {".json": "a JSON document is not one text per line", ".csv": "CSV rows are not texts",
+                       ".tsv": "TSV rows are not texts", ".parquet": "binary", ".npy": "binary", ".npz": "binary",
+                       ".gz": "compressed", ".bz2": "compressed", ".xz": "compressed", ".zst": "compressed",
+                       ".zip": "compressed", ".xlsx": "binary", ".pdf": "binary"}
+
+
 def _iter_lines(path, field: str, skip_blank: bool, errors: str, counts: dict | None):
     """``(offset, text, JSON object or None)`` for every text of the file; see :func:`iter_texts`."""
     if errors not in ERROR_MODES:
@@ -72,6 +80,10 @@ def _iter_lines(path, field: str, skip_blank: bool, errors: str, counts: dict | 
     if not stdin and path.is_dir():
         raise InputFileError(path, "is a directory, expected a .txt or .jsonl file")
     is_jsonl = path.suffix.lower() == ".jsonl"
+    if not stdin and path.suffix.lower() in STRUCTURED_SUFFIXES:
+        raise InputFileError(path, f"{path.suffix} files are not read as texts ({STRUCTURED_SUFFIXES[path.suffix.lower()]}); "
+                                   "give a .jsonl file (one JSON object per line, field 'text') or a .txt file "
+                                   "(one text per line)")
     counts = counts if counts is not None else {}
     counts.update(blank_lines_skipped=0, invalid_utf8_lines_replaced=0)
     found = 0
