@@ -179,3 +179,15 @@ def test_json_and_csv_inputs_are_refused_not_read_as_lines(tmp_path, tiny_model_
     err = capsys.readouterr().err.strip()
     assert err.startswith("text2token encode: error:") and name in err and "give a .jsonl file" in err
     assert len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_encode_creates_the_output_folder_and_refuses_a_file_in_its_place(tmp_path, tiny_model_dir, capsys):
+    texts = tmp_path / "in.txt"
+    texts.write_text("one\ntwo\n")
+    for out in (tmp_path / "new" / "deeper" / "e.npy", tmp_path / "new2" / "e.jsonl"):
+        assert main(["encode", "--model", str(tiny_model_dir), "--input", str(texts), "--output", str(out), "-q"]) == 0
+        assert out.is_file()
+    (tmp_path / "afile").write_text("x")
+    assert main(["encode", "--model", str(tiny_model_dir), "--input", str(texts),
+                 "--output", str(tmp_path / "afile" / "e.npy")]) == 2
+    assert "a file stands where its folder should be" in capsys.readouterr().err

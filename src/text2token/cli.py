@@ -366,6 +366,21 @@ def _note(args, message: str) -> None:
         print(f"text2token {args.command}: {message}", file=sys.stderr)
 
 
+def _output_folder(path: str) -> None:
+    """Create the folder an output file goes in; a folder that cannot be made or written is one line."""
+    from .errors import Text2TokenError
+
+    parent = Path(path).expanduser().absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise Text2TokenError(f"--output {path}: a file stands where its folder should be ({parent})") from None
+    except OSError as exc:
+        raise Text2TokenError(f"--output {path}: cannot create the folder {parent} ({exc.strerror})") from None
+    if not os.access(parent, os.W_OK):
+        raise Text2TokenError(f"--output {path}: the folder {parent} is not writable")
+
+
 def cmd_encode(args) -> int:
     from .errors import Text2TokenError
     from .streaming import FORMATS, Source, encode_file
@@ -373,6 +388,7 @@ def cmd_encode(args) -> int:
     if Path(args.output).suffix.lower() not in FORMATS:
         raise Text2TokenError(f"--output must end in .npy, .jsonl or .parquet, got '{args.output}'")
     source = Source(args.input, args.field, args.skip_blank, args.errors)  # every line checked before the model loads
+    _output_folder(args.output)  # created (as explain, index and export do) and checked before the model loads
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under accelerate launch: each process on its own device
         from .streaming import process_group
 
