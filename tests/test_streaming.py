@@ -73,7 +73,48 @@ def test_resume_refuses_a_partial_output_of_another_input(tmp_path, tiny_model_d
     src.write_text("a different corpus\nwith other lines\n")
     capsys.readouterr()
     assert main([*args, "--resume"]) == 2
-    assert "was written for another input" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the interrupted encode used another input file contents" in err  # names what changed
+    assert "o.npy.partial and" in err and "o.npy.progress.json" in err  # and both files to delete
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".jsonl"])
+def test_resume_after_the_partial_output_was_deleted_is_refused_not_zeros(tmp_path, tiny_model_dir, capsys, suffix):
+    """Following the old message ("delete it") left the progress file: a resume then wrote zeros for rows 0-7 of a
+    .npy (exit 0) or died with a traceback for .jsonl. Now each step says exactly what to delete."""
+    src, _ = _corpus(tmp_path)
+    out = tmp_path / f"z{suffix}"
+    args = ["encode", "-q", "--model", str(tiny_model_dir), "--input", str(src), "--chunk-size", "4",
+            "--output", str(out)]
+    with interrupted_at_call(Text2TokenModel, "encode", 3):
+        assert main(args) == 130
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"z{suffix}.partial and" in err and f"z{suffix}.progress.json" in err and "delete both" in err
+    (tmp_path / f"z{suffix}.partial").unlink()
+    assert main([*args, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "no longer exists" in err and f"delete {tmp_path / f'z{suffix}.progress.json'}" in err
+    assert "Traceback" not in err and not out.exists()
+    (tmp_path / f"z{suffix}.progress.json").unlink()  # as told: then a plain run starts over and completes
+    assert main(args) == 0
+    if suffix == ".npy":
+        assert np.abs(np.load(out)).sum(axis=1).min() > 0, "no row left as zeros"
+
+
+def test_resume_refuses_a_truncated_partial_output(tmp_path, tiny_model_dir, capsys):
+    src, _ = _corpus(tmp_path)
+    out = tmp_path / "t.npy"
+    args = ["encode", "-q", "--model", str(tiny_model_dir), "--input", str(src), "--chunk-size", "4",
+            "--output", str(out)]
+    with interrupted_at_call(Text2TokenModel, "encode", 3):
+        assert main(args) == 130
+    partial = tmp_path / "t.npy.partial"
+    partial.write_bytes(partial.read_bytes()[:200])
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2
+    assert "is not the" in capsys.readouterr().err and not out.exists()
 
 
 @pytest.mark.slow  # two processes under accelerate launch

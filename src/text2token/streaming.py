@@ -134,12 +134,7 @@ def encode_file(model, source: Source, output: str, *, batch_size: int = 32, nor
     if shard != partial and shard.exists() and not progress_file.is_file():
         shard.unlink()
     if progress_file.is_file():
-        state = json.loads(progress_file.read_text())
-        if not resume:
-            raise Text2TokenError(f"{partial} holds an interrupted encode of {output}: pass --resume to continue it, or "
-                                  "delete it to start over")
-        if state.get("fingerprint") != fingerprint:
-            raise Text2TokenError(f"{partial} was written for another input, model or settings: delete it to start over")
+        state = _resumable_state(progress_file, shard, output, fingerprint, resume, fmt, rows, dim)
         start, written = state["rows_done"], state["bytes_done"]
     if fmt == ".npy" and main and not partial.exists():
         NpyFile.create(partial, rows, dim)  # the whole file, before any process writes its rows
@@ -185,6 +180,47 @@ def encode_file(model, source: Source, output: str, *, batch_size: int = 32, nor
     if group is not None:
         group.wait_for_everyone()
     return {"rows": rows, "dim": dim, "resumed_from": start, "truncated": truncated, "processes": world}
+
+
+def _resumable_state(progress_file: Path, shard: Path, output: Path, fingerprint: dict | None, resume: bool,
+                     fmt: str, rows: int, dim: int) -> dict:
+    """The progress an interrupted encode recorded, once it is checked that what it describes can be continued: the
+    partial output exists, is as long as recorded, and was written with this input, model and settings. Otherwise one
+    line naming the files to delete (both: the partial output and its progress file) or the setting that changed."""
+    leftovers = f"{shard} and {progress_file}"
+    try:
+        state = json.loads(progress_file.read_text())
+        done, written = int(state["rows_done"]), int(state["bytes_done"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise Text2TokenError(f"{progress_file} is damaged (not the progress record of an encode): delete "
+                              f"{leftovers} to start over") from None
+    if not resume:
+        raise Text2TokenError(f"{output} has an interrupted encode ({leftovers}): pass --resume to continue it, or "
+                              "delete both files to start over")
+    if not shard.is_file():
+        raise Text2TokenError(f"cannot resume {output}: {progress_file} records {done} rows written to {shard}, which "
+                              f"no longer exists; delete {progress_file} to start over")
+    recorded = state.get("fingerprint") or {}
+    if recorded != fingerprint:
+        changed = sorted(k for k in set(recorded) | set(fingerprint or {})
+                         if recorded.get(k) != (fingerprint or {}).get(k))
+        if {"bytes", "mtime_ns", "rows"} & set(changed):  # the same path, changed contents
+            changed = ["input file contents"] + [k for k in changed if k not in ("bytes", "mtime_ns", "rows")]
+        raise Text2TokenError(f"cannot resume {output}: the interrupted encode used another {', '.join(changed)}; "
+                              f"run it with the same settings, or delete {leftovers} to start over")
+    size = shard.stat().st_size
+    if fmt == ".npy":
+        try:
+            expected = NpyFile(shard).data_start + rows * dim * 4
+        except (OSError, ValueError):
+            expected = -1
+        if size != expected:
+            raise Text2TokenError(f"cannot resume {output}: {shard} is not the {rows}×{dim} float32 array this encode "
+                                  f"writes ({size} bytes); delete {leftovers} to start over")
+    elif size < written:
+        raise Text2TokenError(f"cannot resume {output}: {shard} holds {size} bytes but {progress_file} records {written} "
+                              f"written; delete {leftovers} to start over")
+    return state
 
 
 def process_group():
