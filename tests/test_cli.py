@@ -191,3 +191,27 @@ def test_encode_creates_the_output_folder_and_refuses_a_file_in_its_place(tmp_pa
     assert main(["encode", "--model", str(tiny_model_dir), "--input", str(texts),
                  "--output", str(tmp_path / "afile" / "e.npy")]) == 2
     assert "a file stands where its folder should be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "config"])
+def test_a_damaged_model_folder_is_one_line_naming_the_file(tmp_path, tiny_model_dir, capsys, damage):
+    import shutil
+
+    from text2token import Text2TokenModel
+
+    folder = tmp_path / "m"
+    Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", device="cpu").save_pretrained(folder)
+    weights, config = folder / "model.safetensors", folder / "text2token_config.json"
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif damage == "empty":
+        weights.write_bytes(b"")
+    elif damage == "garbage":
+        weights.write_bytes(b"\x00garbage" * 64)
+    else:
+        config.write_text(config.read_text()[:30])
+    assert main(["explain", "--model", str(folder), "hello"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert ("text2token_config.json is damaged" if damage == "config" else "model.safetensors is damaged") in err
+    shutil.rmtree(folder)

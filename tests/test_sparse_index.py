@@ -265,3 +265,42 @@ def test_index_names_a_repeated_id(tmp_path, tiny_model_dir, capsys):
     err = capsys.readouterr().err
     assert "docs.jsonl" in err and "'id' is not unique (a repeated)" in err
     assert not (tmp_path / "i").exists() and not (tmp_path / "i.partial").exists()
+
+
+def test_a_damaged_index_is_one_line_naming_the_file(tmp_path, tiny_model_dir, capsys):
+    """Missing, truncated or garbage index files gave raw tracebacks (FileNotFoundError, mmap length, BadZipFile,
+    JSONDecodeError); the index records its files' sizes and checks them on open."""
+    import shutil
+
+    import pytest
+
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(DOCS)))
+    good = tmp_path / "good"
+    assert main(["index", "-q", "--model", str(tiny_model_dir), "--pooling", "mean", "--corpus", str(corpus),
+                 "--output", str(good), "--top-k", "16"]) == 0
+    recorded = json.loads((good / "index.json").read_text())["files"]
+    assert {"dense.npy", "sparse.npz", "docs.jsonl"} <= set(recorded)
+
+    def damaged(name, how):
+        bad = tmp_path / f"bad-{name}-{how}"
+        shutil.copytree(good, bad)
+        path = bad / name
+        if how == "missing":
+            path.unlink()
+        elif how == "truncated":
+            path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+        return bad
+
+    cases = [("dense.npy", "missing", "dense.npy is missing"), ("dense.npy", "truncated", "dense.npy has"),
+             ("sparse.npz", "truncated", "sparse.npz has"), ("docs.jsonl", "truncated", "docs.jsonl has"),
+             ("index.json", "truncated", "index.json is damaged")]
+    for name, how, match in cases:
+        folder = damaged(name, how)
+        with pytest.raises(Exception) as exc:
+            SparseIndex(folder, load_model=False)
+        assert match in str(exc.value) and "rebuild the index" in str(exc.value), (name, how, exc.value)
+        capsys.readouterr()
+        assert main(["search", "--index", str(folder), "--query", "cat"]) == 2
+        err = capsys.readouterr().err
+        assert match in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from .errors import ModelLoadError
@@ -242,6 +243,10 @@ def load_backbone(spec: str, dtype: torch.dtype | None = None, attn_implementati
         raise ModelLoadError(f"cannot load model '{spec}': {msg}") from None
     except OSError as exc:
         raise ModelLoadError(f"cannot load model '{spec}': {str(exc).splitlines()[0]}") from None
+    except SafetensorError as exc:  # a truncated, empty or garbage model.safetensors
+        weights = next((f for f in _WEIGHT_FILES if (Path(path) / f).is_file()), "the weights file")
+        raise ModelLoadError(f"cannot load model '{spec}': {Path(path) / weights if Path(path).is_dir() else weights} "
+                             f"is damaged ({str(exc).splitlines()[0]})") from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:

@@ -133,6 +133,7 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     for name in (TOP_IDS_FILE, TOP_PROBS_FILE, LOGIT_SUM_FILE, PROGRESS_FILE):
         (partial / name).unlink(missing_ok=True)
+    summary["files"] = {p.name: p.stat().st_size for p in sorted(partial.iterdir()) if p.is_file()}  # checked on open
     (partial / INDEX_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     replace_directory(partial, output)
     return summary

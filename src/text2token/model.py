@@ -107,7 +107,13 @@ class Text2TokenModel(torch.nn.Module):
         saved = {}
         config_file = Path(str(model)).expanduser() / MODEL_CONFIG_NAME
         if config_file.is_file():
-            saved = json.loads(config_file.read_text(encoding="utf-8"))
+            try:
+                saved = json.loads(config_file.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise Text2TokenError(f"{config_file} is damaged (not valid JSON: {exc}); restore it from the run "
+                                      "folder or save the model again") from None
+            if not isinstance(saved, dict):
+                raise Text2TokenError(f"{config_file} is damaged (expected a JSON object)")
         device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if dtype is None:
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,31 @@ def _check_search(mode: str, alpha: float) -> None:
         raise Text2TokenError(f"alpha must be in [0, 1], got {alpha}")
 
 
+def _read_index_json(folder: Path) -> dict:
+    try:
+        info = json.loads((folder / INDEX_FILE).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Text2TokenError(f"index {folder}: {INDEX_FILE} is damaged (not valid JSON: {exc}); rebuild the index") from None
+    if not isinstance(info, dict):
+        raise Text2TokenError(f"index {folder}: {INDEX_FILE} is damaged (expected a JSON object); rebuild the index")
+    return info
+
+
+def check_index_files(folder: Path, info: dict) -> None:
+    """Every file an index records (``files``: name → bytes, written last by the builder) exists with its size: a
+    missing or truncated file is one line naming it, before anything is read."""
+    for name, size in (info.get("files") or {}).items():
+        path = folder / name
+        if Path(name).name != name:
+            raise Text2TokenError(f"index {folder}: {INDEX_FILE} names a file outside the index ({name!r})")
+        if not path.is_file():
+            raise Text2TokenError(f"index {folder}: {name} is missing; rebuild the index")
+        actual = path.stat().st_size
+        if actual != size:
+            raise Text2TokenError(f"index {folder}: {name} has {actual} bytes, {INDEX_FILE} records {size} "
+                                  f"({'truncated' if actual < size else 'changed'}); rebuild the index")
+
+
 class SparseIndex:
     """A loaded index folder; ``search`` ranks documents for queries (hybrid by default, sparse, or dense).
 
@@ -147,18 +173,32 @@ class SparseIndex:
         if not (folder / INDEX_FILE).is_file():
             raise Text2TokenError(f"{folder} is not a text2token index (no {INDEX_FILE}); build one with text2token index")
         self.folder = folder
-        self.info = json.loads((folder / INDEX_FILE).read_text())
-        self.sparse = sp.load_npz(folder / "sparse.npz").tocsr()
+        self.info = _read_index_json(folder)
+        check_index_files(folder, self.info)
         self.weighting = self.info.get("weighting", "prob")  # indexes from before the prior ratio: plain p
-        self.prior = np.load(folder / "prior.npy") if self.weighting == "prior_ratio" else None
-        self.dense = np.load(folder / "dense.npy", mmap_mode="r")  # rows read as needed
+        try:
+            self.sparse = sp.load_npz(folder / "sparse.npz").tocsr()
+            self.prior = np.load(folder / "prior.npy") if self.weighting == "prior_ratio" else None
+            self.dense = np.load(folder / "dense.npy", mmap_mode="r")  # rows read as needed
+            with open(folder / "docs.jsonl", encoding="utf-8") as fh:
+                self.docs = [json.loads(line) for line in fh]
+        except FileNotFoundError as exc:
+            raise Text2TokenError(f"index {folder}: {Path(exc.filename).name} is missing; rebuild the index") from None
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # truncated .npz/.npy/.jsonl
+            raise Text2TokenError(f"index {folder}: a file is damaged ({type(exc).__name__}: {exc}); rebuild the "
+                                  "index") from None
+        docs = self.info.get("documents")
+        shapes = {"dense.npy rows": self.dense.shape[0], "sparse.npz rows": self.sparse.shape[0],
+                  "docs.jsonl lines": len(self.docs)}
+        wrong = {k: v for k, v in shapes.items() if docs is not None and v != docs}
+        if wrong:
+            raise Text2TokenError(f"index {folder}: {', '.join(f'{k} = {v}' for k, v in wrong.items())}, but "
+                                  f"{INDEX_FILE} records {docs} documents; rebuild the index")
         self.ann = None
         if self.info.get("ann"):
             from .ann import DenseANN
 
             self.ann = DenseANN(folder / self.info["ann"]["file"], self.dense.shape[1])
-        with open(folder / "docs.jsonl", encoding="utf-8") as fh:
-            self.docs = [json.loads(line) for line in fh]
         if model is None and load_model:
             from .model import Text2TokenModel
 
