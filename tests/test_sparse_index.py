@@ -304,3 +304,31 @@ def test_a_damaged_index_is_one_line_naming_the_file(tmp_path, tiny_model_dir, c
         assert main(["search", "--index", str(folder), "--query", "cat"]) == 2
         err = capsys.readouterr().err
         assert match in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_qdrant_unreachable_url_and_a_held_folder_are_one_line(tmp_path, tiny_model_dir, capsys):
+    import socket
+
+    import pytest
+
+    pytest.importorskip("qdrant_client")
+    from qdrant_client import QdrantClient
+
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(DOCS)))
+    assert main(["index", "-q", "--model", str(tiny_model_dir), "--pooling", "mean", "--corpus", str(corpus),
+                 "--output", str(tmp_path / "ix"), "--top-k", "16"]) == 0
+    with socket.socket() as s:  # a localhost port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    capsys.readouterr()
+    assert main(["export", "--index", str(tmp_path / "ix"), "--qdrant-url", f"http://127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot reach a Qdrant server" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    holder = QdrantClient(path=str(tmp_path / "qd"))
+    try:
+        assert main(["export", "--index", str(tmp_path / "ix"), "--qdrant-path", str(tmp_path / "qd")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "in use by another Qdrant client" in err and len(err.splitlines()) == 1
+    finally:
+        holder.close()

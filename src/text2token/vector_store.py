@@ -25,7 +25,23 @@ def qdrant_client(path: str | os.PathLike | None = None, url: str | None = None)
         raise Text2TokenError("exporting to Qdrant needs the qdrant-client package: pip install 'text2token[qdrant]'") from None
     if (path is None) == (url is None):
         raise Text2TokenError("give a Qdrant folder (local mode) or a server url, exactly one")
-    return QdrantClient(path=str(path)) if path is not None else QdrantClient(url=url)
+    if path is not None:
+        try:
+            return QdrantClient(path=str(path))
+        except RuntimeError as exc:  # qdrant's local mode locks its folder for one client at a time
+            if "already accessed" in str(exc):
+                raise Text2TokenError(f"the Qdrant folder {path} is in use by another Qdrant client (local mode allows "
+                                      "one at a time): close it, or export to a Qdrant server with --qdrant-url") from None
+            raise
+    client = QdrantClient(url=url, timeout=10)
+    try:
+        client.get_collections()  # one request now: an unreachable server is one line, not a traceback mid-export
+    except Exception as exc:  # noqa: BLE001 — qdrant-client wraps httpx/grpc errors in its own classes
+        client.close()
+        cause = exc.__cause__ or exc.__context__ or exc
+        raise Text2TokenError(f"cannot reach a Qdrant server at {url} ({type(cause).__name__}: "
+                              f"{str(cause).splitlines()[0] if str(cause) else 'no answer'})") from None
+    return client
 
 
 def export_qdrant(index, client, collection: str, batch_size: int = 256, show_progress_bar: bool = False) -> dict:
