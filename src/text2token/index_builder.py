@@ -15,6 +15,7 @@ Everything is written under ``OUTPUT.partial/``, which replaces ``OUTPUT`` only 
 from __future__ import annotations
 
 import json
+import uuid
 import os
 import shutil
 import time
@@ -67,8 +68,21 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
     if resume and source.stdin:
         raise Text2TokenError("--resume needs a file input, not standard input")
     source.check_unique_ids()
-    rows, dim = source.rows, model.backbone.config.hidden_size
+    from .training.lock import RunLock
+
     output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with RunLock.for_output(output, "index build"):  # one writer at a time: a second build is refused
+        return _build_locked(model, source, output, top_k, batch_size, model_ref, show_progress_bar, ann, query_top_k,
+                             weighting, resume, chunk)
+
+
+def _build_locked(model, source, output: Path, top_k, batch_size, model_ref, show_progress_bar, ann, query_top_k,
+                  weighting, resume, chunk) -> dict:
+    from .ann import ANN_AUTO_MIN_DOCUMENTS
+    from .targets.model_derived import model_fingerprint
+
+    rows, dim = source.rows, model.backbone.config.hidden_size
     partial = output.with_name(output.name + ".partial")
     fingerprint = source.fingerprint(model, top_k=top_k, batch_size=batch_size, chunk=chunk)
     state = _start(partial, fingerprint, resume)
@@ -134,6 +148,7 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
     for name in (TOP_IDS_FILE, TOP_PROBS_FILE, LOGIT_SUM_FILE, PROGRESS_FILE):
         (partial / name).unlink(missing_ok=True)
     summary["files"] = {p.name: p.stat().st_size for p in sorted(partial.iterdir()) if p.is_file()}  # checked on open
+    summary["generation"] = uuid.uuid4().hex  # a reader re-reads it after opening the files: a swap is detected
     (partial / INDEX_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     replace_directory(partial, output)
     return summary

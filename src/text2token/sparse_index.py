@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import zipfile
 from pathlib import Path
 
@@ -146,6 +147,14 @@ def _read_index_json(folder: Path) -> dict:
     return info
 
 
+def _generation(folder: Path) -> str | None:
+    """The ``generation`` an index folder's index.json records now (None: none, or unreadable at this moment)."""
+    try:
+        return json.loads((folder / INDEX_FILE).read_text(encoding="utf-8")).get("generation")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def check_index_files(folder: Path, info: dict) -> None:
     """Every file an index records (``files``: name → bytes, written last by the builder) exists with its size: a
     missing or truncated file is one line naming it, before anything is read."""
@@ -173,6 +182,40 @@ class SparseIndex:
         if not (folder / INDEX_FILE).is_file():
             raise Text2TokenError(f"{folder} is not a text2token index (no {INDEX_FILE}); build one with text2token index")
         self.folder = folder
+        for attempt in range(5):  # a rebuild may swap the folder while it is read: read until one generation is whole
+            before = _generation(folder)
+            try:
+                self._open_files(folder)
+            except Text2TokenError:
+                if attempt == 4 or _generation(folder) == before:
+                    raise  # a damaged file, not a swap
+                time.sleep(0.05 * (attempt + 1))
+                continue
+            if self.info.get("generation") == before == _generation(folder):
+                break
+            time.sleep(0.05 * (attempt + 1))
+        else:
+            raise Text2TokenError(f"index {folder} kept changing while it was opened (is it being rebuilt?); try again")
+        self.ann = None
+        if self.info.get("ann"):
+            from .ann import DenseANN
+
+            self.ann = DenseANN(folder / self.info["ann"]["file"], self.dense.shape[1])
+        if model is None and load_model:
+            from .model import Text2TokenModel
+
+            model = Text2TokenModel.from_pretrained(model_path or self._recorded_model(), pooling=self.info["pooling"],
+                                                    attention=self.info["attention"], template=self.info["template"],
+                                                    max_length=self.info["max_length"], device=device, dtype=dtype)
+            if model_path and self.info.get("model_fingerprint"):
+                from .targets.model_derived import model_fingerprint
+
+                if model_fingerprint(model.backbone) != self.info["model_fingerprint"]:
+                    raise Text2TokenError(f"--model {model_path} is not the model {folder} was built with (its weights "
+                                          "differ): use that model, or rebuild the index with this one")
+        self.model = model
+
+    def _open_files(self, folder: Path) -> None:
         self.info = _read_index_json(folder)
         check_index_files(folder, self.info)
         self.weighting = self.info.get("weighting", "prob")  # indexes from before the prior ratio: plain p
@@ -194,24 +237,6 @@ class SparseIndex:
         if wrong:
             raise Text2TokenError(f"index {folder}: {', '.join(f'{k} = {v}' for k, v in wrong.items())}, but "
                                   f"{INDEX_FILE} records {docs} documents; rebuild the index")
-        self.ann = None
-        if self.info.get("ann"):
-            from .ann import DenseANN
-
-            self.ann = DenseANN(folder / self.info["ann"]["file"], self.dense.shape[1])
-        if model is None and load_model:
-            from .model import Text2TokenModel
-
-            model = Text2TokenModel.from_pretrained(model_path or self._recorded_model(), pooling=self.info["pooling"],
-                                                    attention=self.info["attention"], template=self.info["template"],
-                                                    max_length=self.info["max_length"], device=device, dtype=dtype)
-            if model_path and self.info.get("model_fingerprint"):
-                from .targets.model_derived import model_fingerprint
-
-                if model_fingerprint(model.backbone) != self.info["model_fingerprint"]:
-                    raise Text2TokenError(f"--model {model_path} is not the model {folder} was built with (its weights "
-                                          "differ): use that model, or rebuild the index with this one")
-        self.model = model
 
     def _recorded_model(self) -> str:
         ref = self.info["model"]

@@ -107,8 +107,18 @@ def encode_file(model, source: Source, output: str, *, batch_size: int = 32, nor
                 prompt: str | None = None, resume: bool = False, chunk: int = CHUNK,
                 show_progress_bar: bool = True) -> dict:
     """Encode every text of ``source`` into ``output`` (.npy, .jsonl or .parquet), streaming; returns a summary
-    (rows, dimension, rows resumed from, texts truncated)."""
+    (rows, dimension, rows resumed from, texts truncated). One encode writes an output at a time (a lock file beside
+    it, ``.NAME.lock``, held by the main process): a second one is refused instead of wiping the first's work."""
+    from .training.lock import RunLock
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0:
+        return _encode_file(model, source, output, batch_size, normalize, prompt, resume, chunk, show_progress_bar)
+    with RunLock.for_output(output, "encode"):
+        return _encode_file(model, source, output, batch_size, normalize, prompt, resume, chunk, show_progress_bar)
+
+
+def _encode_file(model, source: Source, output: str, batch_size: int, normalize: bool, prompt: str | None,
+                 resume: bool, chunk: int, show_progress_bar: bool) -> dict:
     output = Path(output)
     fmt = output.suffix.lower()
     if fmt not in FORMATS:

@@ -29,11 +29,20 @@ def _pid_alive(pid: int) -> bool:
 
 
 class RunLock:
-    """``with RunLock(run_dir): ...`` holds ``run_dir/.text2token.lock`` for the block."""
+    """``with RunLock(run_dir): ...`` holds ``run_dir/.text2token.lock`` for the block; :meth:`for_output` holds a
+    lock beside an output file or folder (``.NAME.lock``), so that one encode or index writes it at a time."""
 
-    def __init__(self, run_dir: str | os.PathLike):
-        self.path = Path(run_dir) / LOCK_NAME
+    def __init__(self, run_dir: str | os.PathLike, name: str = LOCK_NAME, target: str | None = None,
+                 what: str = "run"):
+        self.path = Path(run_dir) / name
+        self.target = target or str(Path(run_dir))
+        self.what = what
         self.held = False
+
+    @classmethod
+    def for_output(cls, output: str | os.PathLike, what: str) -> RunLock:
+        output = Path(output)
+        return cls(output.parent, f".{output.name}.lock", target=str(output), what=what)
 
     def acquire(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,9 +54,9 @@ class RunLock:
                 owner = self._owner()
                 if owner is not None and not self._stale(owner):
                     raise Text2TokenError(
-                        f"{self.path.parent} is in use by another run (pid {owner.get('pid')} on {owner.get('host')}, "
-                        f"started {owner.get('started')}); wait for it, or choose another --output. If that run is "
-                        f"gone, delete {self.path}") from None
+                        f"{self.target} is in use by another {self.what} (pid {owner.get('pid')} on {owner.get('host')}, "
+                        f"started {owner.get('started')}); wait for it, or choose another --output. If that "
+                        f"{self.what} is gone, delete {self.path}") from None
                 self.path.unlink(missing_ok=True)  # stale (or unreadable half-written) lock: take it over
                 continue
             with os.fdopen(fd, "w") as fh:
