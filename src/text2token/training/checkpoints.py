@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import Text2TokenError
 from ..textio import atomic_directory, write_atomic
 from .lora import apply_adapter, trainable_state
 
@@ -106,12 +107,26 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
     """Restore adapter, optimizer, scheduler and random states from ``path``; return its step."""
     from safetensors.torch import load_file
 
+    extra = load_training_state(path / "optimizer.pt")  # first: nothing is applied from a refused checkpoint
     apply_adapter(model, load_file(str(path / "adapter.safetensors")), path)
-    extra = torch.load(path / "optimizer.pt", weights_only=False)
     optimizer.load_state_dict(extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])
     restore_rng_states(extra)
     return json.loads((path / "state.json").read_text())["step"]
+
+
+def load_training_state(path: Path) -> dict:
+    """The optimizer, scheduler and RNG states of a checkpoint, loaded with ``weights_only=True``: tensors and plain
+    Python values only, so a checkpoint from someone else cannot run code when resumed (a pickle that would is
+    refused with one line)."""
+    import pickle
+
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        raise Text2TokenError(f"{path} holds objects a safe load refuses ({str(exc).splitlines()[0][:160]}); it was not "
+                              "written by text2token, or by a version that stored more than tensors and numbers: "
+                              "resume from another checkpoint, or start the run again") from None
 
 
 def truncate_log(path: Path, last_step: int) -> None:
