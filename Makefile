@@ -38,12 +38,20 @@ run-quick: $(STAMP)
 	$(BIN)/text2token train --config configs/demo.yaml --output runs/quick --resume stage1.steps=4 stage2.steps=4 training.save_every=2
 	$(BIN)/text2token explain --model runs/quick/model "The cat sat on the mat."
 
-# Every test, the slow lane included (subprocess interrupt/kill-and-resume, 2-process training, the real SmolLM2).
+# Security lint (ruff's flake8-bandit rules, S) on the package and the benchmarks. Ignored everywhere: S101 (assert:
+# internal invariants, never input validation) and S311 (random: seeded data sampling, never secrets); every other
+# exception is a `noqa` with its reason on the line.
+SECURITY_LINT = $(BIN)/ruff check --quiet --select S --ignore S101,S311 src benchmarks
+
+# Every test, the slow lane included (subprocess interrupt/kill-and-resume, 2-process training, the real SmolLM2),
+# after the security lint.
 test: $(STAMP)
+	$(SECURITY_LINT)
 	$(BIN)/python -m pytest -q
 
 # The unit lane: everything not marked slow (a few minutes on 2 cores).
 test-fast: $(STAMP)
+	$(SECURITY_LINT)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:

@@ -32,9 +32,12 @@ def environment_info() -> dict:
     commit = None
     try:
         here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        # fixed arguments, no shell; "git" from PATH on purpose (the user's git, whatever its location)
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"],  # noqa: S603, S607
+                             capture_output=True, text=True, timeout=5)
         if out.returncode == 0:
-            dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain",  # noqa: S603, S607
+                                    "--untracked-files=no"],
                                    capture_output=True, text=True, timeout=5).stdout.strip()
             commit = out.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
