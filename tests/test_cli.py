@@ -215,3 +215,25 @@ def test_a_damaged_model_folder_is_one_line_naming_the_file(tmp_path, tiny_model
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     assert ("text2token_config.json is damaged" if damage == "config" else "model.safetensors is damaged") in err
     shutil.rmtree(folder)
+
+
+def test_encode_refuses_to_overwrite_its_input(tmp_path, tiny_model_dir, capsys):
+    src = tmp_path / "texts.jsonl"
+    src.write_text('{"text": "one"}\n')
+    assert main(["encode", "--model", str(tiny_model_dir), "--input", str(src), "--output", str(src)]) == 2
+    assert "is the input file" in capsys.readouterr().err and src.read_text() == '{"text": "one"}\n'
+
+
+def test_saved_model_and_checkpoint_files_follow_the_umask_not_0600(tmp_path, tiny_model_dir):
+    import os
+    import stat
+
+    from text2token import Text2TokenModel
+
+    old = os.umask(0o022)
+    try:
+        Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", device="cpu").save_pretrained(tmp_path / "m")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "m").rglob("*") if p.is_file()}
+    assert modes["model.safetensors"] == 0o644 and set(modes.values()) == {0o644}, modes

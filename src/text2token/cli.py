@@ -387,6 +387,8 @@ def cmd_encode(args) -> int:
 
     if Path(args.output).suffix.lower() not in FORMATS:
         raise Text2TokenError(f"--output must end in .npy, .jsonl or .parquet, got '{args.output}'")
+    if args.input != "-" and Path(args.output).expanduser().resolve() == Path(args.input).expanduser().resolve():
+        raise Text2TokenError(f"--output {args.output} is the input file: choose another output (it would be overwritten)")
     source = Source(args.input, args.field, args.skip_blank, args.errors)  # every line checked before the model loads
     _output_folder(args.output)  # created (as explain, index and export do) and checked before the model loads
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under accelerate launch: each process on its own device

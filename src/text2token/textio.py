@@ -243,7 +243,15 @@ def atomic_directory(final: str | os.PathLike):
 def replace_directory(folder: str | os.PathLike, final: str | os.PathLike) -> None:
     """Move the complete ``folder`` to ``final`` (an existing ``final`` is moved aside first and deleted after)."""
     folder, final = Path(folder), Path(final)
-    os.chmod(folder, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
+    mask = _umask()
+    os.chmod(folder, 0o777 & ~mask)  # mkdtemp makes 0700 folders
+    for root, dirs, files in os.walk(folder):  # and some writers 0600 files (safetensors): the user's umask for all
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, (0o777 if os.access(path, os.X_OK) else 0o666) & ~mask)
     if final.exists():
         old = Path(tempfile.mkdtemp(prefix=f".tmp-old-{final.name}.", dir=final.parent))
         os.replace(final, old / final.name)
