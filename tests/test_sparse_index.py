@@ -374,3 +374,29 @@ def test_one_writer_per_output_and_readers_see_one_whole_index(tmp_path, tiny_mo
     index = SparseIndex(out, load_model=False)
     assert [d["id"] for d in index.docs] == ["e0", "e1", "e2"]  # the new index, whole
     assert index.dense.shape[0] == index.sparse.shape[0] == 3
+
+
+def test_hostile_values_in_index_json_are_one_line(tmp_path, tiny_model_dir):
+    """An index handed over by someone else: sizes, counts and paths in index.json are validated before use."""
+    import shutil
+
+    import pytest
+
+    from text2token.errors import Text2TokenError
+
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(DOCS)))
+    good = tmp_path / "good"
+    assert main(["index", "-q", "--model", str(tiny_model_dir), "--corpus", str(corpus), "--output", str(good)]) == 0
+    for key, value, match in [("documents", -3, "'documents' must be an integer >= 0"),
+                              ("top_k", 10**15, "'top_k' must be an integer >= 1"),
+                              ("pooling", "__import__('os')", "'pooling' must be one of"),
+                              ("files", {"../../etc/passwd": 1}, "names a file outside the index"),
+                              ("ann", {"file": "../outside.usearch"}, "'ann' must name a file inside the index")]:
+        bad = tmp_path / f"bad-{key}"
+        shutil.copytree(good, bad)
+        info = json.loads((bad / "index.json").read_text())
+        info[key] = value
+        (bad / "index.json").write_text(json.dumps(info))
+        with pytest.raises(Text2TokenError, match=match.replace("(", r"\(").replace(")", r"\)")):
+            SparseIndex(bad, load_model=False)

@@ -495,6 +495,8 @@ def cmd_search(args) -> int:
         raise Text2TokenError("nothing to search for: give --query TEXT (repeatable) or --queries FILE")
     mode = "dense" if args.dense else "sparse" if args.sparse else "hybrid"
     index = SparseIndex(args.index, model_path=args.model, device=args.device, dtype=_dtype(args))
+    if not args.model:  # a path recorded in the index: say which model answers
+        _note(args, f"model: {index.model_source} (recorded in {Path(args.index) / 'index.json'}; --model to change)")
     results = index.search(queries, top=args.top, mode=mode, alpha=args.hybrid, fusion=args.fusion, exact=args.exact)
     label = f"hybrid α={args.hybrid:g}, {args.fusion}" if mode == "hybrid" else mode
     for query, hits in zip(queries, results):

@@ -17,6 +17,7 @@ and atomically.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import zipfile
@@ -29,6 +30,7 @@ import torch
 from .errors import Text2TokenError
 
 INDEX_FILE = "index.json"
+logger = logging.getLogger(__name__)
 MODES = ("hybrid", "sparse", "dense")
 WEIGHTINGS = ("prior_ratio", "prob")
 DEFAULT_TOP_K = 256  # tokens per document
@@ -144,6 +146,19 @@ def _read_index_json(folder: Path) -> dict:
         raise Text2TokenError(f"index {folder}: {INDEX_FILE} is damaged (not valid JSON: {exc}); rebuild the index") from None
     if not isinstance(info, dict):
         raise Text2TokenError(f"index {folder}: {INDEX_FILE} is damaged (expected a JSON object); rebuild the index")
+    # numbers and names from a file someone handed over are checked like the command line's
+    for key, low in (("documents", 0), ("top_k", 1), ("query_top_k", 1), ("max_length", 8)):
+        value = info.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 10**12):
+            raise Text2TokenError(f"index {folder}: {INDEX_FILE} field '{key}' must be an integer >= {low}, got {value!r}")
+    for key, allowed in (("pooling", ("mean", "last", "weighted_mean")), ("attention", ("causal", "bidirectional")),
+                         ("weighting", ("prob", "prior_ratio"))):
+        if key in info and info[key] not in allowed:
+            raise Text2TokenError(f"index {folder}: {INDEX_FILE} field '{key}' must be one of {', '.join(allowed)}, "
+                                  f"got {info[key]!r}")
+    ann = info.get("ann")
+    if ann and (not isinstance(ann, dict) or Path(str(ann.get("file", ""))).name != ann.get("file")):
+        raise Text2TokenError(f"index {folder}: {INDEX_FILE} field 'ann' must name a file inside the index")
     return info
 
 
@@ -204,7 +219,10 @@ class SparseIndex:
         if model is None and load_model:
             from .model import Text2TokenModel
 
-            model = Text2TokenModel.from_pretrained(model_path or self._recorded_model(), pooling=self.info["pooling"],
+            self.model_source = model_path or self._recorded_model()
+            if not model_path:  # a path taken from the index file: resolved and said before it is loaded
+                logger.info("index %s: loading the model it records, %s", folder, self.model_source)
+            model = Text2TokenModel.from_pretrained(self.model_source, pooling=self.info["pooling"],
                                                     attention=self.info["attention"], template=self.info["template"],
                                                     max_length=self.info["max_length"], device=device, dtype=dtype)
             if model_path and self.info.get("model_fingerprint"):
