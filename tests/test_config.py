@@ -81,7 +81,9 @@ def test_bad_files(tmp_path):
     out_of_range.write_text("combined:\n  simcse_weight: -1\n")
     with pytest.raises(ConfigError, match="range.yaml: config field 'combined.simcse_weight' must be >= 0"):
         load_config(out_of_range)
-    assert isinstance(load_config(None), RunConfig)
+    defaults = load_config(None)  # the built-in defaults: the documented recipe, valid as it stands
+    assert isinstance(defaults, RunConfig) and defaults.validate() is defaults
+    assert (defaults.objective, defaults.run_stages(), defaults.model.name) == ("text2token", ["data", "model"], "default")
 
 
 def test_bundled_corpora_are_shipped_files():

@@ -51,12 +51,16 @@ def test_combined_components_sum_to_its_loss_and_weights_1_0_equal_token_kl(tiny
     assert set(out.losses) == {"token_kl", "simcse"} and out.losses["simcse"].item() == 0.0
     assert torch.equal(out.loss, kl.loss), "weights (1, 0): exactly the token KL"
     weighted = Combined([(TokenKL(), 0.7), (SimCSE(0.05, 0.3), 0.2)])(views, batch, tiny_model)
-    assert torch.allclose(weighted.loss, sum(weighted.losses.values()))
     simcse = SimCSE(0.05)(views, batch, tiny_model).loss
+    assert torch.allclose(weighted.loss, 0.7 * kl.loss + 0.2 * simcse)  # against each objective computed alone
     assert torch.allclose(weighted.losses["simcse"], 0.2 * simcse) and torch.allclose(weighted.losses["token_kl"],
                                                                                       0.7 * kl.loss)
     assert "hit_rate" in weighted.metrics
-    weighted.loss.backward()  # one graph through both parts
+    # one graph through both parts: the second dropout view (read by SimCSE only) and the first both get gradient
+    grads = torch.autograd.grad(weighted.loss, [views[0], views[1]], retain_graph=True)
+    assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+    only_kl = torch.autograd.grad(0.7 * TokenKL()(views[:1], batch, tiny_model).loss, views[0])[0]
+    assert not torch.allclose(grads[0], only_kl), "the SimCSE term adds to the first view's gradient too"
 
 
 def test_combined_training_logs_every_component(tmp_path, tiny_model_dir):
