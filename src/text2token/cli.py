@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from .modes import ATTENTION_MODES, CHUNK_SIZE, POOLING_MODES
+
 EXAMPLES = """examples:
   text2token train --config configs/demo.yaml --output runs/demo
   text2token train --output runs/demo --resume                     # continue the run as it was configured
@@ -118,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="a prompt saved with the model (text2token_config.json 'prompts')")
     e.add_argument("--resume", action="store_true",
                    help="continue an interrupted encode from its last written chunk (file input, .npy or .jsonl output)")
-    e.add_argument("--chunk-size", type=_positive("--chunk-size"), default=16384,
+    e.add_argument("--chunk-size", type=_positive("--chunk-size"), default=CHUNK_SIZE,
                    help="texts read, encoded and written at a time (memory and resume granularity)")
 
     x = command("explain", "show the top LM-head tokens of each text's embedding",
@@ -153,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
                         "fast search over large corpora: auto = from 20,000 documents on; off = exact search only")
     i.add_argument("--resume", action="store_true",
                    help="continue an interrupted index build (OUTPUT.partial) from its last written chunk (file input)")
-    i.add_argument("--chunk-size", type=_positive("--chunk-size"), default=16384,
+    i.add_argument("--chunk-size", type=_positive("--chunk-size"), default=CHUNK_SIZE,
                    help="documents read, encoded and written at a time (memory and resume granularity)")
 
     e = command("export", "copy an index into a vector database (Qdrant: dense and sparse vectors together)",
@@ -235,8 +237,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help=MODEL_HELP)
-    p.add_argument("--pooling", choices=["mean", "last", "weighted_mean"], help="override the model's pooling")
-    p.add_argument("--attention", choices=["causal", "bidirectional"], help="override the model's attention")
+    p.add_argument("--pooling", choices=POOLING_MODES, help="override the model's pooling")
+    p.add_argument("--attention", choices=ATTENTION_MODES, help="override the model's attention")
     p.add_argument("--max-length", type=_max_length, help="override the maximum tokens per text (>= 8)")
     _device_args(p)
 

@@ -22,6 +22,7 @@ from . import __version__
 from .attention import ATTENTION_MODES, set_attention
 from .backbone import Backbone, load_backbone
 from .directions import remove_directions
+from .modes import CHUNK_SIZE
 from .errors import ConfigError, Text2TokenError
 from .layout import MODEL_CONFIG_NAME
 from .pooling import POOLING_MODES, default_template, pool
@@ -31,7 +32,7 @@ DEFAULT_POOLING = "last"
 DEFAULT_ATTENTION = "causal"
 DEFAULT_MAX_LENGTH = 512  # encoding length when none is given: long enough for passages, capped by the context
 _UNSET = object()
-_ENCODE_WINDOW = 16384  # texts tokenized (and length-sorted) at a time by encode/explain
+_ENCODE_WINDOW = CHUNK_SIZE  # texts tokenized (and length-sorted) at a time by encode/explain
 
 
 def _num_batches(n_texts: int, batch_size: int) -> int:

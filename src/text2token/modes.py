@@ -1,4 +1,9 @@
-"""The names of the pooling and attention settings (torch-free, so configs validate without loading torch)."""
+"""Names and sizes of settings shared by several modules, defined once (torch-free, so configs and the CLI's
+parser validate without loading torch)."""
 
 POOLING_MODES = ("mean", "last", "weighted_mean")
 ATTENTION_MODES = ("causal", "bidirectional")
+
+# Texts read (and, in encode, tokenized and length-sorted) at a time by streaming encode/index and by
+# Text2TokenModel.encode: memory stays flat for any corpus size.
+CHUNK_SIZE = 16384

@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputFileError, Text2TokenError
+from .modes import CHUNK_SIZE
 from .progress import progress_bar
 from .textio import STDIN, iter_records, write_json_atomic
 
-CHUNK = 16384
+CHUNK = CHUNK_SIZE
 FORMATS = (".npy", ".jsonl", ".parquet")
 
 
