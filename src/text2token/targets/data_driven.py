@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from ..progress import progress_bar
 
+from ..modes import TARGET_WEIGHTINGS
 from .store import SparseTargets
 
 _NON_WORD = re.compile(r"[\W_]+")
@@ -51,7 +52,7 @@ class DataDrivenTargetBuilder:
     >>> builder.token_ids("The cats, sadly, were running!")       # doctest: +SKIP
     """
 
-    WEIGHTINGS = ("uniform", "idf")
+    WEIGHTINGS = TARGET_WEIGHTINGS
 
     def __init__(self, tokenizer, max_length: int = 128, weighting: str = "uniform"):
         if weighting not in self.WEIGHTINGS:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from ..modes import ATTENTION_MODES, POOLING_MODES
+from ..modes import ATTENTION_MODES, POOLING_MODES, TARGET_WEIGHTINGS
 from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -167,8 +167,8 @@ class RunConfig:
         _check(c.token_weight + c.simcse_weight > 0, "combined", "token_weight and simcse_weight cannot both be 0")
         _check(0 <= self.simcse.dropout < 1, "simcse.dropout", f"must be in [0, 1), got {self.simcse.dropout}")
         _check(self.simcse.temperature > 0, "simcse.temperature", f"must be > 0, got {self.simcse.temperature}")
-        _check(self.stage1.weighting in ("uniform", "idf"), "stage1.weighting",
-               f"must be uniform or idf, got '{self.stage1.weighting}'")
+        _check(self.stage1.weighting in TARGET_WEIGHTINGS, "stage1.weighting",
+               f"must be one of {', '.join(TARGET_WEIGHTINGS)}, got '{self.stage1.weighting}'")
         _check(s2.tau > 0, "stage2.tau", f"must be > 0, got {s2.tau}")
         _check(s2.max_texts is None or s2.max_texts > 0, "stage2.max_texts", f"must be > 0, got {s2.max_texts}")
         _check(s2.targets in ("on_the_fly", "precomputed"), "stage2.targets", "must be on_the_fly or precomputed")
