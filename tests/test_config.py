@@ -122,3 +122,12 @@ def test_shipped_configs_and_study_recipes_are_valid_and_train_the_steps_they_st
                 assert study.recipe_steps(cfg) == recipe["steps"], (budget, name)
     make_config = re.search(r"^CONFIG \?= (\S+)$", (root / "Makefile").read_text(), re.M).group(1)
     assert recipes["budget_200"]["combined_l1"]["config"] == make_config == "configs/combined.yaml"
+
+
+def test_a_key_or_value_with_a_line_break_stays_a_one_line_error(tmp_path):
+    """Found by tests/test_fuzz_readers.py: a YAML key 'model.\\n' was echoed raw, so the error spanned two lines."""
+    path = tmp_path / "c.yaml"
+    path.write_text('model:\n  "name\\n": x\nobjective: "text\\n2token"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert "\n" not in str(exc.value) and "name\\n" in str(exc.value)
