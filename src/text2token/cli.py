@@ -232,6 +232,28 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--card", action="store_true",
                    help="also record the results in the model folder (text2token_config.json and its README.md model card)")
     v.add_argument("--batch-size", type=_positive("--batch-size"), default=32, help="texts per forward pass")
+    sv = command("serve", "serve a model over an OpenAI-compatible HTTP API (POST /v1/embeddings, via LitServe)",
+                 "Starts LitServe with the model loaded in each worker; the vectors are encode's own (template, pooling,\n"
+                 "truncation), L2-normalised. Closed by default: binds to 127.0.0.1; another --host needs an API key\n"
+                 "(--api-key-file or $TEXT2TOKEN_API_KEY; clients send 'Authorization: Bearer KEY'). Requests are\n"
+                 "bounded (--max-texts, --max-chars): a 413 names the bound. Needs: pip install 'text2token[serve]'.")
+    sv.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface; needs a key)")
+    sv.add_argument("--port", type=_positive("--port"), default=8000, help="TCP port")
+    sv.add_argument("--api-key-file", metavar="FILE",
+                    help="file whose first line is the API key (else $TEXT2TOKEN_API_KEY; neither: no key)")
+    sv.add_argument("--no-api-key", action="store_true",
+                    help="allow a --host beyond this machine without an API key (e.g. behind your own gateway)")
+    sv.add_argument("--max-texts", type=_positive("--max-texts"), default=256, help="texts per request, at most")
+    sv.add_argument("--max-chars", type=_positive("--max-chars"), default=32768, help="characters per text, at most")
+    sv.add_argument("--batch-size", type=_positive("--batch-size"), default=32, help="texts per forward pass")
+    sv.add_argument("--max-batch-size", type=_positive("--max-batch-size"), default=1,
+                    help="> 1: batch up to this many concurrent requests into one forward pass (LitServe's dynamic "
+                         "batching; each request must then carry one text)")
+    sv.add_argument("--batch-timeout", type=float, default=0.01,
+                    help="with --max-batch-size > 1: seconds a batch waits to fill")
+    sv.add_argument("--workers", type=_positive("--workers"), default=1, help="model workers (each holds a copy)")
+    _device_args(sv)
     return p
 
 
@@ -560,6 +582,25 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .backbone import check_hub_id, resolve_model_path
+    from .serving import build_server, check_exposure, read_api_key
+
+    api_key = read_api_key(args.api_key_file)
+    check_exposure(args.host, api_key, args.no_api_key)
+    model = resolve_model_path(args.model)  # converted once here, not by each worker
+    if model == args.model and not Path(model).exists():
+        check_hub_id(model)
+    server = build_server(model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                          max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout, workers=args.workers,
+                          api_key=api_key, max_texts=args.max_texts, max_chars=args.max_chars)
+    _note(args, f"serving {args.model} at http://{args.host}:{args.port}/v1/embeddings"
+                + (" (API key required)" if api_key else ""))
+    server.run(host=args.host, port=args.port, generate_client_file=False,
+               log_level="warning" if args.quiet else "info")
+    return 0
+
+
 def cmd_eval(args) -> int:
     from .evaluation import evaluate_suite, format_table
     from .model import Text2TokenModel
@@ -706,7 +747,8 @@ def _main(argv: list[str] | None) -> int:
     from .errors import Text2TokenError
 
     handler = {"train": cmd_train, "encode": cmd_encode, "explain": cmd_explain, "eval": cmd_eval, "index": cmd_index,
-               "search": cmd_search, "export": cmd_export, "report": cmd_report, "analyze": cmd_analyze}[args.command]
+               "search": cmd_search, "export": cmd_export, "report": cmd_report, "analyze": cmd_analyze,
+               "serve": cmd_serve}[args.command]
     try:
         return handler(args)
     except Text2TokenError as exc:

@@ -1,0 +1,150 @@
+"""Serve a saved model over an OpenAI-compatible ``POST /v1/embeddings``, through LitServe.
+
+LitServe (Lightning AI's serving engine: worker processes, request queues, dynamic batching, an OpenAI
+embeddings spec) does the serving; this module only tells it how to load and call a text2token folder, so the
+served vectors are ``Text2TokenModel.encode``'s own (same template, pooling, truncation), L2-normalised as
+OpenAI's are. Why not infinity-emb or vLLM: see docs/guides/serving.md.
+
+Closed by default: it binds to 127.0.0.1; binding elsewhere needs an API key (``Authorization: Bearer KEY``, as
+OpenAI clients send it) unless explicitly told otherwise; a request's texts, each text's length and the body size
+are bounded, with a 413 (too large) or 400 (wrong input) that says which bound and which item.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+
+from .errors import ConfigError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_MAX_TEXTS = 256          # texts in one request
+DEFAULT_MAX_CHARS = 32_768       # characters in one text (the model truncates to its max_length tokens anyway)
+API_KEY_ENV = "TEXT2TOKEN_API_KEY"
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, 'localhost')."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+try:
+    import litserve
+    from fastapi import HTTPException, Request
+    from litserve.specs import OpenAIEmbeddingSpec
+    from litserve.specs.openai_embedding import EmbeddingRequest
+except ImportError:  # pragma: no cover - the extra is installed by make setup
+    raise ConfigError("serving needs LitServe: pip install 'text2token[serve]'") from None
+
+
+class EmbeddingSpec(OpenAIEmbeddingSpec):
+    """LitServe's OpenAI embeddings spec, answering an empty ``input`` with a 400 (LitServe's own gives a 500)."""
+
+    async def embeddings_endpoint(self, request: EmbeddingRequest):
+        if isinstance(request.input, list) and not request.input:
+            raise HTTPException(status_code=400, detail="'input' is empty: give a text or a list of texts")
+        return await super().embeddings_endpoint(request)
+
+
+class EmbeddingAPI(litserve.LitAPI):
+    """How LitServe's workers load and call a text2token folder (built in the server process, pickled into each
+    worker, set up there): the folder is loaded once per worker and encodes exactly as ``Text2TokenModel.encode``."""
+
+    def __init__(self, model: str, *, device: str | None, dtype: str, batch_size: int, api_key: str | None,
+                 max_texts: int, max_chars: int, max_batch_size: int, batch_timeout: float):
+        super().__init__(spec=EmbeddingSpec(), max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+        self.model_path, self.device, self.dtype, self.batch_size = model, device, dtype, batch_size
+        self.api_key, self.max_texts, self.max_chars = api_key, max_texts, max_chars
+
+    def setup(self, device):
+        import torch
+
+        from .model import Text2TokenModel
+
+        dtypes = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+        self.model = Text2TokenModel.from_pretrained(self.model_path, device=self.device or device,
+                                                     dtype=dtypes[self.dtype])
+        self.model.eval()
+
+    def authorize(self, request: Request) -> None:
+        if self.api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_key.encode()):
+            raise HTTPException(status_code=401, detail="missing or wrong API key (send 'Authorization: Bearer KEY')",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    def decode_request(self, request, **kwargs):
+        texts = request.input
+        if isinstance(texts, str):
+            texts = [texts]
+        if not texts:
+            raise HTTPException(status_code=400, detail="'input' is empty: give a text or a list of texts")
+        if not all(isinstance(t, str) for t in texts):
+            raise HTTPException(status_code=400, detail="'input' must be a text or a list of texts "
+                                                        "(token-id input is not supported)")
+        if len(texts) > self.max_texts:
+            raise HTTPException(status_code=413, detail=f"{len(texts)} texts in one request; at most {self.max_texts}")
+        for i, text in enumerate(texts):
+            if len(text) > self.max_chars:
+                raise HTTPException(status_code=413, detail=f"input[{i}] has {len(text)} characters; "
+                                                            f"at most {self.max_chars} per text")
+        return texts
+
+    def predict(self, texts):
+        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                 show_progress_bar=False)
+
+
+class BatchedEmbeddingAPI(EmbeddingAPI):
+    """With LitServe's dynamic batching: concurrent requests (one text each, LitServe's rule) share a forward pass."""
+
+    def batch(self, inputs):
+        return [texts[0] for texts in inputs]
+
+    def unbatch(self, output):
+        return [row[None, :] for row in output]
+
+
+def build_server(model: str, *, device: str | None = None, dtype: str = "auto", batch_size: int = 32,
+                 max_batch_size: int = 1, batch_timeout: float = 0.01, workers: int = 1,
+                 api_key: str | None = None, max_texts: int = DEFAULT_MAX_TEXTS, max_chars: int = DEFAULT_MAX_CHARS,
+                 timeout: float = 60.0) -> litserve.LitServer:
+    """A ``litserve.LitServer`` serving ``model`` (a folder or a named backbone) at ``/v1/embeddings``.
+
+    ``max_batch_size`` > 1 turns on LitServe's dynamic batching across requests (up to that many requests,
+    waiting at most ``batch_timeout`` s); LitServe then requires one text per request. With 1 (the default) a
+    request may carry a list of up to ``max_texts`` texts, encoded ``batch_size`` at a time."""
+    api_class = BatchedEmbeddingAPI if max_batch_size > 1 else EmbeddingAPI
+    api = api_class(model, device=device, dtype=dtype, batch_size=batch_size, api_key=api_key, max_texts=max_texts,
+                    max_chars=max_chars, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+    accelerator = "auto" if device is None else "cpu" if device.startswith("cpu") else device.split(":")[0]
+    return litserve.LitServer(api, accelerator=accelerator, devices=1, workers_per_device=workers, timeout=timeout,
+                              max_payload_size=max_texts * max_chars * 4 + 65_536)
+
+
+def check_exposure(host: str, api_key: str | None, allow_no_key: bool) -> None:
+    """Refuse to bind beyond this machine without an API key (unless ``allow_no_key``)."""
+    if not is_loopback(host) and api_key is None and not allow_no_key:
+        raise ConfigError(f"--host {host} exposes the server beyond this machine: give an API key (--api-key-file "
+                          f"or ${API_KEY_ENV}), or pass --no-api-key to serve without one")
+
+
+def read_api_key(path: str | None) -> str | None:
+    """The API key from a file (first line) or ``$TEXT2TOKEN_API_KEY``; None when neither is set."""
+    if path:
+        try:
+            key = open(path, encoding="utf-8").readline().strip()
+        except OSError as e:
+            raise ConfigError(f"cannot read the API key file {path}: {e.strerror}") from None
+        if not key:
+            raise ConfigError(f"the API key file {path} is empty")
+        return key
+    return os.environ.get(API_KEY_ENV) or None

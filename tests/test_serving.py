@@ -1,0 +1,152 @@
+"""`text2token serve`: a saved folder behind LitServe's OpenAI-compatible /v1/embeddings gives encode's vectors,
+and the server is closed by default (localhost, API key when exposed, bounded requests). Each test starts the real
+CLI in a subprocess on a free localhost port and stops it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import httpx
+import numpy as np
+import pytest
+
+from text2token import Text2TokenModel
+from text2token.cli import main
+
+pytest.importorskip("litserve")
+openai = pytest.importorskip("openai")
+
+TEXTS = ["A cat sat on the mat.", "Stocks fell sharply after the bank raised rates!", "short",
+         "word " * 200 + "end of a very long text that must be truncated.", 'He said "yes."']
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(folder, *extra, env=None, startup_s: float = 180):
+    """Run `text2token serve FOLDER` until the block ends; yields the base URL once /health answers."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "text2token", "serve", str(folder), "--port", str(port), "--quiet", *extra]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_s
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited with {proc.returncode}:\n{proc.stdout.read().decode()[-3000:]}")
+            try:
+                if httpx.get(url + "/health", timeout=2, headers={"Authorization": "Bearer k3y"}).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("server did not come up in time")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stdout.close()
+
+
+def _cosines(a, b) -> np.ndarray:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_served_vectors_equal_encode(tmp_path, tiny_model_dir, pooling):
+    ours = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling=pooling, max_length=48, device="cpu")
+    folder = tmp_path / "model"
+    ours.save_pretrained(folder)
+    expected = ours.encode(TEXTS, batch_size=2, normalize_embeddings=True)
+    with serving(folder) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        response = client.embeddings.create(model="text2token", input=TEXTS)
+        served = [d.embedding for d in sorted(response.data, key=lambda d: d.index)]
+        one = client.embeddings.create(model="text2token", input=TEXTS[3]).data[0].embedding  # a lone long text
+        floats = httpx.post(url + "/v1/embeddings", json={"model": "m", "input": TEXTS[:2], "encoding_format": "float"},
+                            timeout=60).json()["data"]  # the openai client itself asks for base64 and decodes it
+    assert len(served) == len(TEXTS)
+    assert _cosines(served, expected).min() >= 0.9999
+    assert np.linalg.norm(served, axis=1) == pytest.approx(1.0, abs=1e-4)  # unit length, as OpenAI's
+    assert _cosines([one], expected[3:4]).min() >= 0.9999
+    assert _cosines([d["embedding"] for d in floats], expected[:2]).min() >= 0.9999
+
+
+@pytest.mark.slow
+def test_server_is_closed_by_default_and_batches_concurrent_requests(tmp_path, tiny_model_dir):
+    ours = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="last", max_length=48, device="cpu")
+    folder = tmp_path / "model"
+    ours.save_pretrained(folder)
+    expected = ours.encode(TEXTS, batch_size=2, normalize_embeddings=True)
+    key_file = tmp_path / "key"
+    key_file.write_text("k3y\n")
+    with serving(folder, "--api-key-file", str(key_file), "--max-texts", "3", "--max-chars", "2000",
+                 "--max-batch-size", "4") as url:
+        endpoint = url + "/v1/embeddings"
+        no_key = httpx.post(endpoint, json={"model": "m", "input": "hello"}, timeout=30)
+        wrong_key = httpx.post(endpoint, json={"model": "m", "input": "hello"}, timeout=30,
+                               headers={"Authorization": "Bearer nope"})
+        client = openai.OpenAI(base_url=url + "/v1", api_key="k3y", max_retries=0)
+        with ThreadPoolExecutor(8) as pool:  # concurrent one-text requests, batched by LitServe
+            served = list(pool.map(lambda t: client.embeddings.create(model="m", input=t).data[0].embedding,
+                                   TEXTS * 2))
+        auth = {"Authorization": "Bearer k3y"}
+        too_long = httpx.post(endpoint, json={"model": "m", "input": "x" * 2001}, headers=auth, timeout=30)
+    assert no_key.status_code == 401 and wrong_key.status_code == 401
+    assert _cosines(served, np.concatenate([expected, expected])).min() >= 0.9999
+    assert too_long.status_code == 413 and "2001 characters" in too_long.text and "2000" in too_long.text
+
+
+@pytest.mark.slow
+def test_server_bounds_texts_per_request(tmp_path, tiny_model_dir):
+    folder = tmp_path / "model"
+    Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", device="cpu").save_pretrained(folder)
+    with serving(folder, "--max-texts", "3") as url:
+        too_many = httpx.post(url + "/v1/embeddings", json={"model": "m", "input": ["a"] * 4}, timeout=30)
+        empty = httpx.post(url + "/v1/embeddings", json={"model": "m", "input": []}, timeout=30)
+        fine = httpx.post(url + "/v1/embeddings", json={"model": "m", "input": ["a"] * 3}, timeout=30)
+        tokens = httpx.post(url + "/v1/embeddings", json={"model": "m", "input": [1, 2, 3]}, timeout=30)
+    assert too_many.status_code == 413 and "4 texts" in too_many.text and "at most 3" in too_many.text
+    assert empty.status_code in (400, 422)
+    assert fine.status_code == 200 and len(fine.json()["data"]) == 3
+    assert tokens.status_code == 400 and "token-id" in tokens.text
+
+
+def test_exposed_host_needs_an_api_key(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    monkeypatch.delenv("TEXT2TOKEN_API_KEY", raising=False)
+    assert main(["serve", str(tiny_model_dir), "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "--host 0.0.0.0 exposes the server" in err and "API key" in err and "Traceback" not in err
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    assert main(["serve", str(tiny_model_dir), "--api-key-file", str(empty)]) == 2
+    assert "is empty" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_loopback_detection():
+    from text2token.serving import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.0.0.2")
+    assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("192.168.1.10")
+    assert not is_loopback("example.com")
