@@ -141,7 +141,8 @@ def read_api_key(path: str | None) -> str | None:
     """The API key from a file (first line) or ``$TEXT2TOKEN_API_KEY``; None when neither is set."""
     if path:
         try:
-            key = open(path, encoding="utf-8").readline().strip()
+            with open(path, encoding="utf-8") as f:
+                key = f.readline().strip()
         except OSError as e:
             raise ConfigError(f"cannot read the API key file {path}: {e.strerror}") from None
         if not key:
