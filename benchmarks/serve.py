@@ -1,0 +1,159 @@
+"""Load on `text2token serve` (LitServe, /v1/embeddings) against the model's own `encode`, in one run.
+
+For each server setting (no batching across requests; LitServe's dynamic batching) the server is started on
+localhost, then a fixed number of one-text requests is sent at concurrency 1, 8 and 32 (async httpx): requests/s,
+texts/s, p50/p99 latency and failed requests. `encode`'s texts/s on the same texts (batch 32, in this process,
+server stopped) is the baseline; the goal is >= 70% of it at concurrency 32 with no failed request. Texts are
+bundled corpus lines; the server and this client share the machine's cores, as a one-box deployment would.
+
+    python benchmarks/serve.py --model default --requests 256 --json benchmarks/results/serve.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "text2token", "serve", model, "--port", str(port), "--quiet",
+                             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    stop_server(proc)
+    raise SystemExit("the server did not come up in 300 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+async def load(url: str, texts: list[str], concurrency: int) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    queue = list(enumerate(texts))
+
+    async def worker(client):
+        nonlocal errors
+        while queue:
+            _, text = queue.pop()
+            t = time.perf_counter()
+            try:
+                r = await client.post(url + "/v1/embeddings", json={"model": "m", "input": text,
+                                                                    "encoding_format": "base64"})
+                ok = r.status_code == 200 and len(r.json()["data"]) == 1
+            except httpx.HTTPError:
+                ok = False
+            latencies.append(time.perf_counter() - t)
+            errors += not ok
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    lat = np.array(latencies) * 1000
+    return {"concurrency": concurrency, "requests": len(texts), "errors": errors, "seconds": round(wall, 2),
+            "requests_per_s": round(len(texts) / wall, 2), "texts_per_s": round(len(texts) / wall, 2),
+            "p50_ms": round(float(np.percentile(lat, 50)), 1), "p99_ms": round(float(np.percentile(lat, 99)), 1)}
+
+
+def encode_rate(model: str, texts: list[str], batch_size: int) -> float:
+    from text2token import Text2TokenModel
+
+    m = Text2TokenModel.from_pretrained(model, device="cpu")
+    m.encode(texts[:batch_size], batch_size=batch_size, show_progress_bar=False)  # warm-up
+    t = time.perf_counter()
+    m.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
+    return len(texts) / (time.perf_counter() - t)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="default", help="a text2token folder or a named backbone")
+    p.add_argument("--requests", type=int, default=256, help="one-text requests per concurrency level")
+    p.add_argument("--concurrency", default="1,8,32")
+    p.add_argument("--batch-size", type=int, default=32, help="encode's batch and the dynamic batch's maximum")
+    p.add_argument("--json", help="write the figures here")
+    args = p.parse_args(argv)
+
+    from text2token.backbone import resolve_model_path
+    from text2token.textio import read_texts
+    from text2token.training.corpus import BUNDLED_CORPUS
+
+    model = resolve_model_path(args.model)
+    texts = read_texts(str(BUNDLED_CORPUS))[: args.requests]
+    levels = [int(c) for c in args.concurrency.split(",")]
+    baseline = encode_rate(model, texts, args.batch_size)
+    print(f"encode (batch {args.batch_size}): {baseline:.1f} texts/s")
+    dynamic = ["--max-batch-size", str(args.batch_size), "--batch-timeout", "0.01"]
+    settings = {"no batching across requests": ["--max-batch-size", "1"],
+                f"dynamic batching (up to {args.batch_size})": [*dynamic, "--batch-size", str(args.batch_size)],
+                # a dynamic batch mixes lengths; encode sorts it by length and runs it 8 at a time: less padding
+                f"dynamic batching (up to {args.batch_size}), forward passes of 8": [*dynamic, "--batch-size", "8"]}
+    rows = []
+    for name, extra in settings.items():
+        proc, url = start_server(model, extra)
+        try:
+            asyncio.run(load(url, texts[:16], 4))  # warm-up
+            for c in levels:
+                row = {"server": name, **asyncio.run(load(url, texts, c))}
+                row["vs_encode"] = round(row["texts_per_s"] / baseline, 3)
+                rows.append(row)
+                print(f"{name:52s} c={c:3d}: {row['texts_per_s']:7.1f} texts/s ({row['vs_encode']:.2f}x encode), "
+                      f"p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, errors {row['errors']}")
+        finally:
+            stop_server(proc)
+    best32 = max((r for r in rows if r["concurrency"] == max(levels)), key=lambda r: r["texts_per_s"])
+    result = {"model": args.model, "cpu_count": os.cpu_count(), "encode_texts_per_s": round(baseline, 2),
+              "rows": rows, "goal": "at the highest concurrency, >= 0.70x encode's texts/s and no failed request",
+              "goal_met": best32["vs_encode"] >= 0.70 and best32["errors"] == 0, "best_at_max_concurrency": best32}
+    print("\n| server | concurrency | texts/s | × encode | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['server']} | {r['concurrency']} | {r['texts_per_s']} | {r['vs_encode']} | {r['p50_ms']} | "
+              f"{r['p99_ms']} | {r['errors']} |")
+    print(f"\nencode: {baseline:.1f} texts/s; goal met: {result['goal_met']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
