@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from text2token.cli import main
@@ -144,6 +145,31 @@ def test_ann_index_finds_what_exact_search_finds(tmp_path, tiny_model):
     assert "ann" not in small  # auto: exact search for small corpora
 
 
+@pytest.mark.parametrize("ann_dtype", ["i8", "b1"])
+def test_quantised_ann_graph_is_rescored_by_the_float_vectors(tmp_path, tiny_model, ann_dtype):
+    """An int8 or sign-bit graph: the graph records its dtype, is smaller than the f16 one, and dense search ranks
+    the graph's candidates by the float vectors' exact cosines — so it finds at least what the graph's own top-10
+    finds, and its scores are the exact ones."""
+    from text2token.sparse_index import build_index
+
+    docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(_corpus(300))]
+    f16 = build_index(tiny_model, docs, tmp_path / "f16", top_k=16, ann="on", show_progress_bar=False)
+    info = build_index(tiny_model, docs, tmp_path / "q", top_k=16, ann="on", ann_dtype=ann_dtype,
+                       show_progress_bar=False)
+    assert info["ann"]["dtype"] == ann_dtype and f16["ann"]["dtype"] == "f16"
+    assert info["ann"]["bytes"] < f16["ann"]["bytes"]
+    index = SparseIndex(tmp_path / "q", model=tiny_model)
+    queries = ["a cat chased a ball", "bank rates", "ash from the volcano", "the farmer planted corn", "quiet garden"]
+    exact = index.ranked(queries, 10, "dense", exact=True)
+    rescored = index.ranked(queries, 10, "dense")
+    graph_only = index.ranked(queries, 10, "dense", rescore=False)
+    q_dense, _ = index.query_vectors(queries)
+    for i, (rows, scores) in enumerate(rescored):
+        assert len(rows) == 10 and np.all(np.diff(scores) <= 1e-6)
+        np.testing.assert_allclose(scores, np.asarray(index.dense[rows]) @ q_dense[i], rtol=1e-5, atol=1e-6)
+        assert len(set(rows) & set(exact[i][0])) >= len(set(graph_only[i][0]) & set(exact[i][0]))
+
+
 def test_index_rejects_an_unknown_ann_choice(tmp_path, tiny_model):
     import pytest
 
@@ -152,6 +178,8 @@ def test_index_rejects_an_unknown_ann_choice(tmp_path, tiny_model):
 
     with pytest.raises(Text2TokenError, match="ann must be one of"):
         build_index(tiny_model, [{"id": "a", "text": "x"}], tmp_path / "i", ann="maybe", show_progress_bar=False)
+    with pytest.raises(Text2TokenError, match="ann_dtype must be one of"):
+        build_index(tiny_model, [{"id": "a", "text": "x"}], tmp_path / "i", ann_dtype="f8", show_progress_bar=False)
 
 
 def test_export_to_qdrant_and_query_it_through_qdrant(tmp_path, tiny_model, tiny_model_dir, capsys):
@@ -392,8 +420,9 @@ def test_hostile_values_in_index_json_are_one_line(tmp_path, tiny_model_dir):
                               ("top_k", 10**15, "'top_k' must be an integer >= 1"),
                               ("pooling", "__import__('os')", "'pooling' must be one of"),
                               ("files", {"../../etc/passwd": 1}, "names a file outside the index"),
-                              ("ann", {"file": "../outside.usearch"}, "'ann' must name a file inside the index")]:
-        bad = tmp_path / f"bad-{key}"
+                              ("ann", {"file": "../outside.usearch"}, "'ann' must name a file inside the index"),
+                              ("ann", {"file": "dense.usearch", "dtype": "f8"}, "'ann.dtype' must be one of")]:
+        bad = tmp_path / f"bad-{key}-{len(str(value))}"
         shutil.copytree(good, bad)
         info = json.loads((bad / "index.json").read_text())
         info[key] = value

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from .modes import ATTENTION_MODES, CHUNK_SIZE, POOLING_MODES
+from .modes import ANN_DTYPES, ATTENTION_MODES, CHUNK_SIZE, POOLING_MODES
 
 EXAMPLES = """examples:
   text2token train --config configs/demo.yaml --output runs/demo
@@ -153,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--ann", choices=["auto", "on", "off"], default="auto",
                    help="also build an approximate-nearest-neighbour graph of the dense vectors (usearch HNSW) for "
                         "fast search over large corpora: auto = from 20,000 documents on; off = exact search only")
+    i.add_argument("--ann-dtype", choices=ANN_DTYPES, default="f16",
+                   help="precision of the graph's vectors: f16 (half of float32's bytes), i8 (a quarter), b1 (one sign "
+                        "bit per dimension, 1/32); search rescores the graph's candidates by the float vectors")
     i.add_argument("--resume", action="store_true",
                    help="continue an interrupted index build (OUTPUT.partial) from its last written chunk (file input)")
     i.add_argument("--chunk-size", type=_positive("--chunk-size"), default=CHUNK_SIZE,
@@ -187,6 +190,9 @@ def _parser() -> argparse.ArgumentParser:
                         "raw (unscaled mix)")
     s.add_argument("--model", help="the index's model at another path (checked against the recorded weights)")
     s.add_argument("--exact", action="store_true", help="score every document even if the index has an ANN graph")
+    s.add_argument("--no-rescore", action="store_true",
+                   help="with an ANN graph, dense search: rank by the graph's own (f16/i8/b1) scores instead of "
+                        "rescoring its candidates by the float vectors")
     _device_args(s)
     s.add_argument("--json", action="store_true", help="print JSON lines")
 
@@ -499,8 +505,10 @@ def cmd_index(args) -> int:
     model = _load(args)
     summary = build_index(model, source, args.output, top_k=args.top_k, batch_size=args.batch_size,
                           model_ref=args.model, show_progress_bar=not args.quiet, ann=args.ann,
-                          query_top_k=args.query_top_k, resume=args.resume, chunk=args.chunk_size)
-    ann = f", ANN graph {summary['ann']['bytes'] / 1024:.0f} KiB" if summary.get("ann") else ""
+                          query_top_k=args.query_top_k, resume=args.resume, chunk=args.chunk_size,
+                          ann_dtype=args.ann_dtype)
+    ann = (f", ANN graph ({summary['ann']['dtype']}) {summary['ann']['bytes'] / 1024:.0f} KiB"
+           if summary.get("ann") else "")
     print(f"indexed {summary['documents']} documents into {args.output}: sparse {summary['sparse_bytes'] / 1024:.0f} KiB "
           f"({args.top_k} tokens each), dense {summary['dense_bytes'] / 1024:.0f} KiB{ann}")
     return 0
@@ -521,7 +529,8 @@ def cmd_search(args) -> int:
     index = SparseIndex(args.index, model_path=args.model, device=args.device, dtype=_dtype(args))
     if not args.model:  # a path recorded in the index: say which model answers
         _note(args, f"model: {index.model_source} (recorded in {Path(args.index) / 'index.json'}; --model to change)")
-    results = index.search(queries, top=args.top, mode=mode, alpha=args.hybrid, fusion=args.fusion, exact=args.exact)
+    results = index.search(queries, top=args.top, mode=mode, alpha=args.hybrid, fusion=args.fusion, exact=args.exact,
+                           rescore=not args.no_rescore)
     label = f"hybrid α={args.hybrid:g}, {args.fusion}" if mode == "hybrid" else mode
     for query, hits in zip(queries, results):
         if args.json:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .errors import Text2TokenError
+from .modes import ANN_DTYPES
 from .progress import progress_bar
 from .sparse_index import DEFAULT_QUERY_TOP_K, DEFAULT_TOP_K, INDEX_FILE, WEIGHTINGS, TopTokens, weights
 from .streaming import CHUNK, NpyFile, Source
@@ -41,12 +42,14 @@ BLOCK = 8192  # rows per block in pass 2 (its memory: the block's sparse_vectors
 def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP_K, batch_size: int = 32,
                 model_ref: str = "", show_progress_bar: bool = True, ann: str = "auto",
                 query_top_k: int = DEFAULT_QUERY_TOP_K, weighting: str = "prior_ratio", resume: bool = False,
-                chunk: int = CHUNK) -> dict:
+                chunk: int = CHUNK, ann_dtype: str = "f16") -> dict:
     """Index ``docs`` — a list of dicts with ``id`` and ``text``, or a :class:`~text2token.streaming.Source`
     (a file read in chunks) — into the folder ``output``; returns its summary.
 
     ``ann``: also build an approximate-nearest-neighbour graph of the dense vectors (:mod:`text2token.ann`) —
-    ``auto`` from ``ANN_AUTO_MIN_DOCUMENTS`` documents, ``on`` always, ``off`` never (exact search only).
+    ``auto`` from ``ANN_AUTO_MIN_DOCUMENTS`` documents, ``on`` always, ``off`` never (exact search only);
+    ``ann_dtype``: its vectors' precision, ``f16``, ``i8`` or ``b1`` (sign bits); search rescores its candidates by
+    the float vectors.
     ``resume``: continue an interrupted build of the same file with the same model and settings.
 
     A local model is recorded by its path relative to the index (so index and model can move together) and
@@ -56,6 +59,8 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
 
     if ann not in ANN_CHOICES:
         raise Text2TokenError(f"ann must be one of {', '.join(ANN_CHOICES)}, got '{ann}'")
+    if ann_dtype not in ANN_DTYPES:
+        raise Text2TokenError(f"ann_dtype must be one of {', '.join(ANN_DTYPES)}, got '{ann_dtype}'")
     if weighting not in WEIGHTINGS:
         raise Text2TokenError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'")
     model.check_top_k(top_k)
@@ -71,11 +76,11 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
     output.parent.mkdir(parents=True, exist_ok=True)
     with RunLock.for_output(output, "index build"):  # one writer at a time: a second build is refused
         return _build_locked(model, source, output, top_k, batch_size, model_ref, show_progress_bar, ann, query_top_k,
-                             weighting, resume, chunk)
+                             weighting, resume, chunk, ann_dtype)
 
 
 def _build_locked(model, source, output: Path, top_k, batch_size, model_ref, show_progress_bar, ann, query_top_k,
-                  weighting, resume, chunk) -> dict:
+                  weighting, resume, chunk, ann_dtype) -> dict:
     from .ann import ANN_AUTO_MIN_DOCUMENTS
     from .targets.model_derived import model_fingerprint
 
@@ -135,10 +140,11 @@ def _build_locked(model, source, output: Path, top_k, batch_size, model_ref, sho
 
         dense = NpyFile(partial / "dense.npy")
         try:
-            build_ann(dense.blocks(BLOCK), partial / ANN_FILE, dim)
+            build_ann(dense.blocks(BLOCK), partial / ANN_FILE, dim, ann_dtype)
         finally:
             dense.close()
-        summary["ann"] = {"file": ANN_FILE, "bytes": (partial / ANN_FILE).stat().st_size, "library": "usearch"}
+        summary["ann"] = {"file": ANN_FILE, "bytes": (partial / ANN_FILE).stat().st_size, "library": "usearch",
+                          "dtype": ann_dtype}
     summary["sparse_bytes"] = (partial / "sparse.npz").stat().st_size
     summary["dense_bytes"] = (partial / "dense.npy").stat().st_size
     summary["seconds"] = round(time.perf_counter() - t0, 1)

@@ -8,3 +8,7 @@ TARGET_WEIGHTINGS = ("uniform", "idf")  # stage 1's weight over a text's content
 # Texts read (and, in encode, tokenized and length-sorted) at a time by streaming encode/index and by
 # Text2TokenModel.encode: memory stays flat for any corpus size.
 CHUNK_SIZE = 16384
+
+# Precision of the vectors in the ANN graph (index --ann-dtype): half floats, int8 (usearch scales unit vectors by
+# 127), or one bit per dimension (the sign; Hamming distance). Search rescores graph candidates by the float vectors.
+ANN_DTYPES = ("f16", "i8", "b1")

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 import torch
 
 from .errors import Text2TokenError
-from .modes import ATTENTION_MODES, POOLING_MODES
+from .modes import ANN_DTYPES, ATTENTION_MODES, POOLING_MODES
 
 INDEX_FILE = "index.json"
 logger = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ RRF_K = 60
 # (benchmarks/retrieval.py --sweep): min-max α=0.5 was the best hybrid there; docs/benchmarks.md has the whole table.
 DEFAULT_FUSION = "minmax"
 DEFAULT_ALPHA = 0.5
+RESCORE_FACTOR = 4  # with an ANN graph, dense search rescores this many times ``top`` graph candidates
 ANN_CANDIDATES = 100  # with an ANN graph, hybrid search fuses this many dense and this many sparse candidates
 
 
@@ -159,6 +160,9 @@ def _read_index_json(folder: Path) -> dict:
     ann = info.get("ann")
     if ann and (not isinstance(ann, dict) or Path(str(ann.get("file", ""))).name != ann.get("file")):
         raise Text2TokenError(f"index {folder}: {INDEX_FILE} field 'ann' must name a file inside the index")
+    if ann and ann.get("dtype", "f16") not in ANN_DTYPES:
+        raise Text2TokenError(f"index {folder}: {INDEX_FILE} field 'ann.dtype' must be one of {', '.join(ANN_DTYPES)}, "
+                              f"got {ann.get('dtype')!r}")
     return info
 
 
@@ -213,7 +217,7 @@ class SparseIndex:
         if self.info.get("ann"):
             from .ann import DenseANN
 
-            self.ann = DenseANN(folder / self.info["ann"]["file"], self.dense.shape[1])
+            self.ann = DenseANN(folder / self.info["ann"]["file"], self.dense.shape[1], self.info["ann"].get("dtype", "f16"))
         if model is None and load_model:
             from .model import Text2TokenModel
 
@@ -283,22 +287,25 @@ class SparseIndex:
         return {"sparse": s, "dense": d}.get(mode) if mode != "hybrid" else fuse(d, s, alpha, fusion)
 
     def search(self, query: str | list[str], top: int = 10, mode: str = "hybrid", alpha: float = DEFAULT_ALPHA,
-               fusion: str = DEFAULT_FUSION, exact: bool = False) -> list[dict] | list[list[dict]]:
+               fusion: str = DEFAULT_FUSION, exact: bool = False, rescore: bool = True) -> list[dict] | list[list[dict]]:
         """The ``top`` best documents (rank, score, id, text) for a query, or a list of such lists for a list
         of queries (encoded together)."""
         if top < 1:
             raise Text2TokenError(f"top must be >= 1, got {top}")
         queries = [query] if isinstance(query, str) else list(query)
         out = []
-        for rows, scores in self.ranked(queries, top, mode, alpha, fusion, exact):
+        for rows, scores in self.ranked(queries, top, mode, alpha, fusion, exact, rescore):
             out.append([{"rank": r + 1, "score": float(s), **self.docs[i]} for r, (i, s) in enumerate(zip(rows, scores))])
         return out[0] if isinstance(query, str) else out
 
     def ranked(self, queries: list[str], top: int = 10, mode: str = "hybrid", alpha: float = DEFAULT_ALPHA,
-               fusion: str = DEFAULT_FUSION, exact: bool | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+               fusion: str = DEFAULT_FUSION, exact: bool | None = None,
+               rescore: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
         """For each query, the ``top`` document rows and their scores, best first. Exact (every document scored)
         unless the index has an ANN graph (then dense candidates come from the graph and hybrid fuses the union of
-        the dense and sparse candidate lists); ``exact=True`` forces the exact path."""
+        the dense and sparse candidate lists); ``exact=True`` forces the exact path. With a graph, dense search
+        takes ``RESCORE_FACTOR``·``top`` candidates and ranks them by the float vectors' cosines (hybrid always
+        uses the float cosines of its candidates); ``rescore=False`` returns the graph's own ranking and scores."""
         _check_search(mode, alpha)
         if self.ann is None or mode == "sparse" or exact:
             out = []
@@ -308,9 +315,17 @@ class SparseIndex:
             return out
         q_dense, q_sparse = self.query_vectors(queries)
         pool = max(top, ANN_CANDIDATES)
-        rows, cos = self.ann.search(q_dense, pool if mode == "hybrid" else top)
+        rows, cos = self.ann.search(q_dense, pool if mode == "hybrid" else top * (RESCORE_FACTOR if rescore else 1))
         if mode == "dense":
-            return [(r[r >= 0], c[r >= 0]) for r, c in zip(rows, cos)]
+            if not rescore:  # the graph's own scores (f16, i8 or sign-bit cosines)
+                return [(r[r >= 0][:top], c[r >= 0][:top]) for r, c in zip(rows, cos)]
+            out = []
+            for i, r in enumerate(rows):
+                r = np.sort(r[r >= 0])  # rows read in file order
+                d = q_dense[i] @ np.asarray(self.dense[r]).T  # the float vectors' exact cosines
+                best = np.argsort(-d, kind="stable")[:top]
+                out.append((r[best], d[best]))
+            return out
         sparse_scores = (q_sparse @ self.sparse.T).tocsr()  # one product for all queries
         out = []
         for i in range(len(queries)):
