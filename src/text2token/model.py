@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from .progress import progress_bar
 
-from . import __version__
+from . import __version__, tokenization
 from .attention import ATTENTION_MODES, set_attention
 from .backbone import Backbone, load_backbone
 from .directions import head_directions, remove_directions
@@ -202,50 +202,17 @@ class Text2TokenModel(torch.nn.Module):
         return self._pad(self.token_ids(texts), pad_to_multiple_of)
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of ``texts`` as :meth:`tokenize` makes them, without padding. A text that gives no
-        tokens at all (an empty string without a template or BOS) has no embedding: that is an error
-        naming its position, not a zero vector."""
-        ids = self._token_ids(texts)
-        empty = [i for i, x in enumerate(ids) if not x]
-        if empty:
-            shown = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
-            raise Text2TokenError(f"{len(empty)} text(s) give no tokens (position(s) {shown} of {len(ids)}): "
-                                  "empty texts have no embedding; drop them or use a template")
-        return ids
-
-    def _token_ids(self, texts: list[str]) -> list[list[int]]:
-        tok = self.tokenizer
-        if self.template is None:
-            return tok(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-        budget = max(1, self.max_length - self._template_overhead(self.template))
-        texts = list(texts)
-        for _ in range(4):
-            lengths = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
-            full = [self.template.replace("{text}", t) for t in texts]
-            enc = tok(full)["input_ids"]
-            over = [i for i, ids in enumerate(enc) if len(ids) > self.max_length]
-            if not over:
-                break
-            for i in over:
-                excess = len(enc[i]) - self.max_length
-                keep = max(1, min(budget, lengths[i] - excess))
-                ids = tok(texts[i], add_special_tokens=False)["input_ids"][:keep]
-                texts[i] = tok.decode(ids)
-        full = [self.template.replace("{text}", t) for t in texts]
-        return tok(full, truncation=True, max_length=self.max_length)["input_ids"]
+        """Token ids of ``texts`` as :meth:`tokenize` makes them, without padding (:func:`text2token.tokenization.
+        token_ids`: an empty text is an error naming its position)."""
+        template = self.template
+        overhead = self._template_overhead(template) if template is not None else None
+        return tokenization.token_ids(self.tokenizer, texts, template, self.max_length, overhead)
 
     def _pad(self, ids: list[list[int]], multiple_of: int = 1) -> dict[str, torch.Tensor]:
         """Pad token id lists on the tokenizer's padding side into ``input_ids`` / ``attention_mask``, to the
         longest list rounded up to ``multiple_of`` tokens (a few fixed widths, e.g. for a compiled step)."""
-        width = -(-max(len(x) for x in ids) // multiple_of) * multiple_of
-        input_ids = torch.full((len(ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        left = self.tokenizer.padding_side == "left"
-        for row, x in enumerate(ids):
-            span = slice(width - len(x), width) if left else slice(0, len(x))
-            input_ids[row, span] = torch.tensor(x, dtype=torch.long)
-            mask[row, span] = 1
-        return {"input_ids": input_ids, "attention_mask": mask}
+        input_ids, mask = tokenization.pad(self.tokenizer, ids, multiple_of)
+        return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
 
     def count_truncated(self, texts: list[str]) -> int:
         """How many of ``texts`` are longer than ``max_length`` tokens (template included) and
@@ -259,7 +226,7 @@ class Text2TokenModel(torch.nn.Module):
         """Tokens the template (with special tokens) adds around the text; computed once per template."""
         cache = self.__dict__.setdefault("_overhead_cache", {})
         if template not in cache:
-            cache[template] = len(self.tokenizer(template.replace("{text}", ""))["input_ids"])
+            cache[template] = tokenization.template_overhead(self.tokenizer, template)
         return cache[template]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
@@ -304,9 +271,7 @@ class Text2TokenModel(torch.nn.Module):
         window = _ENCODE_WINDOW
         for base in range(0, len(texts), window):
             ids = self.token_ids(texts[base : base + window])
-            order = np.argsort([-len(x) for x in ids], kind="stable")
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
+            for rows in tokenization.length_sorted_batches(ids, batch_size):
                 yield base + rows, self._pad([ids[r] for r in rows])
 
     @torch.inference_mode()
