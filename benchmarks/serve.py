@@ -37,7 +37,7 @@ def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
     import httpx
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "text2token", "serve", model, "--port", str(port), "--quiet",
+    proc = subprocess.Popen([sys.executable, "-m", "text2token", "serve", model, "--port", str(port), "--quiet",  # noqa: S603 — our own CLI, arguments built here
                              *extra], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300

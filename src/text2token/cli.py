@@ -161,15 +161,25 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--chunk-size", type=_positive("--chunk-size"), default=CHUNK_SIZE,
                    help="documents read, encoded and written at a time (memory and resume granularity)")
 
-    e = command("export", "copy an index into a vector database (Qdrant: dense and sparse vectors together)",
-                "Each document becomes a Qdrant point: a named dense vector 'dense' (cosine), a named sparse vector\n"
-                "'sparse' (its LM-head tokens) and its id and text as payload. --qdrant-path writes Qdrant's local\n"
-                "mode (a folder, no server); --qdrant-url a running server. Needs: pip install 'text2token[qdrant]'.")
-    e.add_argument("--index", required=True, help="folder written by 'text2token index'")
+    e = command("export", "copy an index into a vector database, or a model to ONNX / OpenVINO",
+                "An index into Qdrant (--index with --qdrant-path or --qdrant-url): each document becomes a point with\n"
+                "a named dense vector 'dense' (cosine), a named sparse vector 'sparse' (its LM-head tokens) and its id\n"
+                "and text as payload; --qdrant-path writes Qdrant's local mode (a folder, no server), --qdrant-url a\n"
+                "running server. Needs: pip install 'text2token[qdrant]'.\n"
+                "A model to ONNX or OpenVINO (--model with --onnx DIR or --openvino DIR): one graph from token ids to the\n"
+                "pooled vector, the tokenizer and text2token_export.json; the export is checked against encode (cosine\n"
+                ">= 0.9999) before the folder appears; embed with text2token.onnx_export.ExportedEmbedder. --int8 adds\n"
+                "an int8 dynamically quantised ONNX graph. Needs: pip install 'text2token[onnx]'.")
+    e.add_argument("--index", help="folder written by 'text2token index' (with --qdrant-path / --qdrant-url)")
+    e.add_argument("--model", help="the model to export (with --onnx / --openvino): " + MODEL_HELP)
     where = e.add_mutually_exclusive_group(required=True)
     where.add_argument("--qdrant-path", metavar="DIR", help="a Qdrant local-mode folder (created if missing)")
     where.add_argument("--qdrant-url", metavar="URL", help="a Qdrant server, e.g. http://localhost:6333")
-    e.add_argument("--collection", default="text2token", help="collection name (replaced if it exists)")
+    where.add_argument("--onnx", metavar="DIR", help="write the model as ONNX (onnxruntime) into DIR")
+    where.add_argument("--openvino", metavar="DIR", help="write the model as OpenVINO IR into DIR")
+    e.add_argument("--int8", action="store_true", help="with --onnx: also write model_int8.onnx (int8 dynamic "
+                                                       "quantisation of the weights, onnxruntime)")
+    e.add_argument("--collection", default="text2token", help="Qdrant collection name (replaced if it exists)")
 
     s = command("search", "rank the documents of an index for queries",
                 "Hybrid by default: the dense cosine and the sparse token overlap, each min-max rescaled per query,\n"
@@ -543,6 +553,25 @@ def cmd_search(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from .errors import ConfigError
+
+    if args.int8 and not args.onnx:
+        raise ConfigError("--int8 goes with --onnx")
+    if args.onnx or args.openvino:
+        if not args.model or args.index:
+            raise ConfigError("--onnx / --openvino export a model: give --model (and no --index)")
+        from .model import Text2TokenModel
+        from .onnx_export import export
+
+        model = Text2TokenModel.from_pretrained(args.model, device="cpu", dtype=None)
+        folder = args.onnx or args.openvino
+        info = export(model, folder, onnx=bool(args.onnx), int8=args.int8, openvino=bool(args.openvino))
+        checks = ", ".join(f"{k} cosine {v:.6f}" for k, v in info["check_cosine"].items())
+        print(f"exported {args.model} to {folder} ({', '.join(info['files'].values())}; checked against encode: "
+              f"{checks})")
+        return 0
+    if not args.index or args.model:
+        raise ConfigError("--qdrant-path / --qdrant-url export an index: give --index (and no --model)")
     from .sparse_index import SparseIndex
     from .vector_store import export_qdrant, qdrant_client
 
