@@ -20,6 +20,10 @@ EXAMPLES = """examples:
   text2token eval --model runs/demo/model --suite demo --baseline default
   text2token index --model runs/demo/model --corpus docs.jsonl --output runs/demo/index
   text2token search --index runs/demo/index --query "interest rates"
+
+several jobs on one machine:
+  text2token lets idle OpenMP threads sleep (OMP_WAIT_POLICY=PASSIVE unless you set it), so two jobs on the same
+  cores share them (~2x each) instead of spinning against each other; OMP_NUM_THREADS=N gives a job N threads.
 """
 MODEL_HELP = ("the model: a trained text2token folder (e.g. runs/demo/model), a training checkpoint folder, a Hugging "
               "Face id or folder, a .gguf file, 'default' (the untrained bundled SmolLM2-135M) or 'gemma3-270m' "
