@@ -138,3 +138,39 @@ def test_two_processes_write_the_bytes_one_process_writes(tmp_path, tiny_model_d
     assert res.returncode == 0, res.stderr[-3000:]
     assert two.read_bytes() == one.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("two")) == [two.name]
+
+
+@pytest.mark.parametrize("failing_write", [1, 2, 3])
+def test_a_full_disk_mid_encode_is_one_line_and_resumes_to_the_same_bytes(tmp_path, tiny_model_dir, capsys,
+                                                                          monkeypatch, failing_write):
+    """Fault injection: the disk fills up while the k-th chunk is written (ENOSPC from the writer itself). The
+    command ends with one line (no traceback) that says to resume, nothing appears under the output's name, and
+    --resume after space is freed gives the bytes of an uninterrupted run."""
+    import errno
+
+    from text2token.streaming import NpyFile
+
+    src, _ = _corpus(tmp_path)
+    args = ["encode", "-q", "--model", str(tiny_model_dir), "--input", str(src), "--chunk-size", "4"]
+    whole = tmp_path / "whole.npy"
+    assert main([*args, "--output", str(whole)]) == 0
+    out = tmp_path / "out.npy"
+    real_write, calls = NpyFile.write, []
+
+    def full_disk(self, first, block):
+        calls.append(first)
+        if len(calls) == failing_write:
+            self.fh.seek(self.data_start + first * self.width * self.dtype.itemsize)
+            self.fh.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes()[:10])  # a few bytes got out
+            raise OSError(errno.ENOSPC, "No space left on device", self.fh.name)
+        return real_write(self, first, block)
+
+    monkeypatch.setattr(NpyFile, "write", full_disk)
+    capsys.readouterr()
+    assert main([*args, "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "--resume" in err and "Traceback" not in err
+    assert not out.exists()
+    monkeypatch.setattr(NpyFile, "write", real_write)  # space freed
+    assert main([*args, "--output", str(out), "--resume"]) == 0
+    assert out.read_bytes() == whole.read_bytes()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -724,6 +725,11 @@ def _eval_mteb(args) -> int:
 _INTERMIXED = {"train": "overrides", "explain": "texts"}
 
 
+# The machine's disk, not text2token, failed: one line (outputs are written atomically, so nothing half-written
+# appears under the output's name, and train/encode/index keep their checkpoints or partial progress).
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     """Parse ``argv``; positionals of :data:`_INTERMIXED` commands may appear anywhere, also after options
     (argparse would otherwise take only the first run of them)."""
@@ -795,6 +801,15 @@ def _main(argv: list[str] | None) -> int:
         return handler(args)
     except Text2TokenError as exc:
         print(f"text2token {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRORS:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        resume = " (work saved so far is kept: rerun with --resume)" if args.command in ("train", "encode", "index") \
+            else ""
+        print(f"text2token {args.command}: error: {exc.strerror or os.strerror(exc.errno)}{where}{resume}",
+              file=sys.stderr)
         return 2
     finally:
         if quiet_before is None:
