@@ -10,7 +10,8 @@ import os
 import sys
 from pathlib import Path
 
-from .modes import ANN_DTYPES, ATTENTION_MODES, CHUNK_SIZE, POOLING_MODES
+from .modes import (ANN_DTYPES, ATTENTION_MODES, CHUNK_SIZE, POOLING_MODES, SERVE_API_KEY_ENV, SERVE_HOST,
+                    SERVE_MAX_CHARS, SERVE_MAX_TEXTS, SERVE_PORT)
 
 EXAMPLES = """examples:
   text2token train --config configs/demo.yaml --output runs/demo
@@ -259,14 +260,16 @@ def _parser() -> argparse.ArgumentParser:
                  "(--api-key-file or $TEXT2TOKEN_API_KEY; clients send 'Authorization: Bearer KEY'). Requests are\n"
                  "bounded (--max-texts, --max-chars): a 413 names the bound. Needs: pip install 'text2token[serve]'.")
     sv.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    sv.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface; needs a key)")
-    sv.add_argument("--port", type=_positive("--port"), default=8000, help="TCP port")
+    sv.add_argument("--host", default=SERVE_HOST, help="address to bind (0.0.0.0: every interface; needs a key)")
+    sv.add_argument("--port", type=_positive("--port"), default=SERVE_PORT, help="TCP port")
     sv.add_argument("--api-key-file", metavar="FILE",
-                    help="file whose first line is the API key (else $TEXT2TOKEN_API_KEY; neither: no key)")
+                    help=f"file whose first line is the API key (else ${SERVE_API_KEY_ENV}; neither: no key)")
     sv.add_argument("--no-api-key", action="store_true",
                     help="allow a --host beyond this machine without an API key (e.g. behind your own gateway)")
-    sv.add_argument("--max-texts", type=_positive("--max-texts"), default=256, help="texts per request, at most")
-    sv.add_argument("--max-chars", type=_positive("--max-chars"), default=32768, help="characters per text, at most")
+    sv.add_argument("--max-texts", type=_positive("--max-texts"), default=SERVE_MAX_TEXTS,
+                    help="texts per request, at most")
+    sv.add_argument("--max-chars", type=_positive("--max-chars"), default=SERVE_MAX_CHARS,
+                    help="characters per text, at most")
     sv.add_argument("--batch-size", type=_positive("--batch-size"), default=32, help="texts per forward pass")
     sv.add_argument("--max-batch-size", type=_positive("--max-batch-size"), default=1,
                     help="> 1: batch up to this many concurrent requests into one forward pass (LitServe's dynamic "

@@ -12,3 +12,11 @@ CHUNK_SIZE = 16384
 # Precision of the vectors in the ANN graph (index --ann-dtype): half floats, int8 (usearch scales unit vectors by
 # 127), or one bit per dimension (the sign; Hamming distance). Search rescores graph candidates by the float vectors.
 ANN_DTYPES = ("f16", "i8", "b1")
+
+# text2token serve: bounds on one request (the model truncates each text to its max_length tokens anyway), and the
+# environment variable an API key may come from.
+SERVE_HOST = "127.0.0.1"
+SERVE_PORT = 8000
+SERVE_MAX_TEXTS = 256
+SERVE_MAX_CHARS = 32_768
+SERVE_API_KEY_ENV = "TEXT2TOKEN_API_KEY"

@@ -3,7 +3,7 @@
 LitServe (Lightning AI's serving engine: worker processes, request queues, dynamic batching, an OpenAI
 embeddings spec) does the serving; this module only tells it how to load and call a text2token folder, so the
 served vectors are ``Text2TokenModel.encode``'s own (same template, pooling, truncation), L2-normalised as
-OpenAI's are. Why not infinity-emb or vLLM: see docs/guides/serving.md.
+OpenAI's are. Why not infinity-emb or vLLM: see docs/production/serving.md.
 
 Closed by default: it binds to 127.0.0.1; binding elsewhere needs an API key (``Authorization: Bearer KEY``, as
 OpenAI clients send it) unless explicitly told otherwise; a request's texts, each text's length and the body size
@@ -17,12 +17,9 @@ import ipaddress
 import os
 
 from .errors import ConfigError
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
-DEFAULT_MAX_TEXTS = 256          # texts in one request
-DEFAULT_MAX_CHARS = 32_768       # characters in one text (the model truncates to its max_length tokens anyway)
-API_KEY_ENV = "TEXT2TOKEN_API_KEY"
+from .modes import SERVE_API_KEY_ENV as API_KEY_ENV
+from .modes import SERVE_MAX_CHARS as DEFAULT_MAX_CHARS
+from .modes import SERVE_MAX_TEXTS as DEFAULT_MAX_TEXTS
 
 
 def is_loopback(host: str) -> bool:
