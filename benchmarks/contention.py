@@ -7,8 +7,8 @@ same time; the figure is each concurrent job's time over the solo time (goal: <=
 of the cores).
 
 Settings: torch's defaults (one OpenMP thread per core, libgomp's default wait policy: threads spin for a while
-before sleeping), OpenMP's passive wait policy (OMP_WAIT_POLICY=PASSIVE: idle threads sleep at once), and each job
-given half the cores (OMP_NUM_THREADS = cores / 2).
+before sleeping), OpenMP's passive wait policy (OMP_WAIT_POLICY=PASSIVE: idle threads sleep at once), a short spin
+(GOMP_SPINCOUNT=10000, what `import text2token` sets), and each job given half the cores (OMP_NUM_THREADS = cores / 2).
 
     python benchmarks/contention.py --texts 128 --json benchmarks/results/contention.json
     python benchmarks/contention.py --workload train --steps 8 --json benchmarks/results/contention_train.json
@@ -43,7 +43,7 @@ print(f"SECONDS {time.perf_counter() - t:.3f}", flush=True)
 
 def run_jobs(n: int, texts: int, env: dict) -> list[float]:
     """Start ``n`` jobs, wait until each has loaded its model, release them together, return their encode times."""
-    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")}
     procs = [subprocess.Popen([sys.executable, "-c", JOB, str(texts)], env={**base, **env}, text=True,  # noqa: S603 — this interpreter and a script of ours
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
              for _ in range(n)]
@@ -75,7 +75,7 @@ def run_training(n: int, steps: int, env: dict, folder: Path) -> list[float]:
     data preparation excluded), from each run's train_summary.json."""
     import shutil
 
-    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")}
     shutil.rmtree(folder, ignore_errors=True)
     procs = [subprocess.Popen([sys.executable, "-c", TRAIN_JOB, "train", "--quiet", "--objective", "simcse",  # noqa: S603
                                "--output", str(folder / f"job{i}"), f"simcse.steps={steps}"],
@@ -99,6 +99,7 @@ def main(argv=None) -> int:
     cores = len(os.sched_getaffinity(0))
     settings = {"torch defaults": {},
                 "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+                "GOMP_SPINCOUNT=10000 (text2token's default)": {"GOMP_SPINCOUNT": "10000"},
                 f"OMP_NUM_THREADS={max(1, cores // 2)} per job": {"OMP_NUM_THREADS": str(max(1, cores // 2))}}
     rows = []
     for name, env in settings.items():

@@ -283,13 +283,17 @@ def test_streaming_corpus_reader_equals_reading_the_whole_file(tmp_path, suffix)
     assert info["lines"] == 300 and info["used"] == 120 and info["blank_lines_skipped"] == 1
 
 
-def test_importing_text2token_lets_idle_openmp_threads_sleep_unless_told_otherwise():
+def test_importing_text2token_limits_openmp_spinning_unless_told_otherwise():
     """Two jobs on the same cores share them instead of spinning against each other (benchmarks/contention.py):
-    text2token sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP, and keeps a policy the user chose."""
-    probe = "import os, text2token.cli, torch; print(os.environ.get('OMP_WAIT_POLICY'))"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "PASSIVE"
-    out = subprocess.run([sys.executable, "-c", probe], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
-                         capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "ACTIVE"
+    text2token sets a short spin count before torch loads OpenMP, and keeps a policy or count the user chose."""
+    probe = ("import os, text2token.cli, torch; "
+             "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+
+    def seen(**extra):
+        return subprocess.run([sys.executable, "-c", probe], env={**env, **extra}, capture_output=True, text=True,
+                              check=True).stdout.split()
+
+    assert seen() == ["10000", "None"]
+    assert seen(GOMP_SPINCOUNT="500") == ["500", "None"]
+    assert seen(OMP_WAIT_POLICY="ACTIVE") == ["None", "ACTIVE"]  # a policy chosen by the user is not overridden

@@ -24,8 +24,8 @@ EXAMPLES = """examples:
   text2token search --index runs/demo/index --query "interest rates"
 
 several jobs on one machine:
-  text2token lets idle OpenMP threads sleep (OMP_WAIT_POLICY=PASSIVE unless you set it), so two jobs on the same
-  cores share them (~2x each) instead of spinning against each other; OMP_NUM_THREADS=N gives a job N threads.
+  text2token lets idle OpenMP threads spin only briefly (GOMP_SPINCOUNT=10000 unless you set it or OMP_WAIT_POLICY),
+  so two jobs on the same cores share them (~2.3x each, not ~8x); OMP_NUM_THREADS=N gives a job N threads.
 """
 MODEL_HELP = ("the model: a trained text2token folder (e.g. runs/demo/model), a training checkpoint folder, a Hugging "
               "Face id or folder, a .gguf file, 'default' (the untrained bundled SmolLM2-135M) or 'gemma3-270m' "
