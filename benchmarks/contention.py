@@ -11,7 +11,8 @@ before sleeping), OpenMP's passive wait policy (OMP_WAIT_POLICY=PASSIVE: idle th
 (GOMP_SPINCOUNT=10000, what `import text2token` sets), and each job given half the cores (OMP_NUM_THREADS = cores / 2).
 
     python benchmarks/contention.py --texts 128 --json benchmarks/results/contention.json
-    python benchmarks/contention.py --workload train --steps 8 --json benchmarks/results/contention_train.json
+    python benchmarks/contention.py --workload train --steps 6 --json benchmarks/results/contention_train.json
+    python benchmarks/contention.py --solo-ab 2 --json benchmarks/results/contention_solo.json   # cost when alone
 """
 
 from __future__ import annotations
@@ -88,12 +89,28 @@ def run_training(n: int, steps: int, env: dict, folder: Path) -> list[float]:
             for i in range(n)]
 
 
+def solo_step_time(env: dict, folder: Path, steps: int = 10) -> float:
+    """Seconds per step of `make run`'s recipe, stage 1 only, alone, over steps 3..``steps`` (warm-up excluded)."""
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")}
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", TRAIN_JOB, "train", "--quiet", "--config",  # noqa: S603
+                    str(root / "configs" / "combined.yaml"), "--stages", "data", "--output", str(folder),
+                    f"stage1.steps={steps}"], env={**base, **env}, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    log = [json.loads(line) for line in (folder / "stage1-data" / "train_log.jsonl").read_text().splitlines()]
+    seconds = [r["seconds"] for r in log if "seconds" in r][2:]
+    return sum(seconds) / len(seconds)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--texts", type=int, default=256, help="corpus lines each job encodes")
     p.add_argument("--workload", choices=["encode", "train"], default="encode",
                    help="encode: `encode` of --texts lines; train: a SimCSE training of --steps steps (s/step)")
     p.add_argument("--steps", type=int, default=8, help="training steps per job (--workload train)")
+    p.add_argument("--solo-ab", type=int, default=0, metavar="N",
+                   help="instead: what each setting costs a job alone — N alternating rounds of make run's recipe, "
+                        "stage 1, 10 steps (s/step over steps 3-10)")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
     cores = len(os.sched_getaffinity(0))
@@ -101,6 +118,18 @@ def main(argv=None) -> int:
                 "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
                 "GOMP_SPINCOUNT=10000 (text2token's default)": {"GOMP_SPINCOUNT": "10000"},
                 f"OMP_NUM_THREADS={max(1, cores // 2)} per job": {"OMP_NUM_THREADS": str(max(1, cores // 2))}}
+    if args.solo_ab:
+        import tempfile
+
+        times: dict[str, list[float]] = {name: [] for name in settings}
+        with tempfile.TemporaryDirectory() as d:
+            for round_ in range(args.solo_ab):
+                for i, (name, env) in enumerate(settings.items()):
+                    times[name].append(round(solo_step_time(env, Path(d) / f"r{round_}-{i}"), 2))
+                    print(f"{name:44s} round {round_}: {times[name][-1]:.2f} s/step", flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"cores": cores, "solo_ab": times}, indent=2) + "\n")
+        return 0
     rows = []
     for name, env in settings.items():
         if args.workload == "encode":
