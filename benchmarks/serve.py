@@ -15,9 +15,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,42 +22,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
-    import httpx
-
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "text2token", "serve", model, "--port", str(port), "--quiet",  # noqa: S603 — our own CLI, arguments built here
-                             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    stop_server(proc)
-    raise SystemExit("the server did not come up in 300 s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 async def load(url: str, texts: list[str], concurrency: int) -> dict:
@@ -115,6 +76,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from text2token.backbone import resolve_model_path
+    from text2token.serving import background_server
     from text2token.textio import read_texts
     from text2token.training.corpus import BUNDLED_CORPUS
 
@@ -130,8 +92,7 @@ def main(argv=None) -> int:
                 f"dynamic batching (up to {args.batch_size}), forward passes of 8": [*dynamic, "--batch-size", "8"]}
     rows = []
     for name, extra in settings.items():
-        proc, url = start_server(model, extra)
-        try:
+        with background_server(model, *extra) as url:
             asyncio.run(load(url, texts[:16], 4))  # warm-up
             for c in levels:
                 row = {"server": name, **asyncio.run(load(url, texts, c))}
@@ -139,8 +100,6 @@ def main(argv=None) -> int:
                 rows.append(row)
                 print(f"{name:52s} c={c:3d}: {row['texts_per_s']:7.1f} texts/s ({row['vs_encode']:.2f}x encode), "
                       f"p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, errors {row['errors']}")
-        finally:
-            stop_server(proc)
     best32 = max((r for r in rows if r["concurrency"] == max(levels)), key=lambda r: r["texts_per_s"])
     result = {"model": args.model, "cpu_count": os.cpu_count(), "encode_texts_per_s": round(baseline, 2),
               "rows": rows, "goal": "at the highest concurrency, >= 0.70x encode's texts/s and no failed request",

@@ -4,14 +4,7 @@ CLI in a subprocess on a free localhost port and stops it."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import httpx
 import numpy as np
@@ -21,48 +14,16 @@ from text2token import Text2TokenModel
 from text2token.cli import main
 
 pytest.importorskip("litserve")
+from text2token.serving import background_server  # noqa: E402
 openai = pytest.importorskip("openai")
 
 TEXTS = ["A cat sat on the mat.", "Stocks fell sharply after the bank raised rates!", "short",
          "word " * 200 + "end of a very long text that must be truncated.", 'He said "yes."']
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def serving(folder, *extra, env=None, startup_s: float = 180):
-    """Run `text2token serve FOLDER` until the block ends; yields the base URL once /health answers."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "text2token", "serve", str(folder), "--port", str(port), "--quiet", *extra]
-    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + startup_s
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited with {proc.returncode}:\n{proc.stdout.read().decode()[-3000:]}")
-            try:
-                if httpx.get(url + "/health", timeout=2, headers={"Authorization": "Bearer k3y"}).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("server did not come up in time")
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        proc.stdout.close()
+def serving(folder, *extra):
+    """The real CLI serving ``folder`` on a free localhost port (one OpenMP thread, as a test beside others)."""
+    return background_server(folder, *extra, env={"OMP_NUM_THREADS": "1"}, api_key="k3y", startup_s=180)
 
 
 def _cosines(a, b) -> np.ndarray:

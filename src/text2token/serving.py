@@ -15,8 +15,14 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 
-from .errors import ConfigError
+from .errors import ConfigError, Text2TokenError
 from .modes import SERVE_API_KEY_ENV as API_KEY_ENV
 from .modes import SERVE_MAX_CHARS as DEFAULT_MAX_CHARS
 from .modes import SERVE_MAX_TEXTS as DEFAULT_MAX_TEXTS
@@ -146,3 +152,49 @@ def read_api_key(path: str | None) -> str | None:
             raise ConfigError(f"the API key file {path} is empty")
         return key
     return os.environ.get(API_KEY_ENV) or None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def background_server(model: str, *options: str, env: dict | None = None, api_key: str | None = None,
+                      startup_s: float = 300):
+    """Run ``text2token serve MODEL OPTIONS`` on a free localhost port in a subprocess (its own process group) until
+    the block ends; yields the base URL once ``/health`` answers (sent with ``api_key`` as a Bearer token, if any).
+    A server that exits or does not come up in ``startup_s`` is an error quoting the end of its output."""
+    import httpx
+
+    port = free_port()
+    command = [sys.executable, "-m", "text2token", "serve", str(model), "--port", str(port), "--quiet", *options]
+    proc = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,  # noqa: S603 — our CLI
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        deadline = time.monotonic() + startup_s
+        while True:
+            if proc.poll() is not None:
+                tail = proc.stdout.read().decode(errors="replace")[-3000:]
+                raise Text2TokenError(f"the server exited with status {proc.returncode}:\n{tail}")
+            try:
+                if httpx.get(url + "/health", timeout=2, headers=headers).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise Text2TokenError(f"the server did not answer /health within {startup_s:.0f} s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stdout.close()
