@@ -46,6 +46,7 @@ def test_exported_graphs_embed_as_encode(tmp_path, tiny_model_dir, pooling, atte
     assert (tmp_path / "exp" / "model_int8.onnx").stat().st_size < (tmp_path / "exp" / "model.onnx").stat().st_size
     recorded = json.loads((tmp_path / "exp" / EXPORT_CONFIG).read_text())
     assert recorded["pooling"] == pooling and recorded["attention"] == attention and recorded["max_length"] == 48
+    assert recorded["backbone"] == str(tiny_model_dir)  # where the exported weights came from
     assert recorded["check_cosine"]["onnx"] >= 0.9999 and set(recorded["files"]) == {"onnx", "onnx_int8", "openvino"}
     assert info["files"] == recorded["files"]
     one = ExportedEmbedder(tmp_path / "exp").encode(TEXTS[0], normalize_embeddings=True)

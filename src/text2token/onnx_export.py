@@ -100,7 +100,7 @@ def _settings(model) -> dict:
 
     return {"pooling": model.pooling, "attention": model.attention, "template": model.template,
             "max_length": model.max_length, "hidden_size": model.backbone.config.hidden_size,
-            "text2token_version": __version__, "source": getattr(model, "name_or_path", None)}
+            "text2token_version": __version__, "backbone": model.provenance.get("backbone")}
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
