@@ -41,7 +41,8 @@ def main(argv=None) -> int:
 
     from text2token import Text2TokenModel
     from text2token.evaluation.suite import load_task, ndcg_at_10
-    from text2token.sparse_index import (DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, SparseIndex, TopTokens, build_index,
+    from text2token.modes import Fusion
+    from text2token.sparse_index import (DEFAULT_ALPHA, DEFAULT_FUSION, SparseIndex, TopTokens, build_index,
                                          fuse)
 
     task = load_task("WordNetNounDefinitionRetrieval", limit=200 if args.quick else None)
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
                 for m in (64, 128, 256, 512, 1024):
                     scores = (query_top.sparse(weighting, prior, m) @ docs.T).toarray()
                     entry = {"weighting": weighting, "K": k, "M": m, "sparse": row(scores)}
-                    for fusion in FUSIONS:
+                    for fusion in Fusion.values():
                         for alpha in (0.3, 0.5, 0.7, 0.9):
                             entry[f"{fusion} α={alpha:g}"] = row(fuse(dense, scores, alpha, fusion))
                     grid.append(entry)

@@ -46,9 +46,9 @@ def recipe_config(recipe: dict, default_config: str, extra: list[str] | tuple = 
 
 def recipe_steps(cfg) -> int:
     """The optimizer steps a config trains, over the stages it runs (what a recipe's ``steps`` must state)."""
-    from text2token.layout import STAGE_SECTIONS
+    from text2token.recipes import STAGES
 
-    return sum(getattr(cfg, STAGE_SECTIONS[key]).steps for key in cfg.run_stages())
+    return sum(getattr(cfg, STAGES[key].section).steps for key in cfg.run_stages())
 
 
 def run_recipe(name: str, recipe: dict, seed: int, out: Path, suite: str, config: str, max_length: int,
@@ -99,16 +99,16 @@ def run_recipe(name: str, recipe: dict, seed: int, out: Path, suite: str, config
 def curve_points(cfg, folder: Path, every: int) -> list[tuple[int, Path]]:
     """``(total optimizer steps, checkpoint folder)`` every ``every`` steps before the end of the run (stages
     counted in order: stage 2's step 30 after a 20-step stage 1 is step 50), for the checkpoints that exist."""
-    from text2token.layout import STAGE_DIRS, STAGE_SECTIONS
+    from text2token.recipes import STAGES
 
     if not every:
         return []
     points, offset, stages = [], 0, cfg.run_stages()
     for key in stages:
-        steps = getattr(cfg, STAGE_SECTIONS[key]).steps
+        steps = getattr(cfg, STAGES[key].section).steps
         end = offset + steps + (key != stages[-1])  # a stage's last step, but not the run's (its final model)
         for total in range(every * (offset // every + 1), end, every):
-            ckpt = folder / STAGE_DIRS[key] / "checkpoints" / f"checkpoint-{total - offset:07d}"
+            ckpt = folder / STAGES[key].folder / "checkpoints" / f"checkpoint-{total - offset:07d}"
             if ckpt.is_dir():
                 points.append((total, ckpt))
         offset += steps

@@ -131,3 +131,40 @@ def test_a_key_or_value_with_a_line_break_stays_a_one_line_error(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_config(path)
     assert "\n" not in str(exc.value) and "name\\n" in str(exc.value)
+
+
+def test_the_configuration_reference_lists_every_setting_its_default_and_every_allowed_value():
+    """docs/configuration.md is checked against the config definitions: a new setting, a changed default or a new
+    allowed value that the reference does not show fails here."""
+    from pathlib import Path
+
+    from text2token.training.config import CHOICES, flatten
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
+    rows = [line for line in doc.splitlines() if line.startswith("| `")]
+    missing, wrong_default, missing_values = [], [], []
+    for key, default in flatten(RunConfig().to_dict()).items():
+        row = next((r for r in rows if f"`{key}`" in r.split("|")[1]), None)
+        if row is None:
+            missing.append(key)
+            continue
+        keys = [k.strip().strip("`") for k in row.split("|")[1].split(" / ")]
+        defaults = [d.strip().strip("`") for d in row.split("|")[2].split(" / ")]
+        shown = defaults[keys.index(key)] if len(defaults) == len(keys) else row.split("|")[2]
+        if default is None or isinstance(default, bool):
+            text = {None: "null", True: "true", False: "false"}[default]
+        else:
+            text = "[" + ", ".join(default) + "]" if isinstance(default, list) else str(default)
+        if isinstance(default, float) and not isinstance(default, bool):
+            try:
+                matches = float(shown) == default
+            except ValueError:
+                matches = False
+        else:
+            matches = text in shown
+        if not matches:
+            wrong_default.append(f"{key}: {text} not in {shown!r}")
+        for value in CHOICES.get(key, ()):
+            if f"`{value}`" not in row:
+                missing_values.append(f"{key}: {value}")
+    assert not missing and not wrong_default and not missing_values, (missing, wrong_default, missing_values)

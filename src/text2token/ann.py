@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .modes import ANN_DTYPES
+from .modes import AnnDtype
 
 ANN_FILE = "dense.usearch"
 # Below this many documents an exact product is fast (3,000 docs × 576 dims: well under a millisecond per query)
@@ -38,8 +38,8 @@ def vector_bytes(ndim: int, dtype: str) -> int:
 def _index(ndim: int, dtype: str = "f16"):
     from usearch.index import Index
 
-    if dtype not in ANN_DTYPES:
-        raise ValueError(f"ANN dtype must be one of {', '.join(ANN_DTYPES)}, got '{dtype}'")
+    if not AnnDtype.has(dtype):
+        raise ValueError(f"ANN dtype must be one of {', '.join(AnnDtype.values())}, got '{dtype}'")
     kind, metric = _USEARCH[dtype]
     return Index(ndim=ndim, metric=metric, dtype=kind, connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD,
                  expansion_search=EXPANSION_SEARCH)

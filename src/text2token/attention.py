@@ -16,18 +16,18 @@ import logging
 import torch
 
 from .errors import ModelLoadError
+from .modes import Attention
 
 logger = logging.getLogger(__name__)
 
-from .modes import ATTENTION_MODES  # noqa: E402,F401  (defined torch-free)
 # Families on which the probe has been run in this project's tests.
 VALIDATED_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma3_text")
 
 
 def set_attention(model: torch.nn.Module, mode: str, verify: bool = True) -> None:
     """Switch a causal LM (or its trunk) to ``mode`` and, by default, verify it took effect."""
-    if mode not in ATTENTION_MODES:
-        raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {mode!r}")
+    if not Attention.has(mode):
+        raise ValueError(f"attention must be one of {Attention.values()}, got {mode!r}")
     causal = mode == "causal"
     config = model.config
     config.is_causal = causal

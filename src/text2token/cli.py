@@ -10,8 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-from .modes import (ANN_DTYPES, ATTENTION_MODES, CHUNK_SIZE, POOLING_MODES, SERVE_API_KEY_ENV, SERVE_HOST,
-                    SERVE_MAX_CHARS, SERVE_MAX_TEXTS, SERVE_PORT)
+from .modes import (CHUNK_SIZE, SERVE_API_KEY_ENV, SERVE_HOST, SERVE_MAX_CHARS, SERVE_MAX_TEXTS, SERVE_PORT, AnnDtype,
+                    Attention, Fusion, InputErrors, Objective, Pooling)
+from .recipes import objectives_help
 
 EXAMPLES = """examples:
   text2token train --config configs/demo.yaml --output runs/demo
@@ -98,13 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--output", help="run folder (overrides output_dir); the model goes to OUTPUT/model")
     t.add_argument("--stages", help="comma-separated stages to run: data (stage 1), model (stage 2); e.g. data,model")
     t.add_argument("--resume", action="store_true", help="continue the run in --output from its latest checkpoint")
-    t.add_argument("--objective", choices=["text2token", "simcse", "combined", "llm2vec"],
-                   help="text2token (the configured stages), simcse (LLM2Vec's unsupervised contrastive baseline with "
-                        "the same LoRA, pooling, attention and data), combined (each stage: combined.token_weight·KL "
-                        "+ combined.simcse_weight·SimCSE), or llm2vec (MNTP, then SimCSE: LLM2Vec's full unsupervised "
-                        "recipe; see configs/llm2vec.yaml); same as objective=")
+    t.add_argument("--objective", choices=Objective.values(),
+                   help=f"the training recipe — {objectives_help()}; same as objective=")
     t.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
-    t.add_argument("--errors", choices=["strict", "replace"],
+    t.add_argument("--errors", choices=InputErrors.values(),
                    help="invalid UTF-8 in the corpus: strict (error naming file and line) or replace (decode with "
                         "U+FFFD, count the lines in the run's data_report.json); same as data.errors=")
     t.add_argument("overrides", nargs="*", metavar="section.key=value",
@@ -159,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--ann", choices=["auto", "on", "off"], default="auto",
                    help="also build an approximate-nearest-neighbour graph of the dense vectors (usearch HNSW) for "
                         "fast search over large corpora: auto = from 20,000 documents on; off = exact search only")
-    i.add_argument("--ann-dtype", choices=ANN_DTYPES, default="f16",
+    i.add_argument("--ann-dtype", choices=AnnDtype.values(), default="f16",
                    help="precision of the graph's vectors: f16 (half of float32's bytes), i8 (a quarter), b1 (one sign "
                         "bit per dimension, 1/32); search rescores the graph's candidates by the float vectors")
     i.add_argument("--resume", action="store_true",
@@ -200,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="weight of the dense side in the hybrid score (1: dense only, 0: sparse only)")
     mode.add_argument("--dense", action="store_true", help="dense cosine only")
     mode.add_argument("--sparse", action="store_true", help="sparse token overlap only")
-    s.add_argument("--fusion", choices=["rrf", "minmax", "raw"], default="minmax",
+    s.add_argument("--fusion", choices=Fusion.values(), default=Fusion.MINMAX.value,
                    help="how hybrid combines the two: rrf (reciprocal-rank fusion, ALPHA/(60+dense rank) + "
                         "(1−ALPHA)/(60+sparse rank)), minmax (each score rescaled to [0, 1] per query, then mixed), "
                         "raw (unscaled mix)")
@@ -283,8 +281,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help=MODEL_HELP)
-    p.add_argument("--pooling", choices=POOLING_MODES, help="override the model's pooling")
-    p.add_argument("--attention", choices=ATTENTION_MODES, help="override the model's attention")
+    p.add_argument("--pooling", choices=Pooling.values(), help="override the model's pooling")
+    p.add_argument("--attention", choices=Attention.values(), help="override the model's attention")
     p.add_argument("--max-length", type=_max_length, help="override the maximum tokens per text (>= 8)")
     _device_args(p)
 
@@ -323,7 +321,7 @@ def _input_args(p: argparse.ArgumentParser, flag: str, required: bool, help: str
     p.add_argument(flag, required=required, help=help)
     p.add_argument("--field", default="text", help="JSONL field holding the text")
     p.add_argument("--skip-blank", action="store_true", help="skip blank lines instead of refusing the file")
-    p.add_argument("--errors", choices=["strict", "replace"], default="strict",
+    p.add_argument("--errors", choices=InputErrors.values(), default="strict",
                    help="invalid UTF-8: strict (error naming the line) or replace (U+FFFD, counted)")
 
 

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from .errors import Text2TokenError
-from .modes import ANN_DTYPES
+from .modes import AnnDtype, SparseWeighting
 from .progress import progress_bar
-from .sparse_index import DEFAULT_QUERY_TOP_K, DEFAULT_TOP_K, INDEX_FILE, WEIGHTINGS, TopTokens, weights
+from .sparse_index import DEFAULT_QUERY_TOP_K, DEFAULT_TOP_K, INDEX_FILE, TopTokens, weights
 from .streaming import CHUNK, NpyFile, Source
 from .textio import replace_directory, write_atomic, write_json_atomic
 
@@ -59,10 +59,10 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
 
     if ann not in ANN_CHOICES:
         raise Text2TokenError(f"ann must be one of {', '.join(ANN_CHOICES)}, got '{ann}'")
-    if ann_dtype not in ANN_DTYPES:
-        raise Text2TokenError(f"ann_dtype must be one of {', '.join(ANN_DTYPES)}, got '{ann_dtype}'")
-    if weighting not in WEIGHTINGS:
-        raise Text2TokenError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'")
+    if not AnnDtype.has(ann_dtype):
+        raise Text2TokenError(f"ann_dtype must be one of {', '.join(AnnDtype.values())}, got '{ann_dtype}'")
+    if not SparseWeighting.has(weighting):
+        raise Text2TokenError(f"weighting must be one of {', '.join(SparseWeighting.values())}, got '{weighting}'")
     model.check_top_k(top_k)
     model.check_top_k(query_top_k)
     if process_group() is not None:

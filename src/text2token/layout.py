@@ -7,5 +7,4 @@ MODEL_CONFIG_NAME = "text2token_config.json"  # settings of a saved model folder
 RUN_CONFIG_NAME = "config.yaml"  # the resolved config of a run folder (replay it with --config)
 RUN_SUMMARY_NAME = "train_summary.json"
 RUN_INFO_NAME = "run_info.json"
-STAGE_DIRS = {"data": "stage1-data", "model": "stage2-model", "mntp": "mntp", "simcse": "simcse"}  # key -> folder
-STAGE_SECTIONS = {"data": "stage1", "model": "stage2", "mntp": "mntp", "simcse": "simcse"}  # key -> config section
+# Each training stage's sub-folder of a run folder: text2token.recipes.STAGES.

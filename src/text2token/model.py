@@ -19,13 +19,13 @@ import torch.nn.functional as F
 from .progress import progress_bar
 
 from . import __version__, tokenization
-from .attention import ATTENTION_MODES, set_attention
+from .attention import set_attention
 from .backbone import Backbone, load_backbone
 from .directions import head_directions, remove_directions
-from .modes import CHUNK_SIZE
+from .modes import CHUNK_SIZE, Attention, Pooling
 from .errors import ConfigError, Text2TokenError
 from .layout import MODEL_CONFIG_NAME
-from .pooling import POOLING_MODES, default_template, pool
+from .pooling import default_template, pool, pool_segments
 from .textio import atomic_directory
 
 DEFAULT_POOLING = "last"
@@ -69,10 +69,10 @@ class Text2TokenModel(torch.nn.Module):
         training_record: dict | None = None,
     ):
         super().__init__()
-        if pooling not in POOLING_MODES:
-            raise ConfigError(f"pooling must be one of {', '.join(POOLING_MODES)}, got '{pooling}'")
-        if attention not in ATTENTION_MODES:
-            raise ConfigError(f"attention must be one of {', '.join(ATTENTION_MODES)}, got '{attention}'")
+        if not Pooling.has(pooling):
+            raise ConfigError(f"pooling must be one of {', '.join(Pooling.values())}, got '{pooling}'")
+        if not Attention.has(attention):
+            raise ConfigError(f"attention must be one of {', '.join(Attention.values())}, got '{attention}'")
         max_length = encoding_max_length(backbone.model.config, max_length)
         template = default_template(pooling) if template is _UNSET else template
         if template is not None and "{text}" not in template:
@@ -247,7 +247,7 @@ class Text2TokenModel(torch.nn.Module):
         return self._pooled_segments(packed.input_ids, packed.segment_ids, packed.position_ids, len(packed.texts))
 
     def _pooled_segments(self, input_ids, segment_ids, position_ids, num_segments=None, return_hidden=False):
-        from .packing import packed_attention_mask, pool_segments
+        from .packing import packed_attention_mask
 
         dtype = next(self.trunk.parameters()).dtype
         if torch.is_autocast_enabled(input_ids.device.type):

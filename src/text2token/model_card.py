@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from .layout import MODEL_CONFIG_NAME
+from .recipes import RECIPES, STAGES
 from .textio import write_atomic, write_json_atomic
 
 
@@ -14,25 +15,21 @@ def _training_lines(training: dict) -> list[str]:
     cfg = training.get("config", {})
     description = cfg.get("description", "").strip()
     lines = [f"- recipe: {description}"] if description else []
-    objective = training.get("objective", cfg.get("objective", "text2token"))
-    stages = training.get("stages", cfg.get("stages", []))
-    if objective == "simcse":
-        lines.append("- objective: SimCSE (LLM2Vec's unsupervised contrastive step; a baseline)")
-    elif objective == "llm2vec":
-        lines.append("- objective: LLM2Vec's unsupervised recipe — masked next-token prediction (MNTP), merged, then "
-                     "SimCSE (a baseline)")
-    else:
-        names = {"data": "stage 1, data-driven targets", "model": "stage 2, model-derived targets"}
-        lines.append("- objective: Text2Token — KL(q‖softmax(lm_head(pooled))) with " + "; then ".join(
-            names.get(s, s) for s in stages))
-        if objective == "combined":
-            c = cfg.get("combined", {})
-            lines.append(f"- combined per stage: {c.get('token_weight')}×KL + {c.get('simcse_weight')}×SimCSE")
-    for key, label in (("stage_data", "stage 1"), ("stage_model", "stage 2"), ("stage_mntp", "MNTP"),
-                       ("stage_simcse", "SimCSE")):
+    objective = str(training.get("objective", cfg.get("objective", "text2token")))
+    recipe = RECIPES.get(objective)
+    stages = training.get("stages") or (recipe.stages(cfg.get("stages", [])) if recipe else cfg.get("stages", []))
+    summary = recipe.summary + (" (a baseline)" if recipe.baseline else "") if recipe else objective
+    lines.append(f"- objective: `{objective}` — {summary}")
+    lines.append("- stages: " + "; then ".join(STAGES[s].label if s in STAGES else s for s in stages))
+    if recipe and recipe.simcse_term:
+        c = cfg.get("combined", {})
+        lines.append(f"- combined per stage: {c.get('token_weight')}×KL + {c.get('simcse_weight')}×SimCSE")
+    for stage in STAGES.values():
+        key = f"stage_{stage.key}"
         if key in training:
             st = training[key]
-            extra = f", τ = {cfg.get('stage2', {}).get('tau')}" if key == "stage_model" else ""
+            label = stage.label
+            extra = f", τ = {cfg.get('stage2', {}).get('tau')}" if stage.key == "model" else ""
             lines.append(f"- {label}: {st.get('steps')} steps, lr {st.get('lr')}{extra}, "
                          f"{st.get('seconds_per_step')} s/step")
     data = cfg.get("data", {})

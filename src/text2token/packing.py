@@ -4,8 +4,7 @@ A packed batch is ``input_ids`` (R×L), ``segment_ids`` (R×L: 1, 2, … for the
 the row's end) and ``position_ids`` (R×L: 0, 1, … restarting at every text). The attention mask is built
 explicitly — block-diagonal over the segments, and lower-triangular inside each block in causal mode — because
 a model's own mask building from ``position_ids`` is not reliable (transformers' bidirectional path ignores
-them, so texts would see their neighbours). Pooling is per segment, with the same definitions as
-:func:`text2token.pooling.pool`.
+them, so texts would see their neighbours). Pooling of packed rows is :func:`text2token.pooling.pool_segments`.
 """
 
 from __future__ import annotations
@@ -13,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from .pooling import POOLING_MODES
 
 
 @dataclass
@@ -82,32 +79,3 @@ def packed_attention_mask(segment_ids: torch.Tensor, causal: bool, dtype: torch.
     mask = torch.zeros(allowed.shape, dtype=dtype, device=segment_ids.device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask.unsqueeze(1)
-
-
-def pool_segments(hidden: torch.Tensor, segment_ids: torch.Tensor, position_ids: torch.Tensor, mode: str,
-                  num_segments: int | None = None) -> torch.Tensor:
-    """One vector per segment (row-major order) from ``hidden`` (R×L×H): mean, position-weighted mean (weights
-    1..n within the text) or the text's last token. Segments are numbered 1..k within each row, as :func:`pack`
-    makes them. With ``num_segments`` given (the host knows it) nothing here waits for the device."""
-    if mode not in POOLING_MODES:
-        raise ValueError(f"pooling must be one of {POOLING_MODES}, got {mode!r}")
-    rows, length, size = hidden.shape
-    real = segment_ids > 0
-    counts = segment_ids.max(dim=1).values  # segments in each row
-    offsets = counts.cumsum(0) - counts
-    n = int(counts.sum()) if num_segments is None else num_segments
-    # each token's global segment number; padding goes to an extra slot n, dropped at the end
-    index = torch.where(real, offsets.unsqueeze(1) + segment_ids - 1, n).reshape(-1)
-    flat_h = hidden.reshape(-1, size)
-    if mode == "last":
-        positions = torch.arange(rows * length, device=hidden.device)
-        last = torch.full((n + 1,), -1, dtype=torch.long, device=hidden.device)
-        last = last.scatter_reduce(0, index, positions, reduce="amax")
-        return flat_h[last[:n]]
-    weights = real.reshape(-1).to(hidden.dtype)
-    if mode == "weighted_mean":
-        weights = weights * (position_ids.reshape(-1) + 1).to(hidden.dtype)
-    summed = torch.zeros(n + 1, size, dtype=hidden.dtype, device=hidden.device)
-    summed.index_add_(0, index, flat_h * weights.unsqueeze(1))
-    total = torch.zeros(n + 1, dtype=hidden.dtype, device=hidden.device).index_add_(0, index, weights)
-    return summed[:n] / total[:n].clamp(min=1).unsqueeze(1)

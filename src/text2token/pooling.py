@@ -1,4 +1,5 @@
-"""Pooling of the last hidden layer into one vector per text, correct for left and right padding.
+"""Pooling of the last hidden layer into one vector per text — of padded rows (one text per row, left or right
+padding: :func:`pool`) and of packed rows (several texts per row: :func:`pool_segments`), with the same definitions:
 
 - ``mean``: average over non-padding positions;
 - ``last``: the last non-padding position (used with the PromptEOL template);
@@ -10,17 +11,24 @@ from __future__ import annotations
 
 import torch
 
-from .modes import POOLING_MODES  # noqa: E402,F401  (defined torch-free)
+from .modes import Pooling
+
 PROMPTEOL_TEMPLATE = 'This sentence : "{text}" means in one word:"'
 
 
 def default_template(pooling: str) -> str | None:
     """PromptEOL for last-token pooling; no prompt for the mean poolings."""
-    return PROMPTEOL_TEMPLATE if pooling == "last" else None
+    return PROMPTEOL_TEMPLATE if pooling == Pooling.LAST else None
+
+
+def _check_mode(mode: str) -> None:
+    if not Pooling.has(mode):
+        raise ValueError(f"pooling must be one of {Pooling.values()}, got {mode!r}")
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
     """Pool ``hidden`` (B×L×H) under ``attention_mask`` (B×L, 1 = token) into B×H."""
+    _check_mode(mode)
     mask = attention_mask.to(hidden.dtype)
     if mode == "mean":
         summed = (hidden * mask.unsqueeze(-1)).sum(dim=1)
@@ -34,4 +42,32 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch
         last = torch.where(attention_mask.bool(), positions, torch.full_like(positions, -1)).max(dim=1).values
         last = last.clamp(min=0)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    raise ValueError(f"pooling must be one of {POOLING_MODES}, got {mode!r}")
+    raise AssertionError(mode)  # every Pooling value is handled above
+
+
+def pool_segments(hidden: torch.Tensor, segment_ids: torch.Tensor, position_ids: torch.Tensor, mode: str,
+                  num_segments: int | None = None) -> torch.Tensor:
+    """One vector per segment (row-major order) from ``hidden`` (R×L×H): mean, position-weighted mean (weights
+    1..n within the text) or the text's last token. Segments are numbered 1..k within each row, as
+    :func:`text2token.packing.pack` makes them. With ``num_segments`` given (the host knows it) nothing here waits for the device."""
+    _check_mode(mode)
+    rows, length, size = hidden.shape
+    real = segment_ids > 0
+    counts = segment_ids.max(dim=1).values  # segments in each row
+    offsets = counts.cumsum(0) - counts
+    n = int(counts.sum()) if num_segments is None else num_segments
+    # each token's global segment number; padding goes to an extra slot n, dropped at the end
+    index = torch.where(real, offsets.unsqueeze(1) + segment_ids - 1, n).reshape(-1)
+    flat_h = hidden.reshape(-1, size)
+    if mode == "last":
+        positions = torch.arange(rows * length, device=hidden.device)
+        last = torch.full((n + 1,), -1, dtype=torch.long, device=hidden.device)
+        last = last.scatter_reduce(0, index, positions, reduce="amax")
+        return flat_h[last[:n]]
+    weights = real.reshape(-1).to(hidden.dtype)
+    if mode == "weighted_mean":
+        weights = weights * (position_ids.reshape(-1) + 1).to(hidden.dtype)
+    summed = torch.zeros(n + 1, size, dtype=hidden.dtype, device=hidden.device)
+    summed.index_add_(0, index, flat_h * weights.unsqueeze(1))
+    total = torch.zeros(n + 1, dtype=hidden.dtype, device=hidden.device).index_add_(0, index, weights)
+    return summed[:n] / total[:n].clamp(min=1).unsqueeze(1)

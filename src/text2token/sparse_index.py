@@ -28,12 +28,11 @@ import scipy.sparse as sp
 import torch
 
 from .errors import Text2TokenError
-from .modes import ANN_DTYPES, ATTENTION_MODES, POOLING_MODES
+from .modes import AnnDtype, Attention, Fusion, Pooling, SparseWeighting
 
 INDEX_FILE = "index.json"
 logger = logging.getLogger(__name__)
 MODES = ("hybrid", "sparse", "dense")
-WEIGHTINGS = ("prior_ratio", "prob")
 DEFAULT_TOP_K = 256  # tokens per document
 DEFAULT_QUERY_TOP_K = 256  # tokens per query
 RATIO_EPS = 1e-8
@@ -90,7 +89,7 @@ def weights(p: np.ndarray, ids: np.ndarray, prior: np.ndarray | None, weighting:
     elif weighting == "prob":
         w = p
     else:
-        raise Text2TokenError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'")
+        raise Text2TokenError(f"weighting must be one of {', '.join(SparseWeighting.values())}, got '{weighting}'")
     return (w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
@@ -102,11 +101,10 @@ def sparse_vectors(model, texts: list[str], top_k: int = 128, batch_size: int = 
     return TopTokens(model, texts, top_k, batch_size, show_progress_bar).sparse("prob")
 
 
-FUSIONS = ("rrf", "minmax", "raw")
 RRF_K = 60
 # Chosen on the dev half (queries 0-249) of the bundled WordNet task with the `make run` model
 # (benchmarks/retrieval.py --sweep): min-max α=0.5 was the best hybrid there; docs/benchmarks.md has the whole table.
-DEFAULT_FUSION = "minmax"
+DEFAULT_FUSION = Fusion.MINMAX.value
 DEFAULT_ALPHA = 0.5
 RESCORE_FACTOR = 4  # with an ANN graph, dense search rescores this many times ``top`` graph candidates
 ANN_CANDIDATES = 100  # with an ANN graph, hybrid search fuses this many dense and this many sparse candidates
@@ -131,7 +129,7 @@ def fuse(dense: np.ndarray, sparse: np.ndarray, alpha: float = DEFAULT_ALPHA, fu
             np.put_along_axis(r, order, np.arange(1, x.shape[1] + 1, dtype=np.float64)[None, :].repeat(len(x), 0), 1)
             return r
         return alpha / (RRF_K + ranks(dense)) + (1 - alpha) / (RRF_K + ranks(sparse))
-    raise Text2TokenError(f"fusion must be one of {', '.join(FUSIONS)}, got '{fusion}'")
+    raise Text2TokenError(f"fusion must be one of {', '.join(Fusion.values())}, got '{fusion}'")
 
 
 def _check_search(mode: str, alpha: float) -> None:
@@ -153,15 +151,15 @@ def _read_index_json(folder: Path) -> dict:
         value = info.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 10**12):
             raise Text2TokenError(f"index {folder}: {INDEX_FILE} field '{key}' must be an integer >= {low}, got {value!r}")
-    for key, allowed in (("pooling", POOLING_MODES), ("attention", ATTENTION_MODES), ("weighting", WEIGHTINGS)):
-        if key in info and info[key] not in allowed:
-            raise Text2TokenError(f"index {folder}: {INDEX_FILE} field '{key}' must be one of {', '.join(allowed)}, "
+    for key, allowed in (("pooling", Pooling), ("attention", Attention), ("weighting", SparseWeighting)):
+        if key in info and not allowed.has(info[key]):
+            raise Text2TokenError(f"index {folder}: {INDEX_FILE} field '{key}' must be one of {', '.join(allowed.values())}, "
                                   f"got {info[key]!r}")
     ann = info.get("ann")
     if ann and (not isinstance(ann, dict) or Path(str(ann.get("file", ""))).name != ann.get("file")):
         raise Text2TokenError(f"index {folder}: {INDEX_FILE} field 'ann' must name a file inside the index")
-    if ann and ann.get("dtype", "f16") not in ANN_DTYPES:
-        raise Text2TokenError(f"index {folder}: {INDEX_FILE} field 'ann.dtype' must be one of {', '.join(ANN_DTYPES)}, "
+    if ann and not AnnDtype.has(ann.get("dtype", "f16")):
+        raise Text2TokenError(f"index {folder}: {INDEX_FILE} field 'ann.dtype' must be one of {', '.join(AnnDtype.values())}, "
                               f"got {ann.get('dtype')!r}")
     return info
 

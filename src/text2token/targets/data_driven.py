@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from ..progress import progress_bar
 
-from ..modes import TARGET_WEIGHTINGS
+from ..modes import TargetWeighting
 from .store import SparseTargets
 
 _NON_WORD = re.compile(r"[\W_]+")
@@ -52,11 +52,9 @@ class DataDrivenTargetBuilder:
     >>> builder.token_ids("The cats, sadly, were running!")       # doctest: +SKIP
     """
 
-    WEIGHTINGS = TARGET_WEIGHTINGS
-
     def __init__(self, tokenizer, max_length: int = 128, weighting: str = "uniform"):
-        if weighting not in self.WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {', '.join(self.WEIGHTINGS)}, got '{weighting}'")
+        if not TargetWeighting.has(weighting):
+            raise ValueError(f"weighting must be one of {', '.join(TargetWeighting.values())}, got '{weighting}'")
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.weighting = weighting

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from ..errors import Text2TokenError
-from ..layout import RUN_CONFIG_NAME, STAGE_DIRS
+from ..layout import RUN_CONFIG_NAME
+from ..recipes import STAGES
 
 
 def is_checkpoint(path: str | os.PathLike) -> bool:
@@ -37,7 +38,7 @@ def load_checkpoint_model(checkpoint_dir: str | os.PathLike):
                                             template=template_of(cfg), max_length=cfg.model.max_length, device="cpu",
                                             dtype=torch.float32)
     for stage in cfg.run_stages():
-        this = run_dir / STAGE_DIRS[stage]
+        this = run_dir / STAGES[stage].folder
         adapter = ckpt / "adapter.safetensors" if this == stage_dir else this / "adapter_final.safetensors"
         if not adapter.is_file():
             raise Text2TokenError(f"{adapter} is missing: stage '{stage}' of {run_dir} has not finished")

@@ -12,11 +12,18 @@ from pathlib import Path
 
 import yaml
 
-from ..modes import ATTENTION_MODES, POOLING_MODES, TARGET_WEIGHTINGS
 from ..errors import ConfigError
+from ..modes import (Attention, Choice, InputErrors, MixedPrecision, Objective, Pooling, Scheduler, Stage2Targets,
+                     TargetWeighting)
+from ..recipes import STAGES, TEXT2TOKEN_STAGES, recipe, resume_safe_keys
 
 logger = logging.getLogger(__name__)
-OBJECTIVES = ("text2token", "simcse", "combined", "llm2vec")
+# The settings with a fixed set of values, and those values (validation, the CLI's choices and the configuration
+# reference's test read them here).
+CHOICES: dict[str, type[Choice]] = {
+    "objective": Objective, "model.pooling": Pooling, "model.attention": Attention, "data.errors": InputErrors,
+    "training.scheduler": Scheduler, "training.mixed_precision": MixedPrecision, "stage1.weighting": TargetWeighting,
+    "stage2.targets": Stage2Targets}
 # Keys that moved into each stage's own section: old key -> the sections that now hold it.
 MOVED_KEYS = {"training.steps": ("stage1.steps", "simcse.steps"), "training.lr": ("stage1.lr", "simcse.lr")}
 
@@ -139,9 +146,16 @@ class RunConfig:
     combined: CombinedConfig = field(default_factory=CombinedConfig)
 
     def run_stages(self) -> list[str]:
-        """The stages train() runs: ``stages`` for Text2Token (and combined), the single ``simcse`` stage for the baseline,
-        ``mntp`` then ``simcse`` for the full LLM2Vec recipe."""
-        return {"simcse": ["simcse"], "llm2vec": ["mntp", "simcse"]}.get(self.objective, list(self.stages))
+        """The stages train() runs, in order, as the recipe (:data:`text2token.recipes.RECIPES`) says: ``stages``
+        for Text2Token and combined, ``simcse`` for the baseline, ``mntp`` then ``simcse`` for LLM2Vec's recipe."""
+        return recipe(self.objective).stages(self.stages)
+
+    def get(self, key: str):
+        """A setting by its dotted name, e.g. ``cfg.get("model.pooling")``."""
+        value = self
+        for part in key.split("."):
+            value = getattr(value, part)
+        return value
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -153,12 +167,14 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         m, d, l, t, s2 = self.model, self.data, self.lora, self.training, self.stage2
-        _check(bool(self.stages) and all(x in ("data", "model") for x in self.stages) and len(set(self.stages)) == len(self.stages),
-               "stages", f"must be a list of distinct stages from: data, model (got {self.stages})")
-        _check(self.stages == ["data", "model"] or len(self.stages) == 1, "stages", "must run data before model")
-        _check(self.objective in OBJECTIVES, "objective", f"must be one of {', '.join(OBJECTIVES)}, got '{self.objective}'")
+        _check(bool(self.stages) and all(x in TEXT2TOKEN_STAGES for x in self.stages) and len(set(self.stages)) == len(self.stages),
+               "stages", f"must be a list of distinct stages from: {', '.join(TEXT2TOKEN_STAGES)} (got {self.stages})")
+        _check(self.stages == [s for s in TEXT2TOKEN_STAGES if s in self.stages], "stages",
+               f"must run in the order {', '.join(TEXT2TOKEN_STAGES)}")
+        for key, names in CHOICES.items():  # every setting with a fixed set of values
+            _choice(self.get(key), names, key)
         _check(0 < self.mntp.mask_ratio < 1, "mntp.mask_ratio", f"must be in (0, 1), got {self.mntp.mask_ratio}")
-        for section in ("stage1", "stage2", "simcse", "mntp"):
+        for section in (s.section for s in STAGES.values()):
             _check(getattr(self, section).steps > 0, f"{section}.steps", f"must be > 0, got {getattr(self, section).steps}")
             _check(getattr(self, section).lr > 0, f"{section}.lr", f"must be > 0, got {getattr(self, section).lr}")
         c = self.combined
@@ -167,14 +183,9 @@ class RunConfig:
         _check(c.token_weight + c.simcse_weight > 0, "combined", "token_weight and simcse_weight cannot both be 0")
         _check(0 <= self.simcse.dropout < 1, "simcse.dropout", f"must be in [0, 1), got {self.simcse.dropout}")
         _check(self.simcse.temperature > 0, "simcse.temperature", f"must be > 0, got {self.simcse.temperature}")
-        _check(self.stage1.weighting in TARGET_WEIGHTINGS, "stage1.weighting",
-               f"must be one of {', '.join(TARGET_WEIGHTINGS)}, got '{self.stage1.weighting}'")
         _check(s2.tau > 0, "stage2.tau", f"must be > 0, got {s2.tau}")
         _check(s2.max_texts is None or s2.max_texts > 0, "stage2.max_texts", f"must be > 0, got {s2.max_texts}")
-        _check(s2.targets in ("on_the_fly", "precomputed"), "stage2.targets", "must be on_the_fly or precomputed")
         _check(s2.top_k > 0, "stage2.top_k", f"must be > 0, got {s2.top_k}")
-        _check(m.pooling in POOLING_MODES, "model.pooling", f"must be one of {', '.join(POOLING_MODES)}, got '{m.pooling}'")
-        _check(m.attention in ATTENTION_MODES, "model.attention", f"must be one of {', '.join(ATTENTION_MODES)}, got '{m.attention}'")
         _check(m.template is None or m.template == "auto" or "{text}" in m.template, "model.template", "must contain '{text}', or be 'auto' or null")
         _check(m.max_length is None or m.max_length >= 8, "model.max_length", f"must be null or >= 8, got {m.max_length}")
         _check(d.max_texts is None or d.max_texts > 0, "data.max_texts", f"must be > 0, got {d.max_texts}")
@@ -185,7 +196,6 @@ class RunConfig:
                    f"names no bundled corpus (bundled: {', '.join(BUNDLED_PREFIX + n for n in BUNDLED)}), got '{name}'")
         _check(d.target_max_length > 0, "data.target_max_length", "must be > 0")
         _check(d.num_proc >= 0, "data.num_proc", f"must be >= 0 (0 = auto), got {d.num_proc}")
-        _check(d.errors in ("strict", "replace"), "data.errors", f"must be strict or replace, got '{d.errors}'")
         _check(l.r > 0, "lora.r", f"must be > 0, got {l.r}")
         _check(l.alpha > 0, "lora.alpha", f"must be > 0, got {l.alpha}")
         _check(0 <= l.dropout < 1, "lora.dropout", f"must be in [0, 1), got {l.dropout}")
@@ -197,20 +207,22 @@ class RunConfig:
                f"must be 0 (2 × max_length) or >= training.max_length ({t.max_length}), got {t.pack_length}")
         _check(t.tokens_per_step == 0 or t.tokens_per_step >= t.max_length, "training.tokens_per_step",
                f"must hold at least one text of training.max_length ({t.max_length}) tokens, got {t.tokens_per_step}")
-        _check(t.scheduler in ("constant", "linear", "cosine"), "training.scheduler", "must be constant, linear or cosine")
         _check(t.warmup_steps >= 0, "training.warmup_steps", "must be >= 0")
         _check(t.weight_decay >= 0, "training.weight_decay", "must be >= 0")
         _check(t.grad_clip >= 0, "training.grad_clip", "must be >= 0 (0 disables clipping)")
         _check(t.log_every >= 0, "training.log_every", "must be >= 0 (0: auto)")
         _check(t.save_every >= 0, "training.save_every", "must be >= 0")
         _check(t.keep_checkpoints >= 1, "training.keep_checkpoints", "must be >= 1")
-        _check(t.mixed_precision in ("auto", "no", "bf16", "fp16"), "training.mixed_precision", "must be auto, no, bf16 or fp16")
         return self
 
 
 def _check(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"config field '{key}' {message}")
+
+
+def _choice(value, names: type[Choice], key: str) -> None:
+    _check(names.has(value), key, f"must be {names.listed()}, got '{value}'")
 
 
 def _build(cls, values: dict, prefix: str, source: str):
@@ -352,11 +364,6 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         raise ConfigError(f"{source}: {exc}") from None
 
 
-# Settings a resumed run may change: how long stages run (a stage trained further is continued from its checkpoint;
-# a later stage whose base changed is retrained), logging and checkpoint cadence, where the run folder is.
-SAFE_ON_RESUME = ("output_dir", "description", "stage1.steps", "stage2.steps", "simcse.steps", "mntp.steps",
-                  "training.save_every",
-                  "training.keep_checkpoints", "training.log_every", "training.tensorboard", "data.num_proc")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -372,16 +379,17 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 def check_resumable(recorded: RunConfig, wanted: RunConfig, where: str) -> None:
     """Refuse to continue a run recorded with ``recorded`` under ``wanted`` if they differ in anything but
-    :data:`SAFE_ON_RESUME` settings and added stages: a :class:`ConfigError` naming each differing setting,
+    :func:`text2token.recipes.resume_safe_keys` and added stages: a :class:`ConfigError` naming each differing setting,
     its recorded and its requested value."""
     before, after = flatten(recorded.to_dict()), flatten(wanted.to_dict())
-    changed = [k for k in after if before.get(k) != after[k] and k not in SAFE_ON_RESUME]
+    safe = resume_safe_keys()
+    changed = [k for k in after if before.get(k) != after[k] and k not in safe]
     if "stages" in changed and list(after["stages"][: len(before["stages"])]) == list(before["stages"]):
         changed.remove("stages")  # more stages after the recorded ones: the finished ones are kept
     if changed:
         shown = "; ".join(f"{k}: {before.get(k)!r} → {after[k]!r}" for k in changed)
         raise ConfigError(f"--resume continues {where} as recorded in its config, but these settings differ: {shown}. "
-                          f"Drop them to resume (only {', '.join(SAFE_ON_RESUME[1:])} and added stages may change), "
+                          f"Drop them to resume (only {', '.join(safe[1:])} and added stages may change), "
                           "or start a new run with another --output")
 
 

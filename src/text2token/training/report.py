@@ -12,7 +12,8 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import Text2TokenError
-from ..layout import RUN_CONFIG_NAME, RUN_INFO_NAME, RUN_SUMMARY_NAME, STAGE_DIRS, STAGE_SECTIONS
+from ..layout import RUN_CONFIG_NAME, RUN_INFO_NAME, RUN_SUMMARY_NAME
+from ..recipes import RECIPES, STAGES
 from ..textio import atomic_path
 
 KEY_PACKAGES = ("text2token", "torch", "transformers", "peft", "accelerate", "safetensors", "sentence-transformers",
@@ -60,7 +61,7 @@ def plot_training_curves(run_dir: str | Path) -> Path | None:
     """``RUN/training_curves.png``: the loss (and its components, when there are several) and every metric
     the objectives logged (e.g. top-n hit rate), per step, stages in sequence."""
     run_dir = Path(run_dir)
-    logs = {stage: _read_log(run_dir / d / "train_log.jsonl") for stage, d in STAGE_DIRS.items()}
+    logs = {s.folder: _read_log(run_dir / s.folder / "train_log.jsonl") for s in STAGES.values()}
     logs = {k: v for k, v in logs.items() if v}
     if not logs:
         return None
@@ -80,7 +81,7 @@ def plot_training_curves(run_dir: str | Path) -> Path | None:
             if key.startswith("loss/") and len(components) < 2:
                 continue  # a single component is the loss itself
             ax = axes[0] if key.startswith("loss") else axes[1]
-            ax.plot(steps, [r.get(key) for r in rows], label=f"{STAGE_DIRS[stage]} {key}")
+            ax.plot(steps, [r.get(key) for r in rows], label=f"{stage} {key}")
         offset = steps[-1]
     axes[0].set(title="training loss", xlabel="optimizer step (stages in sequence)", ylabel="loss")
     axes[1].set(title="metrics (hit rate: top-n predicted tokens vs targets)", xlabel="optimizer step")
@@ -97,15 +98,16 @@ def plot_training_curves(run_dir: str | Path) -> Path | None:
 
 
 def _run_stages(run_dir: Path, cfg: dict) -> list[str]:
-    """The stages the run's own config trains (``RunConfig.run_stages``: llm2vec = mntp then simcse, ...); for a
-    config this version no longer reads, the stages named in it."""
+    """The stages the run's own config trains (``RunConfig.run_stages``, from its recipe); for a config this version
+    no longer validates, its recipe's stages as far as the file names them."""
     from ..errors import ConfigError
     from .config import load_config
 
     try:
         return load_config(run_dir / RUN_CONFIG_NAME).run_stages()
     except ConfigError:
-        return ["simcse"] if cfg.get("objective", "text2token") == "simcse" else list(cfg.get("stages", []))
+        known = RECIPES.get(str(cfg.get("objective", "text2token")))
+        return known.stages(cfg.get("stages", [])) if known else list(cfg.get("stages", []))
 
 
 def summarize_run(run_dir: str | Path) -> str:
@@ -126,18 +128,19 @@ def summarize_run(run_dir: str | Path) -> str:
                      f"torch {v.get('torch')}, transformers {v.get('transformers')}, peft {v.get('peft')}; "
                      f"commit {info.get('git_commit') or 'n/a'}")
     for stage in _run_stages(run_dir, cfg):
-        folder = run_dir / STAGE_DIRS[stage]
+        info = STAGES[stage]
+        folder = run_dir / info.folder
         rows = _read_log(folder / "train_log.jsonl")
-        section = cfg.get(STAGE_SECTIONS[stage]) or {}
+        section = cfg.get(info.section) or {}
         planned = section.get("steps", cfg.get("training", {}).get("steps"))  # runs before stage1.* kept it in training
         if not rows:
-            lines.append(f"  {STAGE_DIRS[stage]}: not started ({planned} steps planned)")
+            lines.append(f"  {info.folder}: not started ({planned} steps planned)")
             continue
         state = "finished" if (folder / "summary.json").is_file() else "in progress / interrupted (resume with --resume)"
         first, last = rows[0], rows[-1]
         hit = f", hit rate {first.get('hit_rate')} → {last.get('hit_rate')}" if "hit_rate" in last else ""
         secs = sum(r.get("seconds", 0) for r in rows)
-        lines.append(f"  {STAGE_DIRS[stage]}: {last['step']}/{planned} steps, {state}; loss {first['loss']:.4f} → "
+        lines.append(f"  {info.folder}: {last['step']}/{planned} steps, {state}; loss {first['loss']:.4f} → "
                      f"{last['loss']:.4f}{hit}; {secs / max(1, len(rows)):.2f} s/step")
         report = folder / "data_report.json"
         if report.is_file():

@@ -16,7 +16,8 @@ import torch
 
 from ..cache import CacheMismatch, load_cached, save_cached
 from ..errors import Text2TokenError
-from ..layout import STAGE_DIRS, STAGE_SECTIONS
+from ..recipes import STAGES as STAGE_INFO
+from ..recipes import TEXT2TOKEN_STAGES, recipe
 from ..objectives import Combined, Objective, SimCSE, TokenKL
 from .batches import Collator
 from .config import RunConfig
@@ -33,13 +34,14 @@ class Stage:
 
     def __init__(self, cfg: RunConfig, run_dir: Path):
         self.cfg = cfg
-        self.dir = Path(run_dir) / STAGE_DIRS[self.key]
+        self.info = STAGE_INFO[self.key]
+        self.dir = Path(run_dir) / self.info.folder
 
     # ---- what the trainer asks of every stage
     @property
     def section(self):
         """The config section holding this stage's steps and lr."""
-        return getattr(self.cfg, STAGE_SECTIONS[self.key])
+        return getattr(self.cfg, self.info.section)
 
     @property
     def steps(self) -> int:
@@ -58,7 +60,7 @@ class Stage:
     @property
     def title(self) -> str:
         """For progress bars and messages, e.g. "stage 1 (data-driven)" (+ the SimCSE term with ``combined``)."""
-        if self.cfg.objective == "combined" and self.key != "simcse":
+        if self._adds_simcse_term():
             return f"{self.base_title} + {self.cfg.combined.simcse_weight:g}×SimCSE"
         return self.base_title
 
@@ -84,13 +86,17 @@ class Stage:
     def objective(self, peft_model, accelerator) -> Objective:
         """The stage's objective; with ``objective: combined``, its token KL plus a weighted SimCSE term."""
         base = self.base_objective(peft_model, accelerator)
-        if self.cfg.objective != "combined" or isinstance(base, SimCSE):
+        if not self._adds_simcse_term():
             return base
         c, s = self.cfg.combined, self.cfg.simcse
         simcse = SimCSE(s.temperature, s.dropout, gather_negatives=accelerator.num_processes > 1)
         return Combined([(base, c.token_weight), (simcse, c.simcse_weight)])
 
     # ---- helpers
+    def _adds_simcse_term(self) -> bool:
+        """The recipe adds a SimCSE term to each Text2Token stage (``objective: combined``)."""
+        return recipe(self.cfg.objective).simcse_term and self.key in TEXT2TOKEN_STAGES
+
     def _read_texts(self, train_file: str | None, seed: int, limit: int | None) -> tuple[list[str], dict]:
         d = self.cfg.data
         return read_corpus(corpus_path(train_file), d.field, seed, limit, d.errors)
@@ -213,12 +219,12 @@ class MNTPStage(Stage):
         return MNTP(self.cfg.mntp.mask_ratio, self.mask_id)
 
 
-STAGES = {cls.key: cls for cls in (DataDrivenStage, ModelDerivedStage, MNTPStage, SimCSEStage)}
+STAGE_CLASSES = {cls.key: cls for cls in (DataDrivenStage, ModelDerivedStage, MNTPStage, SimCSEStage)}
 
 
 def build_stages(cfg: RunConfig, run_dir: Path) -> list[Stage]:
     """The stages ``cfg`` runs, in order."""
-    return [STAGES[key](cfg, run_dir) for key in cfg.run_stages()]
+    return [STAGE_CLASSES[key](cfg, run_dir) for key in cfg.run_stages()]
 
 
 # ---- cached intermediate results of stage 2

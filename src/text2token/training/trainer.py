@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, Text2TokenError
-from ..layout import MODEL_CONFIG_NAME, RUN_CONFIG_NAME, RUN_INFO_NAME, RUN_SUMMARY_NAME, STAGE_DIRS
+from ..layout import MODEL_CONFIG_NAME, RUN_CONFIG_NAME, RUN_INFO_NAME, RUN_SUMMARY_NAME
+from ..recipes import STAGES
 from ..textio import atomic_path, write_json_atomic
 from .config import RunConfig, check_resumable, load_config
 from . import precision
@@ -86,7 +87,7 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
         logger.info("%s is already finished; nothing to do", out_dir)
         return out_dir / "model"
     if main:
-        has_ckpt = out_dir.exists() and any(latest_checkpoint(out_dir / d) for d in STAGE_DIRS.values())
+        has_ckpt = out_dir.exists() and any(latest_checkpoint(out_dir / s.folder) for s in STAGES.values())
         if has_ckpt and not resume:
             raise Text2TokenError(f"{out_dir} already holds checkpoints: pass --resume to continue, or choose another --output")
         out_dir.mkdir(parents=True, exist_ok=True)
