@@ -14,6 +14,8 @@ from text2token.errors import Text2TokenError
 from text2token.evaluation.local_tasks import mteb_task, score
 from text2token.evaluation.mteb_runner import MTEBEncoder
 from text2token.evaluation.suite import load_task, ndcg_at_10
+from text2token.evaluation.task_types import TASK_TYPES, TASKS_DIR
+from text2token.modes import TaskType
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,15 @@ def test_classification_protocols(model):
     assert score(MTEBEncoder(model), task, "all-train") == pytest.approx(expect, abs=1e-6)
     few_shot = mteb_task(task, "mteb")
     assert (few_shot.samples_per_label, few_shot.n_experiments) == (8, 10)
-    assert 0 <= score(MTEBEncoder(model), task, "mteb") <= 100
+    # with exactly 8 training rows per label, each of the 10 few-shot experiments draws all of them: the few-shot
+    # score is then the classifier fit on those rows, by hand
+    eight = [r for label in labels for r in [r for r in d["train"] if r["label"] == label][:8]]
+    assert len(eight) == 8 * len(labels)
+    task.data = {"train": eight, "test": d["test"]}
+    clf = LogisticRegression(max_iter=100).fit(model.encode([r["text"] for r in eight]),
+                                               [labels.index(r["label"]) for r in eight])
+    expect = 100 * float(np.mean(clf.predict(model.encode([r["text"] for r in d["test"]])) == y_test))
+    assert score(MTEBEncoder(model), task, "mteb") == pytest.approx(expect, abs=1e-6)
     with pytest.raises(Text2TokenError, match="classification protocol must be one of mteb, all-train"):
         mteb_task(task, "most")
 
@@ -76,3 +86,16 @@ def test_suite_json_states_evaluator_protocols_and_length(tmp_path, tiny_model_d
     assert "nDCG@10" in data["tasks"]["WordNetNounDefinitionRetrieval"]["protocol"]
     printed = capsys.readouterr().out
     assert "Scored by mteb's evaluators" in printed and "up to 96 tokens" in printed
+
+
+def test_one_table_entry_per_task_type_and_every_bundled_task_has_one(tmp_path):
+    assert set(TASK_TYPES) == set(TaskType.values())
+    for folder in TASKS_DIR.iterdir():
+        if (folder / "task.json").is_file():
+            meta = json.loads((folder / "task.json").read_text())
+            assert meta["type"] in TASK_TYPES, folder
+    bad = tmp_path / "odd"
+    bad.mkdir()
+    (bad / "task.json").write_text(json.dumps({"name": "odd", "type": "Summarization", "main_score": "x"}))
+    with pytest.raises(Text2TokenError, match=r"odd/task.json: unsupported task type 'Summarization'"):
+        load_task(bad)

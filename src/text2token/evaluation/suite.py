@@ -1,5 +1,5 @@
 """A small offline evaluation suite over the bundled tasks, scored by mteb's own evaluators (the tasks run as
-local mteb tasks, :mod:`.local_tasks`, which states each task type's protocol):
+local mteb tasks, :mod:`.local_tasks`; each task type's protocol is in :mod:`.task_types`):
 
 - Classification: mteb's few-shot protocol (logistic regression on 8 examples per label, 10 experiments), or
   ``classification="all-train"`` (fit once on every training row);
@@ -19,18 +19,16 @@ Results carry per-category (task type) means as well as the overall mean.
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import Text2TokenError
-from ..textio import read_jsonl
+from .task_types import TASKS_DIR, Task, load_task, protocol
 
-TASKS_DIR = Path(__file__).resolve().parent.parent / "data" / "tasks"
+__all__ = ["ALL_TASKS", "DEV_TASKS", "HELD_OUT", "SUITES", "TASKS_DIR", "Task", "evaluate_suite", "evaluate_task",
+           "format_table", "load_task", "ndcg_at_10"]
 HELD_OUT = ("RottenTomatoesClassification", "MiniNewsgroupsClustering", "WordNetNounDefinitionRetrieval", "WordSim353")
 ALL_TASKS = HELD_OUT + ("ConventionSpeechClassification", "BrownGenreClustering")
 # Built for the dev suite from Debian packages (data/tasks/README.md): the task types the first six cover least.
@@ -54,63 +52,6 @@ SUITES: dict[str, dict[str, int | None]] = {
 }
 
 
-@dataclass
-class Task:
-    name: str
-    type: str
-    main_score: str
-    data: dict = field(default_factory=dict)
-
-
-def load_task(name_or_dir: str | Path, limit: int | None = None, seed: int = 0) -> Task:
-    """Load a bundled task by name (or a folder in the same format), optionally subsampled."""
-    folder = Path(name_or_dir)
-    if not folder.is_dir():
-        folder = TASKS_DIR / str(name_or_dir)
-    if not (folder / "task.json").is_file():
-        known = ", ".join(sorted(p.name for p in TASKS_DIR.iterdir() if p.is_dir()))
-        raise Text2TokenError(f"unknown task '{name_or_dir}'; bundled tasks: {known}")
-    meta = json.loads((folder / "task.json").read_text(encoding="utf-8"))
-    rng = np.random.default_rng(seed)
-
-    def sample(rows, n):
-        if n is None or n >= len(rows):
-            return rows
-        return [rows[i] for i in sorted(rng.choice(len(rows), n, replace=False))]
-
-    kind = meta["type"]
-    data: dict = {}
-    if kind == "Classification":
-        data["train"] = sample(read_jsonl(folder / "train.jsonl"), limit)
-        data["test"] = sample(read_jsonl(folder / "test.jsonl"), limit)
-    elif kind in ("Clustering", "WordSimilarity", "STS", "PairClassification"):  # one test file of rows
-        data["test"] = sample(read_jsonl(folder / "test.jsonl"), limit)
-    elif kind == "Reranking":  # each query with its own candidate list; the corpus is every candidate kept
-        queries = sample(read_jsonl(folder / "queries.jsonl"), limit)
-        keep_q = {q["id"] for q in queries}
-        candidates = {r["query_id"]: [str(d) for d in r["doc_ids"]] for r in read_jsonl(folder / "candidates.jsonl")
-                      if r["query_id"] in keep_q}
-        wanted = {d for ids in candidates.values() for d in ids}
-        data.update(queries=queries, candidates=candidates,
-                    qrels=[r for r in read_jsonl(folder / "qrels.jsonl") if r["query_id"] in keep_q],
-                    corpus=[d for d in read_jsonl(folder / "corpus.jsonl") if d["id"] in wanted])
-    elif kind == "Retrieval":
-        queries = sample(read_jsonl(folder / "queries.jsonl"), limit)
-        qrels = [r for r in read_jsonl(folder / "qrels.jsonl")]
-        corpus = read_jsonl(folder / "corpus.jsonl")
-        if limit is not None:
-            keep_q = {q["id"] for q in queries}
-            qrels = [r for r in qrels if r["query_id"] in keep_q]
-            relevant = {r["doc_id"] for r in qrels}
-            others = [d for d in corpus if d["id"] not in relevant]
-            extra = sample(others, max(0, 5 * limit - len(relevant)))
-            corpus = [d for d in corpus if d["id"] in relevant] + extra
-        data.update(queries=queries, qrels=qrels, corpus=corpus)
-    else:
-        raise Text2TokenError(f"{folder / 'task.json'}: unsupported task type '{kind}'")
-    return Task(meta["name"], kind, meta["main_score"], data)
-
-
 def ndcg_at_10(scores: np.ndarray, query_ids: list[str], doc_ids: list[str], qrels: list[dict]) -> float:
     rel: dict[str, dict[str, float]] = {}
     for r in qrels:
@@ -128,7 +69,7 @@ def ndcg_at_10(scores: np.ndarray, query_ids: list[str], doc_ids: list[str], qre
 
 def evaluate_task(model, task: Task, batch_size: int = 32, classification: str = "mteb") -> float:
     """Main score of ``task`` (0–100) for ``model`` (a :class:`~text2token.Text2TokenModel` or an mteb encoder),
-    computed by mteb's evaluator for the task type under the protocol of :mod:`.local_tasks`."""
+    computed by mteb's evaluator for the task type under the protocol of :mod:`.task_types`."""
     from .local_tasks import score
 
     return score(_encoder(model, batch_size), task, classification)
@@ -149,8 +90,6 @@ def evaluate_suite(model, suite: str = "demo", batch_size: int = 32, progress=pr
     """Evaluate on a named suite; returns ``{"suite", "tasks": {name: {type, main_score, metric, protocol, subset,
     seconds}}, "mean", "categories", "max_length"}`` (``max_length``: the encoding length in tokens the texts were
     truncated to)."""
-    from .local_tasks import protocol
-
     if suite not in SUITES:
         raise Text2TokenError(f"unknown suite '{suite}'; choose one of {', '.join(SUITES)}")
     encoder = _encoder(model, batch_size)
