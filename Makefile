@@ -42,19 +42,23 @@ run-quick: $(STAMP)
 # internal invariants, never input validation) and S311 (random: seeded data sampling, never secrets); every other
 # exception is a `noqa` with its reason on the line.
 SECURITY_LINT = $(BIN)/ruff check --quiet --select S --ignore S101,S311 src benchmarks
+# The architecture's import contracts (pyproject.toml [tool.importlinter]: layers, nothing climbs back to the package).
+IMPORT_CONTRACTS = $(BIN)/lint-imports --no-cache
 # The docs site must build without a broken link or reference (NO_MKDOCS_2_WARNING: silence material's notice).
 DOCS_BUILD = NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # Every test, the slow lane included (subprocess interrupt/kill-and-resume, 2-process training, the real SmolLM2),
-# after the security lint.
+# after the security lint, the import contracts and the docs build.
 test: $(STAMP)
 	$(SECURITY_LINT)
+	$(IMPORT_CONTRACTS)
 	$(DOCS_BUILD)
 	$(BIN)/python -m pytest -q
 
 # The unit lane: everything not marked slow (a few minutes on 2 cores).
 test-fast: $(STAMP)
 	$(SECURITY_LINT)
+	$(IMPORT_CONTRACTS)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # The documentation site (mkdocs-material + mkdocstrings API reference) into build/site; --strict fails on any

@@ -52,7 +52,7 @@ def exact_top(vectors, queries, k=10):
 
 
 def measure(vectors, queries, folder: Path, label: str) -> dict:
-    from text2token.ann import DenseANN, build_ann
+    from text2token.retrieval.ann import DenseANN, build_ann
 
     t0 = time.perf_counter()
     build_ann([(0, vectors)], folder / f"{label}.usearch", vectors.shape[1])
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
             docs = model.encode([c["text"] for c in corpus], normalize_embeddings=True)
             qv = model.encode([q["text"] for q in qs], normalize_embeddings=True)
             row = measure(docs, qv, Path(d), "wordnet")
-            from text2token.ann import DenseANN
+            from text2token.retrieval.ann import DenseANN
 
             rows, cos = DenseANN(Path(d) / "wordnet.usearch", docs.shape[1]).search(qv, 10)
             approx = np.full((len(qs), len(corpus)), -np.inf, dtype=np.float32)

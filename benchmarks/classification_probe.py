@@ -10,7 +10,6 @@ few-shot one falls, the label information is still in the embedding but no longe
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 

@@ -1,6 +1,6 @@
 """Smaller vectors in the index: nDCG@10 and bytes per document of the ANN graph's vector precisions (f16, int8,
 sign bits) against exact float32 search, on the bundled WordNet retrieval task (3,000 documents, 500 queries), with
-and without rescoring the graph's candidates by the float vectors — all through `SparseIndex.ranked`, the code
+and without rescoring the graph's candidates by the float vectors — all through `SearchIndex.ranked`, the code
 `text2token search` runs.
 
 The corpus is indexed once (`build_index`, f16 graph); the int8 and sign-bit graphs are then built from the same
@@ -24,7 +24,7 @@ import numpy as np
 
 def rebuild_graph(folder: Path, dtype: str) -> None:
     """Replace the index's graph by one of ``dtype`` built from its dense.npy (index.json updated to match)."""
-    from text2token.ann import ANN_FILE, build_ann
+    from text2token.retrieval.ann import ANN_FILE, build_ann
 
     dense = np.load(folder / "dense.npy")
     build_ann([(0, dense)], folder / ANN_FILE, dense.shape[1], dtype)
@@ -51,9 +51,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from text2token import Text2TokenModel
-    from text2token.ann import ANN_FILE, vector_bytes
+    from text2token.retrieval.ann import ANN_FILE, vector_bytes
     from text2token.evaluation.suite import load_task
-    from text2token.sparse_index import SparseIndex, build_index
+    from text2token.retrieval import SearchIndex, build_index
 
     task = load_task("WordNetNounDefinitionRetrieval")
     qs, corpus, qrels = task.data["queries"], task.data["corpus"], task.data["qrels"]
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
         build_index(model, [{"id": c["id"], "text": c["text"]} for c in corpus], base, ann="on", model_ref=args.model,
                     show_progress_bar=True)
         dim = int(np.load(base / "dense.npy", mmap_mode="r").shape[1])
-        index = SparseIndex(base, model=model)
+        index = SearchIndex(base, model=model)
         exact = {"dense": ndcg(index, queries, qids, dids, qrels, mode="dense", exact=True),
                  "hybrid": ndcg(index, queries, qids, dids, qrels, mode="hybrid", exact=True)}
         rows.append({"vectors": "float32, exact search", "bytes_per_doc": 4 * dim, "file_bytes_per_doc": 4 * dim,
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
                 folder = Path(d) / dtype
                 shutil.copytree(base, folder)
                 rebuild_graph(folder, dtype)
-            index = SparseIndex(folder, model=model)
+            index = SearchIndex(folder, model=model)
             row = {"vectors": f"{dtype} ANN graph", "bytes_per_doc": vector_bytes(dim, dtype),
                    "file_bytes_per_doc": round((folder / ANN_FILE).stat().st_size / len(corpus)),
                    "dense_ndcg": round(ndcg(index, queries, qids, dids, qrels, mode="dense", rescore=False), 2),

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     from text2token import Text2TokenModel
     from text2token.evaluation.suite import load_task, ndcg_at_10
     from text2token.modes import Fusion
-    from text2token.sparse_index import (DEFAULT_ALPHA, DEFAULT_FUSION, SparseIndex, TopTokens, build_index,
+    from text2token.retrieval import (DEFAULT_ALPHA, DEFAULT_FUSION, SearchIndex, TopTokens, build_index,
                                          fuse)
 
     task = load_task("WordNetNounDefinitionRetrieval", limit=200 if args.quick else None)
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as d:
         info = build_index(model, [{"id": c["id"], "text": c["text"]} for c in corpus], Path(d) / "index",
                            model_ref=args.model, show_progress_bar=False)
-        index = SparseIndex(Path(d) / "index", model=model)
+        index = SearchIndex(Path(d) / "index", model=model)
         index.query_vectors(qtexts[:4])  # warm-up
         t0 = time.perf_counter()
         q_dense, q_sparse = index.query_vectors(qtexts)  # one pass: both query vectors

@@ -127,7 +127,7 @@ def test_top_k_beyond_the_vocabulary_is_a_clear_error_everywhere(tiny_model):
     import pytest
 
     from text2token.errors import Text2TokenError
-    from text2token.sparse_index import sparse_vectors
+    from text2token.retrieval import sparse_vectors
 
     too_many = tiny_model.lm_head.weight.shape[0] + 1
     for call in (lambda: tiny_model.explain(["a text"], top_k=too_many),

@@ -19,7 +19,7 @@ from text2token.cli import main
 from text2token.errors import Text2TokenError
 from text2token.targets import DataDrivenTargetBuilder
 from text2token.training import train
-from text2token.training.lock import LOCK_NAME, RunLock
+from text2token.lock import LOCK_NAME, RunLock
 from text2token.training.checkpoint_model import load_checkpoint_model
 from text2token.training.checkpoints import latest_checkpoint
 

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from text2token.cli import main
 
 from conftest import interrupted_at_call
-from text2token.sparse_index import SparseIndex, sparse_vectors
+from text2token.retrieval import SearchIndex, sparse_vectors
 
 DOCS = ["The cat sat on the mat.", "Stock markets fell after the rate rise.", "Volcanoes erupted near the village.",
         "A kitten slept on the rug.", "Bond yields climbed as inflation rose."]
@@ -50,7 +50,7 @@ def test_index_and_search_cli(tmp_path, tiny_model_dir, capsys):
         assert len(hits) == 5 and hits[0]["id"] == "d3"  # a document is its own best match
         assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
         assert row["mode"] == ("hybrid" if not extra or "--hybrid" in extra else extra[0][2:])
-    index = SparseIndex(index_dir)
+    index = SearchIndex(index_dir)
     s, d = (index.scores(DOCS[:2], mode=m) for m in ("sparse", "dense"))
     scale = lambda x: (x - x.min(1, keepdims=True)) / (x.max(1, keepdims=True) - x.min(1, keepdims=True))  # noqa: E731
     np.testing.assert_allclose(index.scores(DOCS[:2], alpha=0.3, fusion="minmax"), 0.3 * scale(d) + 0.7 * scale(s),
@@ -126,12 +126,12 @@ def _corpus(n):
 def test_ann_index_finds_what_exact_search_finds(tmp_path, tiny_model):
     """An index with the usearch graph: dense top-10 agrees with exact search (recall), and with a corpus no larger
     than the candidate pool, hybrid search over the candidates is the exact hybrid ranking."""
-    from text2token.sparse_index import ANN_CANDIDATES, build_index
+    from text2token.retrieval import ANN_CANDIDATES, build_index
 
     docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(_corpus(ANN_CANDIDATES))]
     info = build_index(tiny_model, docs, tmp_path / "index", top_k=16, ann="on", show_progress_bar=False)
     assert info["ann"]["library"] == "usearch" and (tmp_path / "index" / info["ann"]["file"]).is_file()
-    index = SparseIndex(tmp_path / "index", model=tiny_model)
+    index = SearchIndex(tmp_path / "index", model=tiny_model)
     assert index.ann is not None and len(index.ann) == len(docs)
     queries = ["a cat chased a ball", "bank rates", "ash from the volcano", "the farmer planted corn"]
     recall = []
@@ -150,7 +150,7 @@ def test_quantised_ann_graph_is_rescored_by_the_float_vectors(tmp_path, tiny_mod
     """An int8 or sign-bit graph: the graph records its dtype, is smaller than the f16 one, and dense search ranks
     the graph's candidates by the float vectors' exact cosines — so it finds at least what the graph's own top-10
     finds, and its scores are the exact ones."""
-    from text2token.sparse_index import build_index
+    from text2token.retrieval import build_index
 
     docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(_corpus(300))]
     f16 = build_index(tiny_model, docs, tmp_path / "f16", top_k=16, ann="on", show_progress_bar=False)
@@ -158,7 +158,7 @@ def test_quantised_ann_graph_is_rescored_by_the_float_vectors(tmp_path, tiny_mod
                        show_progress_bar=False)
     assert info["ann"]["dtype"] == ann_dtype and f16["ann"]["dtype"] == "f16"
     assert info["ann"]["bytes"] < f16["ann"]["bytes"]
-    index = SparseIndex(tmp_path / "q", model=tiny_model)
+    index = SearchIndex(tmp_path / "q", model=tiny_model)
     queries = ["a cat chased a ball", "bank rates", "ash from the volcano", "the farmer planted corn", "quiet garden"]
     exact = index.ranked(queries, 10, "dense", exact=True)
     rescored = index.ranked(queries, 10, "dense")
@@ -174,7 +174,7 @@ def test_index_rejects_an_unknown_ann_choice(tmp_path, tiny_model):
     import pytest
 
     from text2token.errors import Text2TokenError
-    from text2token.sparse_index import build_index
+    from text2token.retrieval import build_index
 
     with pytest.raises(Text2TokenError, match="ann must be one of"):
         build_index(tiny_model, [{"id": "a", "text": "x"}], tmp_path / "i", ann="maybe", show_progress_bar=False)
@@ -187,14 +187,14 @@ def test_export_to_qdrant_and_query_it_through_qdrant(tmp_path, tiny_model, tiny
     ``text2token search`` gives."""
     from qdrant_client import QdrantClient, models
 
-    from text2token.sparse_index import build_index
+    from text2token.retrieval import build_index
 
     docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(_corpus(60))]
     build_index(tiny_model, docs, tmp_path / "index", top_k=16, model_ref=str(tiny_model_dir), show_progress_bar=False)
     assert main(["export", "--index", str(tmp_path / "index"), "--qdrant-path", str(tmp_path / "qdrant"),
                  "--collection", "docs", "--quiet"]) == 0
     assert "exported 60 documents" in capsys.readouterr().out
-    index = SparseIndex(tmp_path / "index", model=tiny_model)
+    index = SearchIndex(tmp_path / "index", model=tiny_model)
     queries = ["a cat chased a ball", docs[7]["text"], docs[33]["text"]]  # a document's text: sparse overlap certain
     q_dense, q_sparse = index.query_vectors(queries)
     client = QdrantClient(path=str(tmp_path / "qdrant"))
@@ -225,7 +225,7 @@ def test_streamed_index_is_the_index_of_the_whole_corpus(tmp_path, tiny_model):
     """Built chunk by chunk (3 documents at a time), the index holds what one pass over all documents gives: the
     same dense rows, prior, and prior-ratio sparse matrix (sorted CSR, as scipy writes it), its jsonl form, and
     no file of the build left behind."""
-    from text2token.sparse_index import TopTokens, build_index
+    from text2token.retrieval import TopTokens, build_index
 
     docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(_corpus(20))]
     build_index(tiny_model, docs, tmp_path / "index", top_k=16, chunk=3, show_progress_bar=False)
@@ -283,7 +283,7 @@ def test_interrupted_index_resumes_to_the_same_files(tmp_path, tiny_model_dir, c
     corpus.write_text(corpus.read_text().replace("one more", "another"))
     capsys.readouterr()
     assert main([*args, "--output", str(out), "--resume"]) == 2
-    assert "was written for another corpus" in capsys.readouterr().err
+    assert "written for another corpus" in capsys.readouterr().err
     assert (out / "index.json").is_file(), "the finished index is untouched by a failed build"
 
 
@@ -328,7 +328,7 @@ def test_a_damaged_index_is_one_line_naming_the_file(tmp_path, tiny_model_dir, c
     for name, how, match in cases:
         folder = damaged(name, how)
         with pytest.raises(Exception) as exc:
-            SparseIndex(folder, load_model=False)
+            SearchIndex(folder, load_model=False)
         assert match in str(exc.value) and "rebuild the index" in str(exc.value), (name, how, exc.value)
         capsys.readouterr()
         assert main(["search", "--index", str(folder), "--query", "cat"]) == 2
@@ -370,7 +370,7 @@ def test_one_writer_per_output_and_readers_see_one_whole_index(tmp_path, tiny_mo
     import shutil
 
     from text2token.textio import replace_directory
-    from text2token.training.lock import RunLock
+    from text2token.lock import RunLock
 
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(DOCS)))
@@ -388,7 +388,7 @@ def test_one_writer_per_output_and_readers_see_one_whole_index(tmp_path, tiny_mo
     other.write_text("".join(json.dumps({"id": f"e{i}", "text": t}) + "\n" for i, t in enumerate(DOCS[:3])))
     assert main(["index", "-q", "--model", str(tiny_model_dir), "--corpus", str(other), "--output",
                  str(tmp_path / "ix2")]) == 0
-    real, calls = SparseIndex._open_files, []
+    real, calls = SearchIndex._open_files, []
 
     def open_then_swap(self, folder):
         real(self, folder)
@@ -398,8 +398,8 @@ def test_one_writer_per_output_and_readers_see_one_whole_index(tmp_path, tiny_mo
             shutil.copytree(tmp_path / "ix2", staged)
             replace_directory(staged, out)
 
-    monkeypatch.setattr(SparseIndex, "_open_files", open_then_swap)
-    index = SparseIndex(out, load_model=False)
+    monkeypatch.setattr(SearchIndex, "_open_files", open_then_swap)
+    index = SearchIndex(out, load_model=False)
     assert [d["id"] for d in index.docs] == ["e0", "e1", "e2"]  # the new index, whole
     assert index.dense.shape[0] == index.sparse.shape[0] == 3
 
@@ -428,4 +428,4 @@ def test_hostile_values_in_index_json_are_one_line(tmp_path, tiny_model_dir):
         info[key] = value
         (bad / "index.json").write_text(json.dumps(info))
         with pytest.raises(Text2TokenError, match=match.replace("(", r"\(").replace(")", r"\)")):
-            SparseIndex(bad, load_model=False)
+            SearchIndex(bad, load_model=False)

@@ -91,7 +91,7 @@ def test_resume_after_the_partial_output_was_deleted_is_refused_not_zeros(tmp_pa
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert f"z{suffix}.partial and" in err and f"z{suffix}.progress.json" in err and "delete both" in err
+    assert f"z{suffix}.partial and" in err and f"z{suffix}.progress.json" in err and "delete them" in err
     (tmp_path / f"z{suffix}.partial").unlink()
     assert main([*args, "--resume"]) == 2
     err = capsys.readouterr().err

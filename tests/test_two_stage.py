@@ -3,7 +3,7 @@ import json
 import numpy as np
 
 from text2token import Text2TokenModel
-from text2token.targets.model_derived import model_fingerprint
+from text2token.fingerprint import model_fingerprint
 from text2token.training import train
 from text2token.training.checkpoint_model import load_checkpoint_model
 from text2token.training.checkpoints import latest_checkpoint

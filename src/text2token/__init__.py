@@ -14,7 +14,8 @@ import os
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
-__version__ = "0.1.0"
+from .version import __version__
+
 __all__ = ["Text2TokenModel", "__version__"]
 
 

@@ -512,7 +512,7 @@ def cmd_explain(args) -> int:
 
 
 def cmd_index(args) -> int:
-    from .index_builder import build_index
+    from .retrieval.build import build_index
     from .streaming import Source
 
     source = Source(args.corpus, args.field, args.skip_blank, args.errors)  # every line checked before the model loads
@@ -532,7 +532,7 @@ def cmd_index(args) -> int:
 
 def cmd_search(args) -> int:
     from .errors import Text2TokenError
-    from .sparse_index import SparseIndex
+    from .retrieval import SearchIndex
 
     from .textio import read_records
 
@@ -542,7 +542,7 @@ def cmd_search(args) -> int:
     if not queries:
         raise Text2TokenError("nothing to search for: give --query TEXT (repeatable) or --queries FILE")
     mode = "dense" if args.dense else "sparse" if args.sparse else "hybrid"
-    index = SparseIndex(args.index, model_path=args.model, device=args.device, dtype=_dtype(args))
+    index = SearchIndex(args.index, model_path=args.model, device=args.device, dtype=_dtype(args))
     if not args.model:  # a path recorded in the index: say which model answers
         _note(args, f"model: {index.model_source} (recorded in {Path(args.index) / 'index.json'}; --model to change)")
     results = index.search(queries, top=args.top, mode=mode, alpha=args.hybrid, fusion=args.fusion, exact=args.exact,
@@ -578,10 +578,10 @@ def cmd_export(args) -> int:
         return 0
     if not args.index or args.model:
         raise ConfigError("--qdrant-path / --qdrant-url export an index: give --index (and no --model)")
-    from .sparse_index import SparseIndex
-    from .vector_store import export_qdrant, qdrant_client
+    from .retrieval import SearchIndex
+    from .retrieval.qdrant import export_qdrant, qdrant_client
 
-    index = SparseIndex(args.index, load_model=False)
+    index = SearchIndex(args.index, load_model=False)
     client = qdrant_client(path=args.qdrant_path, url=args.qdrant_url)
     summary = export_qdrant(index, client, args.collection, show_progress_bar=not args.quiet)
     client.close()
@@ -771,7 +771,7 @@ def run() -> None:
 def _main(argv: list[str] | None) -> int:
     args = _parse(argv)
     if args.version:
-        from . import __version__
+        from .version import __version__
 
         print(f"text2token {__version__}")
         return 0

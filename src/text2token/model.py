@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from .progress import progress_bar
 
-from . import __version__, tokenization
+from . import tokenization
+from .version import __version__
 from .attention import set_attention
 from .backbone import Backbone, load_backbone
 from .directions import head_directions, remove_directions

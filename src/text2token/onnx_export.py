@@ -96,7 +96,7 @@ def quantize_int8(source: Path, target: Path, intermediate_size: int | None) -> 
 
 
 def _settings(model) -> dict:
-    from . import __version__
+    from .version import __version__
 
     return {"pooling": model.pooling, "attention": model.attention, "template": model.template,
             "max_length": model.max_length, "hidden_size": model.backbone.config.hidden_size,

@@ -66,7 +66,7 @@ class MTEBEncoder(_abs_encoder()):
         import hashlib
         import json
 
-        from ..targets.model_derived import model_fingerprint
+        from ..fingerprint import model_fingerprint
 
         m = self.model
         key = json.dumps([model_fingerprint(m.backbone), m.pooling, m.attention, m.template, m.max_length,

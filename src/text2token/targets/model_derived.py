@@ -8,23 +8,9 @@ texts in general do; the target is ``q = softmax(r / τ)``.
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
 RATIO_EPS = 1e-8
-
-
-def model_fingerprint(model: torch.nn.Module, sample: int = 4096) -> str:
-    """A cheap fingerprint of a model's weights: shapes plus a strided sample of every tensor."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        flat = tensor.detach().reshape(-1)
-        step = max(1, flat.numel() // sample)
-        h.update(name.encode())
-        h.update(str(tuple(tensor.shape)).encode())
-        h.update(flat[::step][:sample].float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def logit_sum(model, texts: list[str], batch_size: int = 32, show_progress_bar: bool = False) -> tuple[torch.Tensor, int]:
@@ -54,10 +40,16 @@ def prior_from_logit_sum(total: torch.Tensor, count: int) -> torch.Tensor:
     return torch.softmax((total / max(count, 1)).float(), dim=-1)
 
 
+def prior_ratio(p, prior):
+    """``r = p / (p + π + 1e-8)``: how much more this text predicts each token than texts in general do. ``p`` and
+    ``prior`` are torch tensors or numpy arrays (the sparse index weights its top tokens with the same formula)."""
+    return p / (p + prior + RATIO_EPS)
+
+
 def ratio_scores(logits: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
-    """``r = p / (p + π + 1e-8)`` with ``p = softmax(logits)`` (B×V, fp32)."""
+    """:func:`prior_ratio` of ``p = softmax(logits)`` (B×V, fp32)."""
     p = torch.softmax(logits.float(), dim=-1)
-    return p / (p + prior.to(p.device).float() + RATIO_EPS)
+    return prior_ratio(p, prior.to(p.device).float())
 
 
 def model_derived_targets(logits: torch.Tensor, prior: torch.Tensor, tau: float) -> torch.Tensor:

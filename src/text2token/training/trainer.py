@@ -24,7 +24,7 @@ from ..recipes import STAGES
 from ..textio import atomic_path, write_json_atomic
 from .config import RunConfig, check_resumable, load_config
 from . import precision
-from .lock import RunLock
+from ..lock import RunLock
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def _write_run_record(cfg: RunConfig, out_dir: Path, resume: bool) -> None:
 
 def run_stage(stage, model, accelerator, resume: bool, show_progress_bar: bool, first: bool) -> dict:
     """Train one stage with a fresh LoRA, then merge it into ``model.backbone``; return the stage summary."""
-    from ..targets.model_derived import model_fingerprint
+    from ..fingerprint import model_fingerprint
     from .batches import batch_schedule, token_budget_schedule
     from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, truncate_log
     from .loop import Checkpointer, JsonlLog, ProgressBar, train_loop

@@ -1,7 +1,7 @@
 """Export an index into Qdrant, a vector database that keeps dense and sparse vectors of a point together: one
 collection, each document a point with a named dense vector (``dense``, cosine), a named sparse vector (``sparse``,
 its LM-head tokens and weights) and its id and text as payload. Qdrant's local mode (a folder, no server) or a
-server (``url``). Query it with the store's own API and the query vectors of :meth:`SparseIndex.query_vectors`:
+server (``url``). Query it with the store's own API and the query vectors of :meth:`SearchIndex.query_vectors`:
 
     client.query_points(collection, query=dense_q.tolist(), using="dense", limit=10)
     client.query_points(collection, query=models.SparseVector(indices=..., values=...), using="sparse", limit=10)
@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from .errors import Text2TokenError
+from ..errors import Text2TokenError
 
 DENSE, SPARSE = "dense", "sparse"
 
@@ -45,12 +45,12 @@ def qdrant_client(path: str | os.PathLike | None = None, url: str | None = None)
 
 
 def export_qdrant(index, client, collection: str, batch_size: int = 256, show_progress_bar: bool = False) -> dict:
-    """Write every document of ``index`` (a :class:`~text2token.sparse_index.SparseIndex`) as a point of a new
+    """Write every document of ``index`` (a :class:`~text2token.retrieval.search.SearchIndex`) as a point of a new
     ``collection`` (replaced if it exists). Point ids are the documents' row numbers; the payload holds ``id`` and
     ``text``. Returns a summary."""
     from qdrant_client import models
 
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     n, dim = index.dense.shape
     if client.collection_exists(collection):

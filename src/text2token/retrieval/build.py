@@ -1,4 +1,4 @@
-"""Building an index folder (:mod:`text2token.sparse_index`) from a corpus of any size, streaming.
+"""Building an index folder (:mod:`text2token.retrieval.search`) from a corpus of any size, streaming.
 
 Pass 1 reads the corpus in chunks and, per chunk, writes each document's dense embedding, its ``top_k`` LM-head
 token ids and probabilities (to ``.npy`` files, row block by row block) and its ``docs.jsonl`` line, and adds its
@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import Text2TokenError
-from .modes import AnnDtype, SparseWeighting
-from .progress import progress_bar
-from .sparse_index import DEFAULT_QUERY_TOP_K, DEFAULT_TOP_K, INDEX_FILE, TopTokens, weights
-from .streaming import CHUNK, NpyFile, Source
-from .textio import replace_directory, write_atomic, write_json_atomic
+from ..errors import Text2TokenError
+from ..modes import AnnDtype, SparseWeighting
+from ..progress import progress_bar
+from .top_tokens import DEFAULT_QUERY_TOP_K, DEFAULT_TOP_K, INDEX_FILE, TopTokens, weights
+from ..resumable import CHUNK, NpyFile, Source, process_group, recorded_progress
+from ..targets.model_derived import prior_from_logit_sum
+from ..textio import replace_directory, write_atomic, write_json_atomic
 
 ANN_CHOICES = ("auto", "on", "off")
 PROGRESS_FILE = "progress.json"
@@ -46,7 +47,7 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
     """Index ``docs`` — a list of dicts with ``id`` and ``text``, or a :class:`~text2token.streaming.Source`
     (a file read in chunks) — into the folder ``output``; returns its summary.
 
-    ``ann``: also build an approximate-nearest-neighbour graph of the dense vectors (:mod:`text2token.ann`) —
+    ``ann``: also build an approximate-nearest-neighbour graph of the dense vectors (:mod:`text2token.retrieval.ann`) —
     ``auto`` from ``ANN_AUTO_MIN_DOCUMENTS`` documents, ``on`` always, ``off`` never (exact search only);
     ``ann_dtype``: its vectors' precision, ``f16``, ``i8`` or ``b1`` (sign bits); search rescores its candidates by
     the float vectors.
@@ -54,8 +55,7 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
 
     A local model is recorded by its path relative to the index (so index and model can move together) and
     its absolute path; every model by a fingerprint of its weights, checked when ``--model`` relocates it."""
-    from .streaming import process_group
-    from .training.lock import RunLock
+    from ..lock import RunLock
 
     if ann not in ANN_CHOICES:
         raise Text2TokenError(f"ann must be one of {', '.join(ANN_CHOICES)}, got '{ann}'")
@@ -82,7 +82,7 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
 def _build_locked(model, source, output: Path, top_k, batch_size, model_ref, show_progress_bar, ann, query_top_k,
                   weighting, resume, chunk, ann_dtype) -> dict:
     from .ann import ANN_AUTO_MIN_DOCUMENTS
-    from .targets.model_derived import model_fingerprint
+    from ..fingerprint import model_fingerprint
 
     rows, dim = source.rows, model.backbone.config.hidden_size
     partial = output.with_name(output.name + ".partial")
@@ -122,8 +122,6 @@ def _build_locked(model, source, output: Path, top_k, batch_size, model_ref, sho
         for sink in sinks:
             sink.close()
 
-    from .targets.model_derived import prior_from_logit_sum
-
     prior = prior_from_logit_sum(torch.from_numpy(logit_sum), rows).numpy()
     np.save(partial / "prior.npy", prior)
     nnz = write_sparse(partial, prior, weighting, model.lm_head.weight.shape[0], (r["id"] for r in _doc_ids(partial)))
@@ -158,20 +156,13 @@ def _build_locked(model, source, output: Path, top_k, batch_size, model_ref, sho
 
 
 def _start(partial: Path, fingerprint: dict | None, resume: bool) -> dict | None:
-    """The progress of an interrupted build in ``partial`` to continue from (None: start afresh, clearing any
-    leftover that holds no finished chunk)."""
+    """The progress of an interrupted build in ``partial`` to continue from
+    (:func:`text2token.resumable.recorded_progress`); None: start afresh, clearing any leftover that holds no
+    finished chunk."""
     progress = partial / PROGRESS_FILE
     if progress.is_file():
-        state = json.loads(progress.read_text())
-        if fingerprint is None:
-            raise Text2TokenError(f"{partial} holds an interrupted index build of a file: continue it with --resume "
-                                  "from that file, or delete it to start over")
-        if not resume:
-            raise Text2TokenError(f"{partial} holds an interrupted index build: pass --resume to continue it, or "
-                                  "delete it to start over")
-        if state.get("fingerprint") != fingerprint:
-            raise Text2TokenError(f"{partial} was written for another corpus, model or settings: delete it to start over")
-        return state
+        return recorded_progress(progress, fingerprint, resume, "index build", str(partial),
+                                 ("rows_done", "docs_bytes"))
     if partial.exists():
         shutil.rmtree(partial)
     return None

@@ -10,7 +10,7 @@ predicts (on the bundled retrieval task the plain probabilities score 2.9 nDCG@1
 An index folder holds ``sparse.npz`` (scipy CSR, documents × vocabulary), ``prior.npy`` (π, for the queries),
 ``dense.npy`` (normalised dense embeddings), ``docs.jsonl`` (id and text), ``sparse_vectors.jsonl`` (the
 ``{"id", "indices", "values"}`` form that sparse-vector stores accept), optionally ``dense.usearch`` (an ANN graph,
-:mod:`text2token.ann`) and ``index.json`` (model and settings). :mod:`text2token.index_builder` writes it, streaming
+:mod:`text2token.retrieval.ann`) and ``index.json`` (model and settings). :mod:`text2token.retrieval.build` writes it, streaming
 and atomically.
 """
 
@@ -25,80 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
-from .errors import Text2TokenError
-from .modes import AnnDtype, Attention, Fusion, Pooling, SparseWeighting
+from ..errors import Text2TokenError
+from ..modes import AnnDtype, Attention, Fusion, Pooling, SparseWeighting
 
-INDEX_FILE = "index.json"
+from .top_tokens import INDEX_FILE, TopTokens
+
 logger = logging.getLogger(__name__)
 MODES = ("hybrid", "sparse", "dense")
-DEFAULT_TOP_K = 256  # tokens per document
-DEFAULT_QUERY_TOP_K = 256  # tokens per query
-RATIO_EPS = 1e-8
-
-
-class TopTokens:
-    """One pass over texts: L2-normalised dense embeddings (N×H), each text's ``top_k`` most probable tokens and
-    their probabilities (N×k), and the sum of the LM-head logits (V, float64) for a corpus prior."""
-
-    def __init__(self, model, texts: list[str], top_k: int, batch_size: int = 32, show_progress_bar: bool = False,
-                 desc: str = "index", on_batch=None):
-        if not texts:
-            raise Text2TokenError("no texts to encode")
-        model.check_top_k(top_k)
-        self.vocab = model.lm_head.weight.shape[0]
-        self.dense = np.empty((len(texts), model.backbone.config.hidden_size), dtype=np.float32)
-        self.ids = np.empty((len(texts), top_k), dtype=np.int64)
-        self.probs = np.empty((len(texts), top_k), dtype=np.float32)
-        logit_sum = None
-        with torch.inference_mode():
-            for idx, pooled in model._iter_pooled(texts, batch_size, desc, show_progress_bar):
-                rows = np.asarray(idx)
-                self.dense[rows] = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy()
-                logits = model.vocab_logits(pooled)
-                top = torch.softmax(logits, dim=-1).topk(top_k, dim=-1)
-                self.ids[rows], self.probs[rows] = top.indices.cpu().numpy(), top.values.cpu().numpy()
-                batch_sum = logits.double().sum(dim=0).cpu()
-                logit_sum = batch_sum if logit_sum is None else logit_sum + batch_sum
-                if on_batch is not None:
-                    on_batch(len(rows))
-        self.logit_sum = logit_sum.numpy()
-
-    def prior(self) -> np.ndarray:
-        """``π = softmax(mean logits)`` over these texts (float32, V): the corpus prior stage 2 uses."""
-        from .targets.model_derived import prior_from_logit_sum
-
-        return prior_from_logit_sum(torch.from_numpy(self.logit_sum), len(self.dense)).numpy()
-
-    def sparse(self, weighting: str = "prior_ratio", prior: np.ndarray | None = None, top_k: int | None = None) -> sp.csr_matrix:
-        """Texts × vocabulary CSR: the first ``top_k`` tokens of each text, weighted by :func:`weights`."""
-        k = top_k or self.ids.shape[1]
-        ids = self.ids[:, :k]
-        w = weights(self.probs[:, :k], ids, prior, weighting)
-        rows = np.repeat(np.arange(len(ids)), k)
-        return sp.csr_matrix((w.ravel(), (rows, ids.ravel())), shape=(len(ids), self.vocab), dtype=np.float32)
-
-
-def weights(p: np.ndarray, ids: np.ndarray, prior: np.ndarray | None, weighting: str) -> np.ndarray:
-    """Each row's token weights from its top tokens' probabilities ``p`` and ids (``prob``: p; ``prior_ratio``:
-    p / (p + π)), L2-normalised, float32."""
-    p = p.astype(np.float64)
-    if weighting == "prior_ratio":
-        w = p / (p + prior[ids] + RATIO_EPS)
-    elif weighting == "prob":
-        w = p
-    else:
-        raise Text2TokenError(f"weighting must be one of {', '.join(SparseWeighting.values())}, got '{weighting}'")
-    return (w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
-def sparse_vectors(model, texts: list[str], top_k: int = 128, batch_size: int = 32,
-                   show_progress_bar: bool = False) -> sp.csr_matrix:
-    """Texts × vocabulary CSR matrix: each row the top-``top_k`` probabilities of softmax(lm_head(pooled)),
-    L2-normalised (so the dot product of two rows is their cosine in vocabulary space) — the model's own view of
-    a text, without the corpus prior an index divides by."""
-    return TopTokens(model, texts, top_k, batch_size, show_progress_bar).sparse("prob")
 
 
 RRF_K = 60
@@ -187,7 +121,7 @@ def check_index_files(folder: Path, info: dict) -> None:
                                   f"({'truncated' if actual < size else 'changed'}); rebuild the index")
 
 
-class SparseIndex:
+class SearchIndex:
     """A loaded index folder; ``search`` ranks documents for queries (hybrid by default, sparse, or dense).
 
     The model is the one the index was built with (found relative to the index, then at its absolute path),
@@ -217,7 +151,7 @@ class SparseIndex:
 
             self.ann = DenseANN(folder / self.info["ann"]["file"], self.dense.shape[1], self.info["ann"].get("dtype", "f16"))
         if model is None and load_model:
-            from .model import Text2TokenModel
+            from ..model import Text2TokenModel
 
             self.model_source = model_path or self._recorded_model()
             if not model_path:  # a path taken from the index file: resolved and said before it is loaded
@@ -226,7 +160,7 @@ class SparseIndex:
                                                     attention=self.info["attention"], template=self.info["template"],
                                                     max_length=self.info["max_length"], device=device, dtype=dtype)
             if model_path and self.info.get("model_fingerprint"):
-                from .targets.model_derived import model_fingerprint
+                from ..fingerprint import model_fingerprint
 
                 if model_fingerprint(model.backbone) != self.info["model_fingerprint"]:
                     raise Text2TokenError(f"--model {model_path} is not the model {folder} was built with (its weights "
@@ -334,11 +268,3 @@ class SparseIndex:
             best = np.argsort(-fused, kind="stable")[:top]
             out.append((candidates[best], fused[best]))
         return out
-
-
-def build_index(model, docs, output, **kwargs) -> dict:
-    """Build an index folder: :func:`text2token.index_builder.build_index` (streaming; kept under this name, where
-    the index is read)."""
-    from .index_builder import build_index as build
-
-    return build(model, docs, output, **kwargs)

@@ -6,7 +6,7 @@ torch's, incremental ``add`` (an index can grow as a corpus streams in), and ``v
 memory-mapped file (queries do not load the graph into memory). Vectors are stored in half precision by default
 (half the bytes of float32; scores are cosines of L2-normalised vectors, where f16 loses nothing that changes a
 top-10), or as int8 (a quarter) or one sign bit per dimension (1/32, Hamming distance); search rescores the graph's
-candidates by the index's float vectors (:meth:`text2token.sparse_index.SparseIndex.ranked`).
+candidates by the index's float vectors (:meth:`text2token.retrieval.search.SearchIndex.ranked`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .modes import AnnDtype
+from ..modes import AnnDtype
 
 ANN_FILE = "dense.usearch"
 # Below this many documents an exact product is fast (3,000 docs × 576 dims: well under a millisecond per query)

@@ -13,7 +13,7 @@ import socket
 import time
 from pathlib import Path
 
-from ..errors import Text2TokenError
+from .errors import Text2TokenError
 
 LOCK_NAME = ".text2token.lock"
 
