@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from text2token import Text2TokenModel
-from text2token.cli import _parser, main
+from text2token.cli import main
+from text2token.cli.parser import build_parser
 
 
 def test_model_is_required_and_an_untrained_one_is_named(tmp_path, tiny_model_dir, capsys):
@@ -97,7 +98,7 @@ def test_stdin_skip_blank_and_output_formats_keep_ids(tmp_path, tiny_model_dir):
 
 
 def test_every_command_and_option_has_help_and_defaults_are_shown():
-    parser = _parser()
+    parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     for name, command in sub.choices.items():
         assert command.description and len(command.description) > 40, name

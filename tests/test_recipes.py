@@ -7,7 +7,8 @@ import json
 import pytest
 import yaml
 
-from text2token.cli import _parser, main
+from text2token.cli import main
+from text2token.cli.parser import build_parser
 from text2token.modes import Objective
 from text2token.recipes import RECIPES, STAGES, resume_safe_keys
 
@@ -20,7 +21,7 @@ TINY_STEPS = ["stages=[data,model]", "stage1.steps=2", "stage2.steps=1", "stage2
 
 def test_every_objective_has_exactly_one_recipe_and_the_cli_offers_them():
     assert set(RECIPES) == set(Objective.values())
-    train = next(a for a in _parser()._subparsers._group_actions[0].choices["train"]._actions
+    train = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
                  if "--objective" in a.option_strings)
     assert tuple(train.choices) == tuple(RECIPES)
     for name, recipe in RECIPES.items():

@@ -296,13 +296,7 @@ class Text2TokenModel(torch.nn.Module):
         texts = [texts] if single else list(texts)
         if not all(isinstance(t, str) for t in texts):
             raise TypeError("encode expects a string or a list of strings")
-        if prompt_name is not None:
-            if prompt is not None:
-                raise ValueError("give prompt or prompt_name, not both")
-            if prompt_name not in self.prompts:
-                known = ", ".join(sorted(self.prompts)) or "none"
-                raise Text2TokenError(f"no prompt named '{prompt_name}' in this model (prompts: {known})")
-            prompt = self.prompts[prompt_name]
+        prompt = self.resolve_prompt(prompt, prompt_name)
         if prompt:
             texts = [prompt + t for t in texts]
         if show_progress_bar is None:
@@ -318,6 +312,26 @@ class Text2TokenModel(torch.nn.Module):
         if single:
             out = out[0]
         return out if convert_to_tensor or not convert_to_numpy else out.numpy()
+
+    def resolve_prompt(self, prompt: str | None = None, prompt_name: str | None = None) -> str | None:
+        """The prompt text to put before every text: ``prompt`` itself, or the one of :attr:`prompts` that
+        ``prompt_name`` names (an error naming the known prompts if there is none); giving both is an error."""
+        if prompt_name is None:
+            return prompt
+        if prompt is not None:
+            raise Text2TokenError("give a prompt or a prompt name, not both")
+        if prompt_name not in self.prompts:
+            known = ", ".join(sorted(self.prompts)) or "none"
+            raise Text2TokenError(f"no prompt named '{prompt_name}' in this model (prompts: {known})")
+        return self.prompts[prompt_name]
+
+    def same_settings(self, model: str, device: str | torch.device | None = None,
+                      dtype: torch.dtype | None = None) -> Text2TokenModel:
+        """Another backbone or folder (e.g. the untrained base, as a baseline) loaded with this model's pooling,
+        attention, template and maximum length, so the two are compared on their weights alone."""
+        return Text2TokenModel.from_pretrained(model, pooling=self.pooling, attention=self.attention,
+                                               template=self.template, max_length=self.max_length, device=device,
+                                               dtype=dtype)
 
     def encode_query(self, texts: str | list[str], **kwargs) -> np.ndarray | torch.Tensor:
         """:meth:`encode` with the model's ``query`` prompt, if it has one."""

@@ -128,6 +128,15 @@ def recorded_progress(progress_file: Path, fingerprint: dict | None, resume: boo
     return state
 
 
+def process_placement(device: str | None) -> tuple[str | None, bool]:
+    """``(device, is_main)`` for this process: under ``accelerate launch`` with several processes its own device
+    (unless ``device`` names one) and whether it is the main process (the one that reports); alone ``(device, True)``."""
+    group = process_group()
+    if group is None:
+        return device, True
+    return device or str(group.device), group.is_main_process
+
+
 def process_group():
     """accelerate's process state when this runs under ``accelerate launch`` with several processes, else None."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:

@@ -1,0 +1,82 @@
+"""``eval``: the offline suite (with a baseline column) or MTEB tasks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .common import load_model, torch_dtype
+
+
+def cmd_eval(args) -> int:
+    from ..evaluation import evaluate_suite, format_table
+    from ..textio import write_json_atomic
+
+    if args.mteb or args.mteb_tasks:
+        return _eval_mteb(args)
+    if args.remove_directions and args.card:
+        from ..errors import Text2TokenError
+
+        raise Text2TokenError("--card records the saved model's own scores; it cannot be combined with "
+                              "--remove-directions (the folder does not apply that filter)")
+    model = load_model(args)
+    columns = {}
+    if args.baseline:
+        base = model.same_settings(args.baseline, device=args.device, dtype=torch_dtype(args))
+        base.remove_head_directions(args.remove_directions)
+        print(f"evaluating baseline {args.baseline} ({model.pooling} pooling, {model.attention} attention)")
+        columns[f"untrained ({args.baseline})" if args.baseline == "default" else args.baseline] = evaluate_suite(
+            base, args.suite, batch_size=args.batch_size, classification=args.classification_protocol)
+        del base
+    model.remove_head_directions(args.remove_directions)
+    print(f"evaluating {args.model}" + (f" (LM head's top {args.remove_directions} direction(s) removed)"
+                                        if args.remove_directions else ""))
+    columns[args.model] = evaluate_suite(model, args.suite, batch_size=args.batch_size,
+                                         classification=args.classification_protocol)
+    print()
+    print(format_table(columns))
+    if args.output:
+        out = next(reversed(columns.values())) if len(columns) == 1 else {"models": columns}
+        write_json_atomic(args.output, out)
+        print(f"\nresults written to {args.output}")
+    if args.card:
+        from ..errors import Text2TokenError
+        from ..layout import MODEL_CONFIG_NAME
+        from ..model_card import record_evaluation
+
+        if not (Path(args.model) / MODEL_CONFIG_NAME).is_file():
+            raise Text2TokenError(f"--card needs a saved text2token model folder; {args.model} has no {MODEL_CONFIG_NAME}")
+        record_evaluation(args.model, columns[args.model])
+        print(f"evaluation recorded in {Path(args.model) / 'README.md'}")
+    return 0
+
+
+def _eval_mteb(args) -> int:
+    from ..backbone import cache_dir
+    from ..errors import InputFileError, Text2TokenError
+    from ..evaluation.mteb_runner import MTEBEncoder, format_mteb_table, resolve_tasks, run_mteb
+    from ..textio import write_json_atomic
+
+    if args.mteb and args.mteb_tasks:
+        raise Text2TokenError("give either --mteb BENCHMARK or --mteb-tasks, not both")
+    if args.baseline:
+        raise Text2TokenError("--baseline works with the offline suite; for MTEB run eval once per model")
+    tasks = resolve_tasks(args.mteb, [t.strip() for t in args.mteb_tasks.split(",") if t.strip()] if args.mteb_tasks else None)
+    prompts = None
+    if args.prompts:
+        try:
+            prompts = json.loads(Path(args.prompts).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputFileError(args.prompts, f"cannot read prompts JSON ({exc})") from None
+        if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+            raise InputFileError(args.prompts, "expected a JSON object of name -> prompt string")
+    encoder = MTEBEncoder(load_model(args), prompts=prompts, batch_size=args.batch_size)
+    cache = args.mteb_cache or str(cache_dir() / "mteb-results")
+    print(f"running {len(tasks)} MTEB task(s) with {args.model} (results cache: {cache})")
+    result = run_mteb(encoder, tasks, cache_dir=cache)
+    print()
+    print(format_mteb_table(result))
+    if args.output:
+        write_json_atomic(args.output, {"model": args.model, "benchmark": args.mteb, **result})
+        print(f"\nresults written to {args.output}")
+    return 0
