@@ -16,14 +16,10 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
 
 
 def load_checkpoint_model(checkpoint_dir: str | os.PathLike):
-    import torch
-    from safetensors.torch import load_file
-
-    from ..model import Text2TokenModel
     from .checkpoints import verify_checkpoint
     from .config import load_config
-    from .lora import apply_adapter, attach_lora
-    from .trainer import template_of
+    from .lora import merge_adapter
+    from .trainer import build_model
 
     ckpt = Path(checkpoint_dir)
     stage_dir = ckpt.parent.parent
@@ -34,17 +30,13 @@ def load_checkpoint_model(checkpoint_dir: str | os.PathLike):
     if (problem := verify_checkpoint(ckpt)) is not None:
         raise Text2TokenError(f"{ckpt} is damaged ({problem}); use an earlier checkpoint")
     cfg = load_config(run_dir / RUN_CONFIG_NAME)
-    model = Text2TokenModel.from_pretrained(cfg.model.name, pooling=cfg.model.pooling, attention=cfg.model.attention,
-                                            template=template_of(cfg), max_length=cfg.model.max_length, device="cpu",
-                                            dtype=torch.float32)
+    model = build_model(cfg, "cpu", cfg.model.max_length)
     for stage in cfg.run_stages():
         this = run_dir / STAGES[stage].folder
         adapter = ckpt / "adapter.safetensors" if this == stage_dir else this / "adapter_final.safetensors"
         if not adapter.is_file():
             raise Text2TokenError(f"{adapter} is missing: stage '{stage}' of {run_dir} has not finished")
-        peft_model = attach_lora(cfg.lora, model.backbone)
-        apply_adapter(model, load_file(str(adapter)), adapter)
-        model.backbone = peft_model.merge_and_unload()
+        merge_adapter(model, cfg.lora, adapter)
         if this == stage_dir:
             break
     model.eval()

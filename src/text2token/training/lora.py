@@ -22,6 +22,16 @@ def attach_lora(lora_cfg, backbone: torch.nn.Module):
         target_modules=list(lora_cfg.target_modules), bias="none"))
 
 
+def merge_adapter(model, lora_cfg, adapter_file) -> None:
+    """A saved stage adapter merged into ``model.backbone`` (a Text2TokenModel): a fresh LoRA attached, the saved
+    tensors copied in (they must fit exactly), merged and unloaded — as at the end of that stage's training."""
+    from safetensors.torch import load_file
+
+    peft_model = attach_lora(lora_cfg, model.backbone)
+    apply_adapter(model, load_file(str(adapter_file)), adapter_file)
+    model.backbone = peft_model.merge_and_unload()
+
+
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The trainable (LoRA) tensors, on the CPU."""
     return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}

@@ -72,10 +72,19 @@ def template_of(cfg: RunConfig):
     return default_template(cfg.model.pooling) if cfg.model.template == "auto" else cfg.model.template
 
 
+def build_model(cfg: RunConfig, device, max_length: int | None):
+    """The untrained model a run starts from (backbone, pooling, attention, template of ``cfg``), float32 on
+    ``device``; ``max_length``: tokens per text (training length while training, the saved length when loading)."""
+    from ..model import Text2TokenModel
+
+    return Text2TokenModel.from_pretrained(cfg.model.name, pooling=cfg.model.pooling, attention=cfg.model.attention,
+                                           template=template_of(cfg), max_length=max_length, device=device,
+                                           dtype=torch.float32)
+
+
 def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show_progress_bar: bool) -> Path:
     from accelerate.utils import set_seed
 
-    from ..model import Text2TokenModel
     from .checkpoints import latest_checkpoint
     from .stages import build_stages
 
@@ -94,10 +103,7 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
         _write_run_record(cfg, out_dir, resume)
     accelerator.wait_for_everyone()
     set_seed(cfg.training.seed)
-    model = Text2TokenModel.from_pretrained(
-        cfg.model.name, pooling=cfg.model.pooling, attention=cfg.model.attention, template=template_of(cfg),
-        max_length=cfg.training.max_length, device=accelerator.device, dtype=torch.float32,
-    )
+    model = build_model(cfg, accelerator.device, cfg.training.max_length)
     summaries = {}
     t_start = time.perf_counter()
     for stage in stages:
@@ -267,13 +273,9 @@ def _finish_stage(stage, model, peft_model, old_dropout, summary: dict, main: bo
 
 def _merge_finished(stage, model) -> None:
     """A finished stage: its final adapter merged into the backbone, as at the end of its training."""
-    from safetensors.torch import load_file
+    from .lora import merge_adapter
 
-    from .lora import apply_adapter, attach_lora
-
-    peft_model = attach_lora(stage.cfg.lora, model.backbone)
-    apply_adapter(model, load_file(str(stage.final_adapter)), stage.final_adapter)
-    model.backbone = peft_model.merge_and_unload()
+    merge_adapter(model, stage.cfg.lora, stage.final_adapter)
 
 
 def _report_input_problems(stage_dir: Path, info: dict, max_length: int) -> None:
