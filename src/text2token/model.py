@@ -16,18 +16,21 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .progress import progress_bar
 
 from . import tokenization
-from .version import __version__
 from .attention import set_attention
 from .backbone import Backbone, load_backbone
 from .directions import head_directions, remove_directions
-from .modes import CHUNK_SIZE, Attention, Pooling
 from .errors import ConfigError, Text2TokenError
 from .layout import MODEL_CONFIG_NAME
+from .model_card import write_model_card
+from .modes import CHUNK_SIZE, Attention, Pooling
+from .packing import packed_attention_mask
 from .pooling import default_template, pool, pool_segments
+from .progress import progress_bar
+from .st_export import write_sentence_transformers_files
 from .textio import atomic_directory
+from .version import __version__
 
 DEFAULT_POOLING = "last"
 DEFAULT_ATTENTION = "causal"
@@ -57,7 +60,6 @@ def encoding_max_length(config, requested: int | None) -> int:
 class Text2TokenModel(torch.nn.Module):
     """An embedder: ``encode`` pools the last hidden layer; ``vocab_logits`` projects the
     pooled vector through the backbone's own LM head (in fp32)."""
-
     def __init__(
         self,
         backbone: Backbone,
@@ -166,8 +168,6 @@ class Text2TokenModel(torch.nn.Module):
             raise Text2TokenError("this model removes LM-head directions from its embeddings "
                                   "(remove_head_directions), which a saved folder cannot carry yet; call "
                                   "remove_head_directions(0) before saving")
-        from .model_card import write_model_card
-        from .st_export import write_sentence_transformers_files
 
         with atomic_directory(path) as tmp:
             self.backbone.save_pretrained(tmp)
@@ -248,7 +248,6 @@ class Text2TokenModel(torch.nn.Module):
         return self._pooled_segments(packed.input_ids, packed.segment_ids, packed.position_ids, len(packed.texts))
 
     def _pooled_segments(self, input_ids, segment_ids, position_ids, num_segments=None, return_hidden=False):
-        from .packing import packed_attention_mask
 
         dtype = next(self.trunk.parameters()).dtype
         if torch.is_autocast_enabled(input_ids.device.type):

@@ -24,6 +24,7 @@ import numpy as np
 from . import tokenization
 from .errors import ConfigError, Text2TokenError
 from .textio import atomic_directory
+from .version import __version__
 
 EXPORT_CONFIG = "text2token_export.json"
 ONNX_FILE, ONNX_INT8_FILE, OPENVINO_FILE = "model.onnx", "model_int8.onnx", "openvino_model.xml"
@@ -37,7 +38,6 @@ def _pooled(model):
 
     class Pooled(torch.nn.Module):
         """The embedder as one graph: token ids and mask in, the pooled float32 vector out."""
-
         def __init__(self):
             super().__init__()
             self.model = model
@@ -96,7 +96,6 @@ def quantize_int8(source: Path, target: Path, intermediate_size: int | None) -> 
 
 
 def _settings(model) -> dict:
-    from .version import __version__
 
     return {"pooling": model.pooling, "attention": model.attention, "template": model.template,
             "max_length": model.max_length, "hidden_size": model.backbone.config.hidden_size,
@@ -152,7 +151,6 @@ class ExportedEmbedder:
 
     ``openvino_precision``: OpenVINO's CPU inference precision. ``f32`` (the default here) computes as exported;
     ``bf16`` is OpenVINO's own default on CPUs with native bf16 (faster, cosine ~0.9998 to fp32 encode)."""
-
     def __init__(self, folder: str | Path, kind: str = "onnx", threads: int | None = None,
                  openvino_precision: str = "f32"):
         from transformers import AutoTokenizer

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Text2TokenError
+from ..fingerprint import model_fingerprint
+from ..model import Text2TokenModel
 
 # The task types of MTEB(eng, v2), in the leaderboard's order.
 CATEGORIES = ("Classification", "Clustering", "PairClassification", "Reranking", "Retrieval", "STS", "Summarization")
@@ -28,12 +30,10 @@ def _abs_encoder():
 
 class MTEBEncoder(_abs_encoder()):
     """Wrap a :class:`~text2token.Text2TokenModel` (or anything ``from_pretrained`` accepts) for mteb."""
-
     def __init__(self, model, prompts: dict[str, str] | None = None, batch_size: int = 32, name: str | None = None,
                  **load_kwargs):
         from mteb.models import ModelMeta
 
-        from ..model import Text2TokenModel
 
         self.model = model if isinstance(model, Text2TokenModel) else Text2TokenModel.from_pretrained(model, **load_kwargs)
         self.batch_size = batch_size
@@ -66,7 +66,6 @@ class MTEBEncoder(_abs_encoder()):
         import hashlib
         import json
 
-        from ..fingerprint import model_fingerprint
 
         m = self.model
         key = json.dumps([model_fingerprint(m.backbone), m.pooling, m.attention, m.template, m.max_length,

@@ -26,12 +26,15 @@ import numpy as np
 import torch
 
 from ..errors import Text2TokenError
+from ..fingerprint import model_fingerprint
+from ..lock import RunLock
 from ..modes import AnnDtype, SparseWeighting
 from ..progress import progress_bar
-from .top_tokens import DEFAULT_QUERY_TOP_K, DEFAULT_TOP_K, INDEX_FILE, TopTokens, weights
 from ..resumable import CHUNK, NpyFile, Source, process_group, recorded_progress
 from ..targets.model_derived import prior_from_logit_sum
 from ..textio import replace_directory, write_atomic, write_json_atomic
+from .ann import ANN_AUTO_MIN_DOCUMENTS, ANN_FILE, build_ann
+from .top_tokens import DEFAULT_QUERY_TOP_K, DEFAULT_TOP_K, INDEX_FILE, TopTokens, weights
 
 ANN_CHOICES = ("auto", "on", "off")
 PROGRESS_FILE = "progress.json"
@@ -55,8 +58,6 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
 
     A local model is recorded by its path relative to the index (so index and model can move together) and
     its absolute path; every model by a fingerprint of its weights, checked when ``--model`` relocates it."""
-    from ..lock import RunLock
-
     if ann not in ANN_CHOICES:
         raise Text2TokenError(f"ann must be one of {', '.join(ANN_CHOICES)}, got '{ann}'")
     if not AnnDtype.has(ann_dtype):
@@ -81,8 +82,6 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
 
 def _build_locked(model, source, output: Path, top_k, batch_size, model_ref, show_progress_bar, ann, query_top_k,
                   weighting, resume, chunk, ann_dtype) -> dict:
-    from .ann import ANN_AUTO_MIN_DOCUMENTS
-    from ..fingerprint import model_fingerprint
 
     rows, dim = source.rows, model.backbone.config.hidden_size
     partial = output.with_name(output.name + ".partial")
@@ -134,7 +133,6 @@ def _build_locked(model, source, output: Path, top_k, batch_size, model_ref, sho
                "top_k": top_k, "query_top_k": query_top_k, "weighting": weighting,
                "documents": rows, "vocab_size": int(len(prior)), "sparse_nnz": nnz}
     if ann == "on" or (ann == "auto" and rows >= ANN_AUTO_MIN_DOCUMENTS):
-        from .ann import ANN_FILE, build_ann
 
         dense = NpyFile(partial / "dense.npy")
         try:
@@ -210,7 +208,6 @@ def write_sparse(folder: Path, prior: np.ndarray, weighting: str, vocab: int, id
 
 class _npy_member:
     """A ``.npy`` member of a zip archive written block by block (header first; the caller writes the data)."""
-
     def __init__(self, zf: zipfile.ZipFile, name: str, shape: tuple, dtype: np.dtype):
         self.fh = zf.open(_member(name), "w", force_zip64=True)
         np.lib.format.write_array_header_1_0(self.fh, {"descr": np.lib.format.dtype_to_descr(dtype),

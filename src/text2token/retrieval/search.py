@@ -27,8 +27,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import Text2TokenError
+from ..fingerprint import model_fingerprint
+from ..model import Text2TokenModel
 from ..modes import AnnDtype, Attention, Fusion, Pooling, SparseWeighting
-
+from .ann import DenseANN
 from .top_tokens import INDEX_FILE, TopTokens
 
 logger = logging.getLogger(__name__)
@@ -126,7 +128,6 @@ class SearchIndex:
 
     The model is the one the index was built with (found relative to the index, then at its absolute path),
     or ``model`` (a loaded model) / ``model_path`` (a relocated folder, checked against the recorded weights)."""
-
     def __init__(self, folder: str | os.PathLike, model=None, model_path: str | None = None, device=None, dtype=None,
                  load_model: bool = True):
         folder = Path(folder)
@@ -147,11 +148,9 @@ class SearchIndex:
             raise Text2TokenError(f"index {folder} kept changing while it was opened (is it being rebuilt?); try again")
         self.ann = None
         if self.info.get("ann"):
-            from .ann import DenseANN
 
             self.ann = DenseANN(folder / self.info["ann"]["file"], self.dense.shape[1], self.info["ann"].get("dtype", "f16"))
         if model is None and load_model:
-            from ..model import Text2TokenModel
 
             self.model_source = model_path or self._recorded_model()
             if not model_path:  # a path taken from the index file: resolved and said before it is loaded
@@ -160,7 +159,6 @@ class SearchIndex:
                                                     attention=self.info["attention"], template=self.info["template"],
                                                     max_length=self.info["max_length"], device=device, dtype=dtype)
             if model_path and self.info.get("model_fingerprint"):
-                from ..fingerprint import model_fingerprint
 
                 if model_fingerprint(model.backbone) != self.info["model_fingerprint"]:
                     raise Text2TokenError(f"--model {model_path} is not the model {folder} was built with (its weights "

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from .store import SparseTargets
+
 RATIO_EPS = 1e-8
 
 
@@ -70,7 +72,6 @@ def truncate_top_k(q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor,
 class FrozenModelTargets:
     """Dense stage-2 targets computed on the fly, exactly: the same network with its adapter disabled
     (the frozen stage-1 model) in eval mode, ``q = softmax(r / τ)`` against ``prior``."""
-
     def __init__(self, peft_model, prior: torch.Tensor, tau: float, autocast=None):
         from contextlib import nullcontext
 
@@ -91,7 +92,6 @@ def precompute_top_k_targets(model, texts: list[str], prior: torch.Tensor, tau: 
     """Top-k sparse model-derived targets for every text (rows in input order) and a report of the mass kept."""
     import numpy as np
 
-    from .store import SparseTargets
 
     model.eval()
     ids_list: list = [None] * len(texts)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import Text2TokenError
+from ..packing import pack
 
 
 @dataclass
@@ -20,7 +21,6 @@ class Batch:
     the stage's sparse targets (B×K, weight 0 = padding), if it has precomputed ones; ``target_probs``
     dense targets (B×V) an objective computed for this batch (stage 2 on the fly).
     """
-
     rows: np.ndarray
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
@@ -61,7 +61,6 @@ class Collator:
     ``fixed_shapes`` (for a compiled step): packed rows are always ``pack_length`` wide and their number is
     rounded up to a multiple of 8 with empty rows; padded rows are padded to a multiple of 32 tokens. A run
     then sees a few batch shapes (buckets) instead of one per step, so the compiled graph is reused."""
-
     def __init__(self, model, texts: list[str], text_of_row: np.ndarray, targets=None):
         self.model = model
         self.texts = texts
@@ -87,7 +86,6 @@ class Collator:
     def __call__(self, rows: np.ndarray) -> Batch:
         rows = np.asarray(rows)
         if self.pack_length:
-            from ..packing import pack
 
             if self._ids is None:
                 self.token_lengths()

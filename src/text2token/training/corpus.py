@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..textio import iter_texts, read_lines_at
 
 _CORPORA = Path(__file__).resolve().parent.parent / "data" / "corpus"
@@ -22,7 +23,6 @@ def corpus_path(train_file: str | None) -> Path:
     if not train_file:
         return BUNDLED_CORPUS
     if train_file.startswith(BUNDLED_PREFIX):
-        from ..errors import ConfigError
 
         name = train_file[len(BUNDLED_PREFIX):]
         if name not in BUNDLED:

@@ -27,12 +27,12 @@ import torch
 
 from ..errors import Text2TokenError
 from ..objectives import Objective
+from ..progress import progress_bar
 
 
 @dataclass
 class StepRecord:
     """What one optimizer step produced. Tensors stay on the device until a callback reads them."""
-
     stage: str
     step: int
     loss: torch.Tensor  # 0-d, on the device: reading it syncs
@@ -68,9 +68,7 @@ class Callback:
 
 class ProgressBar(Callback):
     """Steps done, with the loss refreshed at most once a second (reading it waits for the device)."""
-
     def __init__(self, title: str, steps: int, start_step: int, enabled: bool):
-        from ..progress import progress_bar
 
         self.bar = progress_bar(total=steps, initial=start_step, desc=title, disable=not enabled)
         self.enabled, self.shown = enabled, 0.0
@@ -87,7 +85,6 @@ class ProgressBar(Callback):
 
 class JsonlLog(Callback):
     """Every ``every`` steps and at the last step: one JSON line with every component and metric."""
-
     def __init__(self, path: Path, every: int, last_step: int, tensorboard=None):
         self.path, self.every, self.last_step, self.tensorboard = path, every, last_step, tensorboard
 
@@ -111,7 +108,6 @@ class Checkpointer(Callback):
     """A checkpoint every ``every`` steps (0: never in between), at the last step, and when interrupted — only of
     finite weights: an update that made them non-finite (a finite loss, then a blown-up step) stops the run and
     keeps the previous checkpoint. ``save`` is None on processes that do not write (the check runs on all)."""
-
     def __init__(self, save, every: int, last_step: int, params: list, where: str, checkpoint_dir: Path):
         self.save, self.every, self.last_step = save, every, last_step
         self.params, self.where, self.checkpoint_dir = params, where, checkpoint_dir
@@ -128,7 +124,6 @@ class Checkpointer(Callback):
 
 class InterruptFlag:
     """Turns SIGINT/SIGTERM into a flag so the loop can checkpoint and stop cleanly; a second signal stops at once."""
-
     def __init__(self):
         self.hit = False
         self._old = {}
@@ -154,7 +149,6 @@ class InterruptFlag:
 @dataclass
 class Trainee:
     """What the loop updates: the model (and its DDP-wrapped twin), optimizer, scheduler, the trainable tensors."""
-
     model: torch.nn.Module  # the Text2TokenModel (for the LM head and the objective)
     wrapped: torch.nn.Module  # what accelerate prepared (DDP on several processes)
     optimizer: object
@@ -218,7 +212,6 @@ class Prefetcher:
     """Yields ``make(i)`` for ``i`` in ``items``, computed ``depth`` ahead in one background thread (tokenizing and
     collating the next batches while the device runs this one). Deterministic: the same order and values as a plain
     loop. An error in the thread is raised in the consumer at that item."""
-
     def __init__(self, make, items, depth: int = 2):
         self._make, self._items = make, list(items)
         self._queue: queue.Queue = queue.Queue(maxsize=depth)

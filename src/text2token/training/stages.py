@@ -14,11 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..backbone import cache_dir
 from ..cache import CacheMismatch, load_cached, save_cached
 from ..errors import Text2TokenError
+from ..objectives import MNTP, Combined, Objective, SimCSE, TokenKL, mask_token_id
 from ..recipes import STAGES as STAGE_INFO
 from ..recipes import TEXT2TOKEN_STAGES, recipe
-from ..objectives import Combined, Objective, SimCSE, TokenKL
+from ..targets import DataDrivenTargetBuilder, SparseTargets
+from ..targets.model_derived import FrozenModelTargets, corpus_prior, precompute_top_k_targets
 from .batches import Collator
 from .config import RunConfig
 from .corpus import corpus_path, read_corpus, texts_digest
@@ -28,7 +31,6 @@ logger = logging.getLogger(__name__)
 
 class Stage:
     """Base class; subclasses set ``key`` and implement ``prepare`` and ``base_objective``."""
-
     key: str = ""
     seed_offset: int = 0  # added to training.seed for this stage's LoRA init, dropout and batch order
 
@@ -110,12 +112,10 @@ class Stage:
 
 class DataDrivenStage(Stage):
     """Stage 1: each text's target is uniform over its own content tokens (sparse, cached)."""
-
     key = "data"
     base_title = "stage 1 (data-driven)"
 
     def prepare(self, model, accelerator, frozen_fp, show_progress_bar):
-        from ..targets import DataDrivenTargetBuilder, SparseTargets
 
         cfg = self.cfg
         texts, corpus_info = self._read_texts(cfg.data.train_file, cfg.training.seed, cfg.data.max_texts)
@@ -143,7 +143,6 @@ class DataDrivenStage(Stage):
 class ModelDerivedStage(Stage):
     """Stage 2: targets from the frozen stage-1 model, ``q = softmax(r/τ)`` against the corpus prior —
     exact on the fly (default) or precomputed top-k."""
-
     key = "model"
     seed_offset = 1
 
@@ -170,7 +169,6 @@ class ModelDerivedStage(Stage):
         return Collator(model, texts, np.arange(len(texts)), targets), corpus_info, report
 
     def base_objective(self, peft_model, accelerator):
-        from ..targets.model_derived import FrozenModelTargets
 
         if self.cfg.stage2.targets == "precomputed":
             return TokenKL()
@@ -179,7 +177,6 @@ class ModelDerivedStage(Stage):
 
 class SimCSEStage(Stage):
     """The LLM2Vec-style unsupervised SimCSE baseline as one stage."""
-
     key = "simcse"
 
     @property
@@ -198,7 +195,6 @@ class SimCSEStage(Stage):
 
 class MNTPStage(Stage):
     """LLM2Vec's masked next-token prediction (the first stage of ``objective: llm2vec``)."""
-
     key = "mntp"
     seed_offset = 2
 
@@ -207,14 +203,12 @@ class MNTPStage(Stage):
         return f"MNTP (mask {self.cfg.mntp.mask_ratio:g})"
 
     def prepare(self, model, accelerator, frozen_fp, show_progress_bar):
-        from ..objectives import mask_token_id
 
         self.mask_id = mask_token_id(model.tokenizer)
         return self._plain_texts(model, {"objective": "mntp", "mask_ratio": self.cfg.mntp.mask_ratio,
                                          "mask_token": model.tokenizer.convert_ids_to_tokens(self.mask_id)})
 
     def base_objective(self, peft_model, accelerator):
-        from ..objectives import MNTP
 
         return MNTP(self.cfg.mntp.mask_ratio, self.mask_id)
 
@@ -250,8 +244,6 @@ def _cached_corpus_prior(model, texts, fingerprint, run_file: Path, accelerator,
     τ sweep), else computed (sharded across processes) and saved to both."""
     import hashlib
 
-    from ..backbone import cache_dir
-    from ..targets.model_derived import corpus_prior
 
     main = accelerator.is_main_process
     key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:24]
@@ -271,8 +263,6 @@ def _cached_corpus_prior(model, texts, fingerprint, run_file: Path, accelerator,
 
 
 def _cached_top_k_targets(model, texts, prior, fingerprint, path: Path, cfg, accelerator, show_progress_bar):
-    from ..targets import SparseTargets
-    from ..targets.model_derived import precompute_top_k_targets
 
     s2 = cfg.stage2
     if path.is_file():

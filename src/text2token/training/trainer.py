@@ -19,12 +19,22 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, Text2TokenError
+from ..fingerprint import model_fingerprint
 from ..layout import MODEL_CONFIG_NAME, RUN_CONFIG_NAME, RUN_INFO_NAME, RUN_SUMMARY_NAME
+from ..lock import RunLock
+from ..model import Text2TokenModel, encoding_max_length
+from ..objectives import set_attention_dropout
+from ..pooling import default_template
 from ..recipes import STAGES
 from ..textio import atomic_path, write_json_atomic
-from .config import RunConfig, check_resumable, load_config
 from . import precision
-from ..lock import RunLock
+from .batches import batch_schedule, token_budget_schedule
+from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, truncate_log
+from .config import RunConfig, check_resumable, load_config
+from .loop import Checkpointer, JsonlLog, ProgressBar, Trainee, train_loop
+from .lora import attach_lora, merge_adapter, trainable_state
+from .report import environment_info, plot_training_curves
+from .stages import build_stages
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +77,12 @@ def _allow_precision(mixed_precision: str) -> None:
 
 def template_of(cfg: RunConfig):
     """The prompt template a config means (``auto``: PromptEOL for last-token pooling, none otherwise)."""
-    from ..pooling import default_template
-
     return default_template(cfg.model.pooling) if cfg.model.template == "auto" else cfg.model.template
 
 
 def build_model(cfg: RunConfig, device, max_length: int | None):
     """The untrained model a run starts from (backbone, pooling, attention, template of ``cfg``), float32 on
     ``device``; ``max_length``: tokens per text (training length while training, the saved length when loading)."""
-    from ..model import Text2TokenModel
-
     return Text2TokenModel.from_pretrained(cfg.model.name, pooling=cfg.model.pooling, attention=cfg.model.attention,
                                            template=template_of(cfg), max_length=max_length, device=device,
                                            dtype=torch.float32)
@@ -85,8 +91,6 @@ def build_model(cfg: RunConfig, device, max_length: int | None):
 def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show_progress_bar: bool) -> Path:
     from accelerate.utils import set_seed
 
-    from .checkpoints import latest_checkpoint
-    from .stages import build_stages
 
     main = accelerator.is_main_process
     stages = build_stages(cfg, out_dir)
@@ -114,7 +118,6 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
     model_dir = out_dir / "model"
     if main:
         model.eval()
-        from ..model import encoding_max_length
 
         model.max_length = encoding_max_length(model.backbone.config, cfg.model.max_length)  # ≠ training length
         summary = {"objective": cfg.objective, "stages": cfg.run_stages(), "steps": sum(s["steps"] for s in summaries.values()),
@@ -123,7 +126,6 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
                    "processes": accelerator.num_processes, **{f"stage_{k}": v for k, v in summaries.items()}}
         model.save_pretrained(model_dir, extra={"training": {"config": cfg.to_dict(), **summary}})
         write_json_atomic(out_dir / RUN_SUMMARY_NAME, summary)
-        from .report import plot_training_curves
 
         plot_training_curves(out_dir)
     accelerator.wait_for_everyone()
@@ -132,8 +134,6 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
 
 def is_finished(cfg: RunConfig) -> bool:
     """True if every stage of ``cfg`` has finished with its configured steps and the model folder was saved."""
-    from .stages import build_stages
-
     out_dir = Path(cfg.output_dir)
     return ((out_dir / RUN_SUMMARY_NAME).is_file() and (out_dir / "model" / MODEL_CONFIG_NAME).is_file()
             and all(stage.finished() for stage in build_stages(cfg, out_dir)))
@@ -142,8 +142,6 @@ def is_finished(cfg: RunConfig) -> bool:
 def _write_run_record(cfg: RunConfig, out_dir: Path, resume: bool) -> None:
     """``config.yaml`` and ``run_info.json``. A resumed run keeps the record: the config file is rewritten only if
     a setting it may change did (e.g. more steps), and the environment of each resume is appended to run_info."""
-    from .report import environment_info
-
     config_file, info_file = out_dir / RUN_CONFIG_NAME, out_dir / RUN_INFO_NAME
     if not (resume and config_file.is_file() and load_config(config_file).to_dict() == cfg.to_dict()):
         cfg.save(config_file)
@@ -157,11 +155,6 @@ def _write_run_record(cfg: RunConfig, out_dir: Path, resume: bool) -> None:
 
 def run_stage(stage, model, accelerator, resume: bool, show_progress_bar: bool, first: bool) -> dict:
     """Train one stage with a fresh LoRA, then merge it into ``model.backbone``; return the stage summary."""
-    from ..fingerprint import model_fingerprint
-    from .batches import batch_schedule, token_budget_schedule
-    from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, truncate_log
-    from .loop import Checkpointer, JsonlLog, ProgressBar, train_loop
-
     tcfg, main = stage.cfg.training, accelerator.is_main_process
     progress = show_progress_bar and main
     frozen_fp = model_fingerprint(model.backbone)
@@ -224,9 +217,6 @@ def _fresh_adapter(stage, model, accelerator):
     from accelerate.utils import set_seed
     from transformers import get_scheduler
 
-    from ..objectives import set_attention_dropout
-    from .lora import attach_lora
-    from .loop import Trainee
 
     tcfg = stage.cfg.training
     set_seed(stage.seed)
@@ -258,8 +248,6 @@ def _finish_stage(stage, model, peft_model, old_dropout, summary: dict, main: bo
     stage ran on a bf16 copy), restore the dropout."""
     from safetensors.torch import save_file
 
-    from ..objectives import set_attention_dropout
-    from .lora import trainable_state
 
     if main:
         with atomic_path(stage.final_adapter, suffix=".safetensors") as tmp:
@@ -273,8 +261,6 @@ def _finish_stage(stage, model, peft_model, old_dropout, summary: dict, main: bo
 
 def _merge_finished(stage, model) -> None:
     """A finished stage: its final adapter merged into the backbone, as at the end of its training."""
-    from .lora import merge_adapter
-
     merge_adapter(model, stage.cfg.lora, stage.final_adapter)
 
 
