@@ -38,26 +38,25 @@ run-quick: $(STAMP)
 	$(BIN)/text2token train --config configs/demo.yaml --output runs/quick --resume stage1.steps=4 stage2.steps=4 training.save_every=2
 	$(BIN)/text2token explain --model runs/quick/model "The cat sat on the mat."
 
-# Security lint (ruff's flake8-bandit rules, S) on the package and the benchmarks. Ignored everywhere: S101 (assert:
-# internal invariants, never input validation) and S311 (random: seeded data sampling, never secrets); every other
-# exception is a `noqa` with its reason on the line.
-SECURITY_LINT = $(BIN)/ruff check --quiet --select S --ignore S101,S311 src benchmarks
+# Lint and format check (pyproject.toml [tool.ruff]: pycodestyle, pyflakes, import order, bugbear, pyupgrade and the
+# flake8-bandit security rules; every exception is a `noqa` with its reason on the line, or a documented ignore).
+LINT = $(BIN)/ruff check --quiet src benchmarks tests && $(BIN)/ruff format --quiet --check src benchmarks tests
 # The architecture's import contracts (pyproject.toml [tool.importlinter]: layers, nothing climbs back to the package).
 IMPORT_CONTRACTS = $(BIN)/lint-imports --no-cache
 # The docs site must build without a broken link or reference (NO_MKDOCS_2_WARNING: silence material's notice).
 DOCS_BUILD = NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # Every test, the slow lane included (subprocess interrupt/kill-and-resume, 2-process training, the real SmolLM2),
-# after the security lint, the import contracts and the docs build.
+# after the lint and format check, the import contracts and the docs build.
 test: $(STAMP)
-	$(SECURITY_LINT)
+	$(LINT)
 	$(IMPORT_CONTRACTS)
 	$(DOCS_BUILD)
 	$(BIN)/python -m pytest -q
 
 # The unit lane: everything not marked slow (a few minutes on 2 cores).
 test-fast: $(STAMP)
-	$(SECURITY_LINT)
+	$(LINT)
 	$(IMPORT_CONTRACTS)
 	$(BIN)/python -m pytest -q -m "not slow"
 

@@ -29,12 +29,16 @@ def _unit(x):
 def synthetic(n: int, dim: int, queries: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     centres = _unit(rng.standard_normal((2000, dim)))
+
     def draw(k):
         out = np.empty((k, dim), dtype=np.float32)
         for lo in range(0, k, 100_000):
             hi = min(k, lo + 100_000)
-            out[lo:hi] = _unit(centres[rng.integers(0, len(centres), hi - lo)] + 0.06 * rng.standard_normal((hi - lo, dim)))
+            out[lo:hi] = _unit(
+                centres[rng.integers(0, len(centres), hi - lo)] + 0.06 * rng.standard_normal((hi - lo, dim))
+            )
         return out
+
     return draw(n), draw(queries)
 
 
@@ -70,16 +74,24 @@ def measure(vectors, queries, folder: Path, label: str) -> dict:
         s = vectors @ q
         np.argpartition(-s, 10)[:10]
         lat_exact.append(time.perf_counter() - t)
-    row = {"vectors": len(vectors), "dim": int(vectors.shape[1]), "recall_at_10": round(recall, 4),
-           "build_s": round(build_s, 1), "index_mb": round((folder / f"{label}.usearch").stat().st_size / 2**20, 1),
-           "ann_ms_p50": round(1000 * float(np.percentile(lat_ann, 50)), 3),
-           "ann_ms_p99": round(1000 * float(np.percentile(lat_ann, 99)), 3),
-           "exact_ms_p50": round(1000 * float(np.percentile(lat_exact, 50)), 3),
-           "exact_ms_p99": round(1000 * float(np.percentile(lat_exact, 99)), 3)}
+    row = {
+        "vectors": len(vectors),
+        "dim": int(vectors.shape[1]),
+        "recall_at_10": round(recall, 4),
+        "build_s": round(build_s, 1),
+        "index_mb": round((folder / f"{label}.usearch").stat().st_size / 2**20, 1),
+        "ann_ms_p50": round(1000 * float(np.percentile(lat_ann, 50)), 3),
+        "ann_ms_p99": round(1000 * float(np.percentile(lat_ann, 99)), 3),
+        "exact_ms_p50": round(1000 * float(np.percentile(lat_exact, 50)), 3),
+        "exact_ms_p99": round(1000 * float(np.percentile(lat_exact, 99)), 3),
+    }
     row["speedup_p50"] = round(row["exact_ms_p50"] / row["ann_ms_p50"], 1)
-    print(f"{label}: {row['vectors']:,} × {row['dim']}: recall@10 {recall:.4f}; build {build_s:.1f} s, "
-          f"{row['index_mb']} MB; query p50/p99 ANN {row['ann_ms_p50']}/{row['ann_ms_p99']} ms vs exact "
-          f"{row['exact_ms_p50']}/{row['exact_ms_p99']} ms ({row['speedup_p50']}× at p50)", flush=True)
+    print(
+        f"{label}: {row['vectors']:,} × {row['dim']}: recall@10 {recall:.4f}; build {build_s:.1f} s, "
+        f"{row['index_mb']} MB; query p50/p99 ANN {row['ann_ms_p50']}/{row['ann_ms_p99']} ms vs exact "
+        f"{row['exact_ms_p50']}/{row['exact_ms_p99']} ms ({row['speedup_p50']}× at p50)",
+        flush=True,
+    )
     return row
 
 

@@ -36,16 +36,26 @@ def main(argv=None) -> int:
     for name, ref in zip(names, models):
         model = Text2TokenModel.from_pretrained(ref, dtype=getattr(torch, args.dtype), device="cpu")
         t0 = time.perf_counter()
-        results[name] = {"model": ref, "tasks": {t.name: {proto: round(evaluate_task(model, t, classification=proto), 2)
-                                                          for proto in ("mteb", "all-train")} for t in tasks}}
+        results[name] = {
+            "model": ref,
+            "tasks": {
+                t.name: {
+                    proto: round(evaluate_task(model, t, classification=proto), 2) for proto in ("mteb", "all-train")
+                }
+                for t in tasks
+            },
+        }
         print(f"{name}: {results[name]['tasks']} ({time.perf_counter() - t0:.0f} s)", flush=True)
         del model
     write_json_atomic(Path(args.out), {"suite": args.suite, "dtype": args.dtype, "results": results})
     header = "| model | " + " | ".join(f"{t.name} few-shot | all-train" for t in tasks) + " |"
     lines = [header, "|---|" + "---|---|" * len(tasks)]
     for name, r in results.items():
-        lines.append(f"| {name} | " + " | ".join(f"{r['tasks'][t.name]['mteb']:.2f} | {r['tasks'][t.name]['all-train']:.2f}"
-                                                  for t in tasks) + " |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{r['tasks'][t.name]['mteb']:.2f} | {r['tasks'][t.name]['all-train']:.2f}" for t in tasks)
+            + " |"
+        )
     print("\n".join(lines))
     print(f"written: {args.out}")
     return 0

@@ -45,9 +45,17 @@ print(f"SECONDS {time.perf_counter() - t:.3f}", flush=True)
 def run_jobs(n: int, texts: int, env: dict) -> list[float]:
     """Start ``n`` jobs, wait until each has loaded its model, release them together, return their encode times."""
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")}
-    procs = [subprocess.Popen([sys.executable, "-c", JOB, str(texts)], env={**base, **env}, text=True,  # noqa: S603 — this interpreter and a script of ours
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-             for _ in range(n)]
+    procs = [
+        subprocess.Popen(  # noqa: S603 — this interpreter and a script of ours
+            [sys.executable, "-c", JOB, str(texts)],
+            env={**base, **env},
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(n)
+    ]
     for p in procs:
         line = p.stdout.readline()
         if not line.startswith("READY"):
@@ -78,25 +86,59 @@ def run_training(n: int, steps: int, env: dict, folder: Path) -> list[float]:
 
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")}
     shutil.rmtree(folder, ignore_errors=True)
-    procs = [subprocess.Popen([sys.executable, "-c", TRAIN_JOB, "train", "--quiet", "--objective", "simcse",  # noqa: S603
-                               "--output", str(folder / f"job{i}"), f"simcse.steps={steps}"],
-                              env={**base, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for i in range(n)]
+    procs = [
+        subprocess.Popen(  # noqa: S603 — this interpreter and a script of ours
+            [
+                sys.executable,
+                "-c",
+                TRAIN_JOB,
+                "train",
+                "--quiet",
+                "--objective",
+                "simcse",  # noqa: S603
+                "--output",
+                str(folder / f"job{i}"),
+                f"simcse.steps={steps}",
+            ],
+            env={**base, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(n)
+    ]
     for p in procs:
         if p.wait() != 0:
             raise SystemExit("a training job failed")
-    return [json.loads((folder / f"job{i}" / "train_summary.json").read_text())["stage_simcse"]["seconds_per_step"]
-            for i in range(n)]
+    return [
+        json.loads((folder / f"job{i}" / "train_summary.json").read_text())["stage_simcse"]["seconds_per_step"]
+        for i in range(n)
+    ]
 
 
 def solo_step_time(env: dict, folder: Path, steps: int = 10) -> float:
     """Seconds per step of `make run`'s recipe, stage 1 only, alone, over steps 3..``steps`` (warm-up excluded)."""
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")}
     root = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, "-c", TRAIN_JOB, "train", "--quiet", "--config",  # noqa: S603
-                    str(root / "configs" / "combined.yaml"), "--stages", "data", "--output", str(folder),
-                    f"stage1.steps={steps}"], env={**base, **env}, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(  # noqa: S603 — this interpreter and a script of ours
+        [
+            sys.executable,
+            "-c",
+            TRAIN_JOB,
+            "train",
+            "--quiet",
+            "--config",  # noqa: S603
+            str(root / "configs" / "combined.yaml"),
+            "--stages",
+            "data",
+            "--output",
+            str(folder),
+            f"stage1.steps={steps}",
+        ],
+        env={**base, **env},
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     log = [json.loads(line) for line in (folder / "stage1-data" / "train_log.jsonl").read_text().splitlines()]
     seconds = [r["seconds"] for r in log if "seconds" in r][2:]
     return sum(seconds) / len(seconds)
@@ -105,19 +147,30 @@ def solo_step_time(env: dict, folder: Path, steps: int = 10) -> float:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--texts", type=int, default=256, help="corpus lines each job encodes")
-    p.add_argument("--workload", choices=["encode", "train"], default="encode",
-                   help="encode: `encode` of --texts lines; train: a SimCSE training of --steps steps (s/step)")
+    p.add_argument(
+        "--workload",
+        choices=["encode", "train"],
+        default="encode",
+        help="encode: `encode` of --texts lines; train: a SimCSE training of --steps steps (s/step)",
+    )
     p.add_argument("--steps", type=int, default=8, help="training steps per job (--workload train)")
-    p.add_argument("--solo-ab", type=int, default=0, metavar="N",
-                   help="instead: what each setting costs a job alone — N alternating rounds of make run's recipe, "
-                        "stage 1, 10 steps (s/step over steps 3-10)")
+    p.add_argument(
+        "--solo-ab",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: what each setting costs a job alone — N alternating rounds of make run's recipe, "
+        "stage 1, 10 steps (s/step over steps 3-10)",
+    )
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
     cores = len(os.sched_getaffinity(0))
-    settings = {"torch defaults": {},
-                "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
-                "GOMP_SPINCOUNT=10000 (text2token's default)": {"GOMP_SPINCOUNT": "10000"},
-                f"OMP_NUM_THREADS={max(1, cores // 2)} per job": {"OMP_NUM_THREADS": str(max(1, cores // 2))}}
+    settings = {
+        "torch defaults": {},
+        "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+        "GOMP_SPINCOUNT=10000 (text2token's default)": {"GOMP_SPINCOUNT": "10000"},
+        f"OMP_NUM_THREADS={max(1, cores // 2)} per job": {"OMP_NUM_THREADS": str(max(1, cores // 2))},
+    }
     if args.solo_ab:
         import tempfile
 
@@ -141,22 +194,42 @@ def main(argv=None) -> int:
             with tempfile.TemporaryDirectory() as d:
                 solo = run_training(1, args.steps, env, Path(d) / "solo")[0]
                 pair = run_training(2, args.steps, env, Path(d) / "pair")
-        row = {"setting": name, "solo_s": round(solo, 2), "concurrent_s": [round(x, 2) for x in pair],
-               "slowdown": [round(x / solo, 2) for x in pair]}
+        row = {
+            "setting": name,
+            "solo_s": round(solo, 2),
+            "concurrent_s": [round(x, 2) for x in pair],
+            "slowdown": [round(x / solo, 2) for x in pair],
+        }
         row["goal_met"] = max(row["slowdown"]) <= 2.5
         rows.append(row)
-        print(f"{name:28s} solo {solo:6.2f} s; two at once {pair[0]:6.1f} s, {pair[1]:6.1f} s "
-              f"({max(row['slowdown']):.2f}x solo)", flush=True)
+        print(
+            f"{name:28s} solo {solo:6.2f} s; two at once {pair[0]:6.1f} s, {pair[1]:6.1f} s "
+            f"({max(row['slowdown']):.2f}x solo)",
+            flush=True,
+        )
     base = rows[0]["solo_s"]
     print("\n| setting | solo s | × torch-default solo | two at once, s | slowdown |\n|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['setting']} | {r['solo_s']} | {r['solo_s'] / base:.2f} | {r['concurrent_s'][0]}, "
-              f"{r['concurrent_s'][1]} | {max(r['slowdown']):.2f}x |")
+        print(
+            f"| {r['setting']} | {r['solo_s']} | {r['solo_s'] / base:.2f} | {r['concurrent_s'][0]}, "
+            f"{r['concurrent_s'][1]} | {max(r['slowdown']):.2f}x |"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"cores": cores, "workload": args.workload, "texts": args.texts,
-                                               "steps": args.steps if args.workload == "train" else None, "rows": rows,
-                                               "goal": "each of two concurrent jobs <= 2.5x its solo time",
-                                               "when": time.strftime("%Y-%m-%d %H:%M")}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "cores": cores,
+                    "workload": args.workload,
+                    "texts": args.texts,
+                    "steps": args.steps if args.workload == "train" else None,
+                    "rows": rows,
+                    "goal": "each of two concurrent jobs <= 2.5x its solo time",
+                    "when": time.strftime("%Y-%m-%d %H:%M"),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -28,16 +28,56 @@ import time
 import torch
 
 SHAPES = {
-    "smollm2-135m": dict(family="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                         num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True),
-    "mistral-7b": dict(family="llama", vocab_size=32000, hidden_size=4096, intermediate_size=14336,
-                       num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False),
-    "qwen2-0.5b": dict(family="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                       num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True),
-    "llama-1b": dict(family="llama", vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                     num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=True),
-    "tiny": dict(family="llama", vocab_size=4096, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
+    "smollm2-135m": dict(
+        family="llama",
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        tie_word_embeddings=True,
+    ),
+    "mistral-7b": dict(
+        family="llama",
+        vocab_size=32000,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        tie_word_embeddings=False,
+    ),
+    "qwen2-0.5b": dict(
+        family="qwen2",
+        vocab_size=151936,
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    ),
+    "llama-1b": dict(
+        family="llama",
+        vocab_size=128256,
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        tie_word_embeddings=True,
+    ),
+    "tiny": dict(
+        family="llama",
+        vocab_size=4096,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    ),
 }
 
 
@@ -88,8 +128,10 @@ def train_steps(model, system, bsz, max_len, steps, device, use_compile=False):
     from text2token.objectives import simcse_loss, sparse_kl_loss
     from text2token.pooling import pool
 
-    peft_model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05,
-                                                  target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+    peft_model = get_peft_model(
+        model,
+        LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
+    )
     trunk, head = peft_model.base_model.model.model, peft_model.base_model.model.lm_head
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=5e-5, fused=device.type == "cuda")
@@ -164,7 +206,11 @@ TRAINER_RUNS = {  # name -> overrides of configs/demo.yaml
     "simcse": ["objective=simcse"],
     "stage1 packed": ["stages=[data]", "training.tokens_per_step={tokens}"],
     "stage1 packed compiled": ["stages=[data]", "training.tokens_per_step={tokens}", "training.compile=true"],
-    "stage1 packed ckpt": ["stages=[data]", "training.tokens_per_step={tokens}", "training.gradient_checkpointing=true"],
+    "stage1 packed ckpt": [
+        "stages=[data]",
+        "training.tokens_per_step={tokens}",
+        "training.gradient_checkpointing=true",
+    ],
 }
 LOG_EVERY = 5  # the host reads the loss every 5 steps: steady-state time between two log lines
 
@@ -189,8 +235,9 @@ def trainer_rows(shape: str, device, steps: int, batch_size: int, peak: float, f
         family = spec.pop("family")
         cfg_cls, model_cls = (Qwen2Config, Qwen2ForCausalLM) if family == "qwen2" else (LlamaConfig, LlamaForCausalLM)
         torch.manual_seed(0)
-        model = model_cls(cfg_cls(**spec, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                                  eos_token_id=tok.eos_token_id)).to(torch.bfloat16)
+        model = model_cls(
+            cfg_cls(**spec, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+        ).to(torch.bfloat16)
         n_nonembed = sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and "lm_head" not in n)
         model.save_pretrained(model_dir)
         tok.save_pretrained(model_dir)
@@ -201,9 +248,17 @@ def trainer_rows(shape: str, device, steps: int, batch_size: int, peak: float, f
     rows = {"non_embedding_params": n_nonembed, "batch_size": batch_size}
     for name, extra in TRAINER_RUNS.items():
         extra = [e.format(tokens=batch_size * 40) for e in extra]
-        overrides = [f"model.name={model_dir}", f"output_dir={Path(folder) / ('run-' + shape + '-' + name.replace(' ', '-'))}",
-                     f"stage1.steps={steps}", f"stage2.steps={steps}", f"simcse.steps={steps}", "training.save_every=0",
-                     f"training.batch_size={batch_size}", "training.max_length=128", f"training.log_every={LOG_EVERY}"]
+        overrides = [
+            f"model.name={model_dir}",
+            f"output_dir={Path(folder) / ('run-' + shape + '-' + name.replace(' ', '-'))}",
+            f"stage1.steps={steps}",
+            f"stage2.steps={steps}",
+            f"simcse.steps={steps}",
+            "training.save_every=0",
+            f"training.batch_size={batch_size}",
+            "training.max_length=128",
+            f"training.log_every={LOG_EVERY}",
+        ]
         overrides += extra
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -214,7 +269,11 @@ def trainer_rows(shape: str, device, steps: int, batch_size: int, peak: float, f
             print(f"  trainer {shape:13s} {name:22s}: out of memory", flush=True)
             torch.cuda.empty_cache()
             continue
-        logs = [json.loads(line) for log in sorted(out_dir.glob("*/train_log.jsonl")) for line in log.read_text().splitlines()]
+        logs = [
+            json.loads(line)
+            for log in sorted(out_dir.glob("*/train_log.jsonl"))
+            for line in log.read_text().splitlines()
+        ]
         # steady state: from the first logged step after warm-up (compile, allocator) to the last one
         first, last = logs[1 if len(logs) > 2 else 0], logs[-1]
         if last["step"] > first["step"]:
@@ -223,12 +282,18 @@ def trainer_rows(shape: str, device, steps: int, batch_size: int, peak: float, f
             step_s = last["seconds"]
         tok_s = statistics.mean(r["tokens"] for r in logs) / step_s
         summary = json.loads((out_dir / "train_summary.json").read_text())
-        rows[name] = {"median_step_s": round(step_s, 4), "real_tokens_per_s": round(tok_s),
-                      "useful_fraction_of_matmul": round(4 * n_nonembed * tok_s / 1e12 / peak, 4),
-                      "peak_memory_mb": summary["peak_memory_mb"], "mixed_precision": summary["mixed_precision"]}
-        print(f"  trainer {shape:13s} {name:22s}: {step_s:.3f} s/step, {tok_s:,.0f} real tokens/s, "
-              f"{rows[name]['useful_fraction_of_matmul']:.1%} of matmul, peak {summary['peak_memory_mb']:.0f} MB",
-              flush=True)
+        rows[name] = {
+            "median_step_s": round(step_s, 4),
+            "real_tokens_per_s": round(tok_s),
+            "useful_fraction_of_matmul": round(4 * n_nonembed * tok_s / 1e12 / peak, 4),
+            "peak_memory_mb": summary["peak_memory_mb"],
+            "mixed_precision": summary["mixed_precision"],
+        }
+        print(
+            f"  trainer {shape:13s} {name:22s}: {step_s:.3f} s/step, {tok_s:,.0f} real tokens/s, "
+            f"{rows[name]['useful_fraction_of_matmul']:.1%} of matmul, peak {summary['peak_memory_mb']:.0f} MB",
+            flush=True,
+        )
     return rows
 
 
@@ -259,8 +324,9 @@ def main(argv=None) -> int:
         report["trainer"] = {}
         with tempfile.TemporaryDirectory() as folder:
             for shape in shapes:
-                report["trainer"][shape] = trainer_rows(shape, device, 3 if args.tiny else args.steps,
-                                                        8 if args.tiny else args.trainer_batch, peak, folder)
+                report["trainer"][shape] = trainer_rows(
+                    shape, device, 3 if args.tiny else args.steps, 8 if args.tiny else args.trainer_batch, peak, folder
+                )
         if args.json:
             from text2token.textio import write_json_atomic
 
@@ -275,14 +341,24 @@ def main(argv=None) -> int:
             bsz = largest_batch(model, system, args.seq, device, cands) if device.type == "cuda" else cands[0]
             s_step, tok_s = train_steps(model, system, bsz, args.seq, steps, device)
             tflops = 4 * n_nonembed * tok_s / 1e12
-            row[system] = {"batch": bsz, "seconds_per_step": round(s_step, 4), "real_tokens_per_s": round(tok_s),
-                           "useful_tflops": round(tflops, 2), "fraction_of_matmul": round(tflops / peak, 3)}
+            row[system] = {
+                "batch": bsz,
+                "seconds_per_step": round(s_step, 4),
+                "real_tokens_per_s": round(tok_s),
+                "useful_tflops": round(tflops, 2),
+                "fraction_of_matmul": round(tflops / peak, 3),
+            }
             if args.compile and device.type == "cuda":
                 s_c, tok_c = train_steps(model, system, bsz, args.seq, steps, device, use_compile=True)
-                row[system]["compiled"] = {"seconds_per_step": round(s_c, 4), "real_tokens_per_s": round(tok_c),
-                                           "fraction_of_matmul": round(4 * n_nonembed * tok_c / 1e12 / peak, 3)}
-            print(f"  {shape:11s} {system:10s} batch {bsz:4d}: {s_step:.3f} s/step, {tok_s:,.0f} real tokens/s, "
-                  f"{tflops:.1f} TFLOP/s useful = {tflops / peak:.1%} of matmul")
+                row[system]["compiled"] = {
+                    "seconds_per_step": round(s_c, 4),
+                    "real_tokens_per_s": round(tok_c),
+                    "fraction_of_matmul": round(4 * n_nonembed * tok_c / 1e12 / peak, 3),
+                }
+            print(
+                f"  {shape:11s} {system:10s} batch {bsz:4d}: {s_step:.3f} s/step, {tok_s:,.0f} real tokens/s, "
+                f"{tflops:.1f} TFLOP/s useful = {tflops / peak:.1%} of matmul"
+            )
         same = min(row["text2token"]["batch"], row["simcse"]["batch"])
         if same != row["simcse"]["batch"] or same != row["text2token"]["batch"]:
             t_same, _ = train_steps(model, "text2token", same, args.seq, steps, device)
@@ -290,9 +366,13 @@ def main(argv=None) -> int:
         else:
             t_same, s_same = row["text2token"]["seconds_per_step"], row["simcse"]["seconds_per_step"]
         row["step_ratio_vs_simcse_same_batch"] = round(t_same / s_same, 3)
-        row["encode_texts_per_s"] = round(encode_throughput(model, cands[-1] if device.type == "cuda" else 8, args.seq, device))
-        print(f"  {shape:11s} Text2Token/SimCSE step time at batch {same}: {row['step_ratio_vs_simcse_same_batch']:.2f}; "
-              f"encode {row['encode_texts_per_s']:,} texts/s")
+        row["encode_texts_per_s"] = round(
+            encode_throughput(model, cands[-1] if device.type == "cuda" else 8, args.seq, device)
+        )
+        print(
+            f"  {shape:11s} Text2Token/SimCSE step time at batch {same}: {row['step_ratio_vs_simcse_same_batch']:.2f}; "
+            f"encode {row['encode_texts_per_s']:,} texts/s"
+        )
         report["shapes"][shape] = row
         del model
         if device.type == "cuda":

@@ -2,7 +2,8 @@
 each to `encode`, and the offline-suite score of the int8-quantised ONNX graph against torch fp32.
 
 Runtimes: torch fp32 (`encode`, the baseline), torch bf16, onnxruntime fp32, onnxruntime int8 (dynamic
-quantisation of the weights), OpenVINO fp32 and OpenVINO bf16 (its CPU default where the CPU has native bf16). Texts: bundled corpus lines, batch 32, after one warm-up batch.
+quantisation of the weights), OpenVINO fp32 and OpenVINO bf16 (its CPU default where the CPU has native bf16).
+Texts: bundled corpus lines, batch 32, after one warm-up batch.
 Goals: int8 >= 1.5x torch fp32 texts/s, and within 1 point of torch fp32 on the suite.
 
     python benchmarks/onnx_export.py --model runs/combined/model --json benchmarks/results/onnx_export.json
@@ -49,8 +50,13 @@ def main(argv=None) -> int:
     texts = read_texts(str(BUNDLED_CORPUS))[: args.texts]
     model = Text2TokenModel.from_pretrained(args.model, device="cpu")
     reference = model.encode(texts[:64], batch_size=args.batch_size)
-    result: dict = {"model": args.model, "texts": len(texts), "batch_size": args.batch_size,
-                    "torch_threads": torch.get_num_threads(), "runtimes": {}}
+    result: dict = {
+        "model": args.model,
+        "texts": len(texts),
+        "batch_size": args.batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "runtimes": {},
+    }
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
         info = export(model, Path(d) / "exp", int8=True, openvino=True)
@@ -59,14 +65,18 @@ def main(argv=None) -> int:
         sizes = {k: (Path(d) / "exp" / f).stat().st_size for k, f in info["files"].items()}
         runtimes = {"torch fp32": model.encode}
         for kind in ("onnx", "onnx_int8", "openvino"):
-            runtimes[{"onnx": "onnxruntime fp32", "onnx_int8": "onnxruntime int8", "openvino": "OpenVINO fp32"}[kind]] = \
-                ExportedEmbedder(Path(d) / "exp", kind).encode
+            runtimes[
+                {"onnx": "onnxruntime fp32", "onnx_int8": "onnxruntime int8", "openvino": "OpenVINO fp32"}[kind]
+            ] = ExportedEmbedder(Path(d) / "exp", kind).encode
         runtimes["OpenVINO bf16"] = ExportedEmbedder(Path(d) / "exp", "openvino", openvino_precision="bf16").encode
         for name, encode in runtimes.items():
             texts_per_s = rate(encode, texts, args.batch_size)
             got = encode(texts[:64], batch_size=args.batch_size)
             cos = (got * reference).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(reference, axis=1)
-            result["runtimes"][name] = {"texts_per_s": round(texts_per_s, 2), "min_cosine_to_encode": round(float(cos.min()), 6)}
+            result["runtimes"][name] = {
+                "texts_per_s": round(texts_per_s, 2),
+                "min_cosine_to_encode": round(float(cos.min()), 6),
+            }
             print(f"{name:18s} {texts_per_s:7.1f} texts/s  min cosine to encode {cos.min():.6f}", flush=True)
         bf16 = Text2TokenModel.from_pretrained(args.model, device="cpu", dtype=torch.bfloat16)
         result["runtimes"]["torch bf16"] = {"texts_per_s": round(rate(bf16.encode, texts, args.batch_size), 2)}
@@ -85,20 +95,30 @@ def main(argv=None) -> int:
                 enc.model = ExportedEmbedder(Path(d) / "exp", kind)
             suite[name] = evaluate_suite(enc, args.suite, batch_size=args.batch_size, progress=None)
             print(f"{args.suite} suite, {name}: mean {suite[name]['mean']:.2f}", flush=True)
-        result["suite"] = {"name": args.suite, **{n: {"mean": r["mean"], "tasks": {t: v["main_score"] for t, v in
-                                                                              r["tasks"].items()}}
-                                                 for n, r in suite.items()}}
+        result["suite"] = {
+            "name": args.suite,
+            **{
+                n: {"mean": r["mean"], "tasks": {t: v["main_score"] for t, v in r["tasks"].items()}}
+                for n, r in suite.items()
+            },
+        }
     int8 = result["runtimes"]["onnxruntime int8"]
     change = round(suite["onnxruntime int8"]["mean"] - suite["torch fp32"]["mean"], 2)
-    result["goals"] = {"int8_speed_vs_torch_fp32": int8["vs_torch_fp32"], "int8_speed_goal_met": int8["vs_torch_fp32"] >= 1.5,
-                       "int8_suite_change": change, "int8_suite_goal_met": abs(change) <= 1.0,
-                       "fp32_exports_cosine_goal_met": min(result["export_check_cosine"][k] for k in ("onnx", "openvino"))
-                       >= 0.9999}
+    result["goals"] = {
+        "int8_speed_vs_torch_fp32": int8["vs_torch_fp32"],
+        "int8_speed_goal_met": int8["vs_torch_fp32"] >= 1.5,
+        "int8_suite_change": change,
+        "int8_suite_goal_met": abs(change) <= 1.0,
+        "fp32_exports_cosine_goal_met": min(result["export_check_cosine"][k] for k in ("onnx", "openvino")) >= 0.9999,
+    }
     print("\n| runtime | texts/s | × torch fp32 | min cosine to encode |\n|---|---|---|---|")
     for name, row in result["runtimes"].items():
         print(f"| {name} | {row['texts_per_s']} | {row['vs_torch_fp32']} | {row.get('min_cosine_to_encode', '—')} |")
-    print(f"\n{args.suite} suite mean: " + ", ".join(f"{n} {r['mean']:.2f}" for n, r in suite.items())
-          + f"; int8 change {change:+.2f}")
+    print(
+        f"\n{args.suite} suite mean: "
+        + ", ".join(f"{n} {r['mean']:.2f}" for n, r in suite.items())
+        + f"; int8 change {change:+.2f}"
+    )
     print(f"goals: {result['goals']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -26,10 +26,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="4 + 4 vs 8 steps, the 'quick' suite (~10 minutes)")
     p.add_argument("--model", default="default", help="backbone (default: the bundled SmolLM2-135M-Instruct)")
-    p.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"), help="Text2Token config (both systems share it)")
+    p.add_argument(
+        "--config", default=str(ROOT / "configs" / "demo.yaml"), help="Text2Token config (both systems share it)"
+    )
     p.add_argument("--stage1-steps", type=int, help="Text2Token stage-1 steps (default 20, quick 4)")
     p.add_argument("--stage2-steps", type=int, help="Text2Token stage-2 steps (default 30, quick 4)")
     p.add_argument("--suite", help="evaluation suite (default demo, quick: quick)")
@@ -60,15 +64,20 @@ def evaluate(name: str, model_ref: str, suite: str, cache: Path, **kwargs) -> di
     dtype = kwargs.pop("dtype", None) or "float32"  # the encoding dtype (a study may score in bfloat16 on CPU)
     if cache.is_file():  # reused only if scored the same way: mteb's evaluators, the same encoding length and dtype
         result = json.loads(cache.read_text())
-        if (result.get("suite") == suite and result.get("model") == model_ref and result.get("evaluator") == "mteb"
-                and kwargs.get("max_length") in (None, result.get("max_length"))
-                and result.get("remove_directions", 0) == remove and result.get("dtype", "float32") == dtype):
+        if (
+            result.get("suite") == suite
+            and result.get("model") == model_ref
+            and result.get("evaluator") == "mteb"
+            and kwargs.get("max_length") in (None, result.get("max_length"))
+            and result.get("remove_directions", 0) == remove
+            and result.get("dtype", "float32") == dtype
+        ):
             print(f"[{name}] reusing {cache}")
             return result
     print(f"[{name}] evaluating on the '{suite}' suite")
-    from text2token.training.checkpoint_model import is_checkpoint, load_checkpoint_model
-
     import torch
+
+    from text2token.training.checkpoint_model import is_checkpoint, load_checkpoint_model
 
     if is_checkpoint(model_ref):  # a training checkpoint: its stages' adapters merged into the backbone
         model = load_checkpoint_model(model_ref)
@@ -78,8 +87,13 @@ def evaluate(name: str, model_ref: str, suite: str, cache: Path, **kwargs) -> di
         model = Text2TokenModel.from_pretrained(model_ref, dtype=getattr(torch, dtype), **kwargs)
     model.remove_head_directions(remove)
     t0 = time.perf_counter()
-    result = {**evaluate_suite(model, suite), "model": model_ref, "eval_seconds": round(time.perf_counter() - t0, 1),
-              "dtype": dtype, **({"remove_directions": remove} if remove else {})}
+    result = {
+        **evaluate_suite(model, suite),
+        "model": model_ref,
+        "eval_seconds": round(time.perf_counter() - t0, 1),
+        "dtype": dtype,
+        **({"remove_directions": remove} if remove else {}),
+    }
     from text2token.textio import write_json_atomic
 
     write_json_atomic(cache, result)
@@ -89,15 +103,24 @@ def evaluate(name: str, model_ref: str, suite: str, cache: Path, **kwargs) -> di
 def markdown(systems: dict[str, dict], suite: str) -> str:
     names = list(systems)
     first = systems[names[0]]["eval"]
-    lines = [f"Suite `{suite}`; scores 0–100.", "",
-             "| task | type | metric | " + " | ".join(names) + " |", "|" + "---|" * (3 + len(names))]
+    lines = [
+        f"Suite `{suite}`; scores 0–100.",
+        "",
+        "| task | type | metric | " + " | ".join(names) + " |",
+        "|" + "---|" * (3 + len(names)),
+    ]
     for task, info in first["tasks"].items():
         cells = [f"{systems[n]['eval']['tasks'][task]['main_score']:.2f}" for n in names]
         lines.append(f"| {task} | {info['type']} | {info['metric']} | " + " | ".join(cells) + " |")
     lines.append("| **mean** | | | " + " | ".join(f"**{systems[n]['eval']['mean']:.2f}**" for n in names) + " |")
     lines.append("| optimizer steps | | | " + " | ".join(str(systems[n]["steps"]) for n in names) + " |")
-    lines.append("| training wall time (s) | | | " + " | ".join(
-        f"{systems[n]['train_seconds']:.0f}" if systems[n]["train_seconds"] is not None else "–" for n in names) + " |")
+    lines.append(
+        "| training wall time (s) | | | "
+        + " | ".join(
+            f"{systems[n]['train_seconds']:.0f}" if systems[n]["train_seconds"] is not None else "–" for n in names
+        )
+        + " |"
+    )
     return "\n".join(lines)
 
 
@@ -120,8 +143,9 @@ def plot(systems: dict[str, dict], path: Path) -> None:
     save_figure(fig, ax, path, "Text2Token vs SimCSE vs untrained (equal steps)", legend_size=8)
 
 
-def save_figure(fig, ax, path: Path, title: str, ylabel: str = "score (0–100)", legend_size: int = 7,
-                legend_outside: bool = False) -> None:
+def save_figure(
+    fig, ax, path: Path, title: str, ylabel: str = "score (0–100)", legend_size: int = 7, legend_outside: bool = False
+) -> None:
     """Label, lay out, write and close a benchmark figure (the finish every plot here shares); a long legend
     goes outside the axes, to the right, so that it hides no bar."""
     import matplotlib.pyplot as plt
@@ -143,30 +167,60 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     common = [f"model.name={args.model}", "training.save_every=10"]
 
-    t2t_dir, t2t_summary = train_system("text2token", args.config, [
-        *common, f"output_dir={out / 'runs' / 'text2token'}", "stages=[data,model]",
-        f"stage1.steps={s1}", f"stage2.steps={s2}"])
-    simcse_dir, simcse_summary = train_system("simcse", args.config, [
-        *common, f"output_dir={out / 'runs' / 'simcse'}", "objective=simcse", f"simcse.steps={s1 + s2}"])
+    t2t_dir, t2t_summary = train_system(
+        "text2token",
+        args.config,
+        [
+            *common,
+            f"output_dir={out / 'runs' / 'text2token'}",
+            "stages=[data,model]",
+            f"stage1.steps={s1}",
+            f"stage2.steps={s2}",
+        ],
+    )
+    simcse_dir, simcse_summary = train_system(
+        "simcse",
+        args.config,
+        [*common, f"output_dir={out / 'runs' / 'simcse'}", "objective=simcse", f"simcse.steps={s1 + s2}"],
+    )
 
     from text2token.training import load_config
 
     cfg = load_config(args.config, common)
     systems = {
-        "untrained": {"steps": 0, "train_seconds": None,
-                      "eval": evaluate("untrained", args.model, suite, out / "eval-untrained.json",
-                                       pooling=cfg.model.pooling, attention=cfg.model.attention)},
-        "Text2Token": {"steps": t2t_summary["steps"], "train_seconds": t2t_summary["seconds"],
-                       "eval": evaluate("text2token", str(t2t_dir), suite, out / "eval-text2token.json")},
-        "SimCSE": {"steps": simcse_summary["steps"], "train_seconds": simcse_summary["seconds"],
-                   "eval": evaluate("simcse", str(simcse_dir), suite, out / "eval-simcse.json")},
+        "untrained": {
+            "steps": 0,
+            "train_seconds": None,
+            "eval": evaluate(
+                "untrained",
+                args.model,
+                suite,
+                out / "eval-untrained.json",
+                pooling=cfg.model.pooling,
+                attention=cfg.model.attention,
+            ),
+        },
+        "Text2Token": {
+            "steps": t2t_summary["steps"],
+            "train_seconds": t2t_summary["seconds"],
+            "eval": evaluate("text2token", str(t2t_dir), suite, out / "eval-text2token.json"),
+        },
+        "SimCSE": {
+            "steps": simcse_summary["steps"],
+            "train_seconds": simcse_summary["seconds"],
+            "eval": evaluate("simcse", str(simcse_dir), suite, out / "eval-simcse.json"),
+        },
     }
     for info in systems.values():
         info["categories"] = info["eval"]["categories"]  # evaluate_suite's per-type means
     t2t, sim = systems["Text2Token"], systems["SimCSE"]
     results = {
-        "suite": suite, "backbone": args.model, "config": args.config,
-        "stage1_steps": s1, "stage2_steps": s2, "simcse_steps": s1 + s2,
+        "suite": suite,
+        "backbone": args.model,
+        "config": args.config,
+        "stage1_steps": s1,
+        "stage2_steps": s2,
+        "simcse_steps": s1 + s2,
         "systems": systems,
         "text2token_minus_simcse_mean": round(t2t["eval"]["mean"] - sim["eval"]["mean"], 2),
         "train_time_ratio_text2token_vs_simcse": round(t2t["train_seconds"] / sim["train_seconds"], 3),
@@ -180,9 +234,13 @@ def main(argv=None) -> int:
         plot(systems, out / "quality.png")
     print()
     print(table)
-    print(f"\nText2Token − SimCSE (mean): {results['text2token_minus_simcse_mean']:+.2f}; training time ratio "
-          f"Text2Token/SimCSE: {results['train_time_ratio_text2token_vs_simcse']:.2f}")
-    print(f"written: {out / 'results.json'}, {out / 'results.md'}" + ("" if args.no_plot else f", {out / 'quality.png'}"))
+    print(
+        f"\nText2Token − SimCSE (mean): {results['text2token_minus_simcse_mean']:+.2f}; training time ratio "
+        f"Text2Token/SimCSE: {results['train_time_ratio_text2token_vs_simcse']:.2f}"
+    )
+    print(
+        f"written: {out / 'results.json'}, {out / 'results.md'}" + ("" if args.no_plot else f", {out / 'quality.png'}")
+    )
     return 0
 
 

@@ -39,7 +39,7 @@ def ndcg(index, queries, qids, dids, qrels, **kwargs) -> float:
     from text2token.evaluation.suite import ndcg_at_10
 
     scores = np.full((len(queries), len(dids)), -np.inf, dtype=np.float32)
-    for i, (rows, s) in enumerate(index.ranked(queries, 10, **kwargs)):
+    for i, (rows, _scores) in enumerate(index.ranked(queries, 10, **kwargs)):
         scores[i, rows] = np.arange(len(rows), 0, -1)  # rank order (hybrid scores are not cosines)
     return 100 * ndcg_at_10(scores, qids, dids, qrels)
 
@@ -51,9 +51,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from text2token import Text2TokenModel
-    from text2token.retrieval.ann import ANN_FILE, vector_bytes
     from text2token.evaluation.suite import load_task
     from text2token.retrieval import SearchIndex, build_index
+    from text2token.retrieval.ann import ANN_FILE, vector_bytes
 
     task = load_task("WordNetNounDefinitionRetrieval")
     qs, corpus, qrels = task.data["queries"], task.data["corpus"], task.data["qrels"]
@@ -62,15 +62,30 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         base = Path(d) / "f16"
-        build_index(model, [{"id": c["id"], "text": c["text"]} for c in corpus], base, ann="on", model_ref=args.model,
-                    show_progress_bar=True)
+        build_index(
+            model,
+            [{"id": c["id"], "text": c["text"]} for c in corpus],
+            base,
+            ann="on",
+            model_ref=args.model,
+            show_progress_bar=True,
+        )
         dim = int(np.load(base / "dense.npy", mmap_mode="r").shape[1])
         index = SearchIndex(base, model=model)
-        exact = {"dense": ndcg(index, queries, qids, dids, qrels, mode="dense", exact=True),
-                 "hybrid": ndcg(index, queries, qids, dids, qrels, mode="hybrid", exact=True)}
-        rows.append({"vectors": "float32, exact search", "bytes_per_doc": 4 * dim, "file_bytes_per_doc": 4 * dim,
-                     "dense_ndcg": round(exact["dense"], 2), "dense_ndcg_rescored": None,
-                     "hybrid_ndcg": round(exact["hybrid"], 2)})
+        exact = {
+            "dense": ndcg(index, queries, qids, dids, qrels, mode="dense", exact=True),
+            "hybrid": ndcg(index, queries, qids, dids, qrels, mode="hybrid", exact=True),
+        }
+        rows.append(
+            {
+                "vectors": "float32, exact search",
+                "bytes_per_doc": 4 * dim,
+                "file_bytes_per_doc": 4 * dim,
+                "dense_ndcg": round(exact["dense"], 2),
+                "dense_ndcg_rescored": None,
+                "hybrid_ndcg": round(exact["hybrid"], 2),
+            }
+        )
         for dtype in ("f16", "i8", "b1"):
             folder = base
             if dtype != "f16":
@@ -78,11 +93,14 @@ def main(argv=None) -> int:
                 shutil.copytree(base, folder)
                 rebuild_graph(folder, dtype)
             index = SearchIndex(folder, model=model)
-            row = {"vectors": f"{dtype} ANN graph", "bytes_per_doc": vector_bytes(dim, dtype),
-                   "file_bytes_per_doc": round((folder / ANN_FILE).stat().st_size / len(corpus)),
-                   "dense_ndcg": round(ndcg(index, queries, qids, dids, qrels, mode="dense", rescore=False), 2),
-                   "dense_ndcg_rescored": round(ndcg(index, queries, qids, dids, qrels, mode="dense"), 2),
-                   "hybrid_ndcg": round(ndcg(index, queries, qids, dids, qrels, mode="hybrid"), 2)}
+            row = {
+                "vectors": f"{dtype} ANN graph",
+                "bytes_per_doc": vector_bytes(dim, dtype),
+                "file_bytes_per_doc": round((folder / ANN_FILE).stat().st_size / len(corpus)),
+                "dense_ndcg": round(ndcg(index, queries, qids, dids, qrels, mode="dense", rescore=False), 2),
+                "dense_ndcg_rescored": round(ndcg(index, queries, qids, dids, qrels, mode="dense"), 2),
+                "hybrid_ndcg": round(ndcg(index, queries, qids, dids, qrels, mode="hybrid"), 2),
+            }
             rows.append(row)
             print(row, flush=True)
     for r in rows:
@@ -91,16 +109,24 @@ def main(argv=None) -> int:
         if r["dense_ndcg_rescored"] is not None:
             r["dense_rescored_lost_vs_exact"] = round(exact["dense"] - r["dense_ndcg_rescored"], 2)
     i8 = next(r for r in rows if r["vectors"].startswith("i8"))
-    result = {"model": args.model, "task": "WordNetNounDefinitionRetrieval", "documents": len(corpus),
-              "queries": len(qs), "dim": dim, "rows": rows,
-              "goal": "int8: <= 0.5 nDCG@10 points lost (dense, rescored) at 1/4 of float32's bytes",
-              "goal_met": i8["dense_rescored_lost_vs_exact"] <= 0.5 and i8["bytes_vs_float32"] <= 0.25}
+    result = {
+        "model": args.model,
+        "task": "WordNetNounDefinitionRetrieval",
+        "documents": len(corpus),
+        "queries": len(qs),
+        "dim": dim,
+        "rows": rows,
+        "goal": "int8: <= 0.5 nDCG@10 points lost (dense, rescored) at 1/4 of float32's bytes",
+        "goal_met": i8["dense_rescored_lost_vs_exact"] <= 0.5 and i8["bytes_vs_float32"] <= 0.25,
+    }
     print("\n| vectors | bytes/doc (vector) | × float32 | graph file bytes/doc | dense nDCG@10 | rescored | hybrid |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['vectors']} | {r['bytes_per_doc']} | {r['bytes_vs_float32']} | {r['file_bytes_per_doc']} | "
-              f"{r['dense_ndcg']} | {r['dense_ndcg_rescored'] if r['dense_ndcg_rescored'] is not None else '—'} | "
-              f"{r['hybrid_ndcg']} |")
+        print(
+            f"| {r['vectors']} | {r['bytes_per_doc']} | {r['bytes_vs_float32']} | {r['file_bytes_per_doc']} | "
+            f"{r['dense_ndcg']} | {r['dense_ndcg_rescored'] if r['dense_ndcg_rescored'] is not None else '—'} | "
+            f"{r['hybrid_ndcg']} |"
+        )
     print(f"\ngoal met: {result['goal_met']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -42,8 +42,7 @@ def main(argv=None) -> int:
     from text2token import Text2TokenModel
     from text2token.evaluation.suite import load_task, ndcg_at_10
     from text2token.modes import Fusion
-    from text2token.retrieval import (DEFAULT_ALPHA, DEFAULT_FUSION, SearchIndex, TopTokens, build_index,
-                                         fuse)
+    from text2token.retrieval import DEFAULT_ALPHA, DEFAULT_FUSION, SearchIndex, TopTokens, build_index, fuse
 
     task = load_task("WordNetNounDefinitionRetrieval", limit=200 if args.quick else None)
     queries, corpus, qrels = task.data["queries"], task.data["corpus"], task.data["qrels"]
@@ -62,8 +61,13 @@ def main(argv=None) -> int:
         return out
 
     with tempfile.TemporaryDirectory() as d:
-        info = build_index(model, [{"id": c["id"], "text": c["text"]} for c in corpus], Path(d) / "index",
-                           model_ref=args.model, show_progress_bar=False)
+        info = build_index(
+            model,
+            [{"id": c["id"], "text": c["text"]} for c in corpus],
+            Path(d) / "index",
+            model_ref=args.model,
+            show_progress_bar=False,
+        )
         index = SearchIndex(Path(d) / "index", model=model)
         index.query_vectors(qtexts[:4])  # warm-up
         t0 = time.perf_counter()
@@ -75,21 +79,36 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         sparse = (q_sparse @ index.sparse.T).toarray()
         sparse_ms = 1000 * (time.perf_counter() - t0) / len(qtexts)
-        modes = {"dense": row(dense, dense_ms), "sparse": row(sparse, sparse_ms),
-                 f"hybrid {DEFAULT_FUSION} α={DEFAULT_ALPHA:g} (default)": row(fuse(dense, sparse), dense_ms + sparse_ms)}
-    result = {"model": args.model, "queries": len(queries), "documents": len(corpus),
-              "top_k": info["top_k"], "query_top_k": info["query_top_k"], "weighting": info["weighting"],
-              "modes": modes, "query_encode_ms_per_query": round(encode_ms, 2), "sparse_bytes": info["sparse_bytes"],
-              "dense_bytes": info["dense_bytes"],
-              "sparse_over_dense_ndcg": round(modes["sparse"]["all"] / modes["dense"]["all"], 3),
-              "sparse_over_dense_bytes": round(info["sparse_bytes"] / info["dense_bytes"], 3)}
+        modes = {
+            "dense": row(dense, dense_ms),
+            "sparse": row(sparse, sparse_ms),
+            f"hybrid {DEFAULT_FUSION} α={DEFAULT_ALPHA:g} (default)": row(fuse(dense, sparse), dense_ms + sparse_ms),
+        }
+    result = {
+        "model": args.model,
+        "queries": len(queries),
+        "documents": len(corpus),
+        "top_k": info["top_k"],
+        "query_top_k": info["query_top_k"],
+        "weighting": info["weighting"],
+        "modes": modes,
+        "query_encode_ms_per_query": round(encode_ms, 2),
+        "sparse_bytes": info["sparse_bytes"],
+        "dense_bytes": info["dense_bytes"],
+        "sparse_over_dense_ndcg": round(modes["sparse"]["all"] / modes["dense"]["all"], 3),
+        "sparse_over_dense_bytes": round(info["sparse_bytes"] / info["dense_bytes"], 3),
+    }
     print("\n| mode | nDCG@10 dev | test | all | P@10 | ms/query scoring |\n|---|---|---|---|---|---|")
     for mode, r in modes.items():
-        print(f"| {mode} | {r['dev']:.2f} | {r['test']:.2f} | {r['all']:.2f} | {r['p_at_10']:.2f} | "
-              f"{r['ms_scoring_per_query']:.4f} |")
-    print(f"\nquery encoding (dense + sparse, one pass): {encode_ms:.1f} ms/query; sparse/dense nDCG@10 = "
-          f"{result['sparse_over_dense_ndcg']:.2f}; index size sparse {info['sparse_bytes'] / 1024:.0f} KiB vs dense "
-          f"{info['dense_bytes'] / 1024:.0f} KiB ({result['sparse_over_dense_bytes']:.2f}×)")
+        print(
+            f"| {mode} | {r['dev']:.2f} | {r['test']:.2f} | {r['all']:.2f} | {r['p_at_10']:.2f} | "
+            f"{r['ms_scoring_per_query']:.4f} |"
+        )
+    print(
+        f"\nquery encoding (dense + sparse, one pass): {encode_ms:.1f} ms/query; sparse/dense nDCG@10 = "
+        f"{result['sparse_over_dense_ndcg']:.2f}; index size sparse {info['sparse_bytes'] / 1024:.0f} KiB vs dense "
+        f"{info['dense_bytes'] / 1024:.0f} KiB ({result['sparse_over_dense_bytes']:.2f}×)"
+    )
 
     if args.sweep:
         docs_top = TopTokens(model, [c["text"] for c in corpus], 1024)
@@ -111,12 +130,16 @@ def main(argv=None) -> int:
         print("\nsweep, best sparse settings by dev nDCG@10 (dev / test / all):")
         for e in grid[:6]:
             best = max((k for k in e if "α=" in k), key=lambda k: e[k]["dev"])
-            print(f"  {e['weighting']:11s} K={e['K']:4d} M={e['M']:4d}: sparse {e['sparse']['dev']:.2f} / "
-                  f"{e['sparse']['test']:.2f} / {e['sparse']['all']:.2f}; best hybrid {best}: {e[best]['dev']:.2f} / "
-                  f"{e[best]['test']:.2f} / {e[best]['all']:.2f}")
+            print(
+                f"  {e['weighting']:11s} K={e['K']:4d} M={e['M']:4d}: sparse {e['sparse']['dev']:.2f} / "
+                f"{e['sparse']['test']:.2f} / {e['sparse']['all']:.2f}; best hybrid {best}: {e[best]['dev']:.2f} / "
+                f"{e[best]['test']:.2f} / {e[best]['all']:.2f}"
+            )
         plain = max((e for e in grid if e["weighting"] == "prob"), key=lambda e: e["sparse"]["dev"])
-        print(f"  best with plain probabilities: K={plain['K']} M={plain['M']}: {plain['sparse']['dev']:.2f} / "
-              f"{plain['sparse']['test']:.2f} / {plain['sparse']['all']:.2f}")
+        print(
+            f"  best with plain probabilities: K={plain['K']} M={plain['M']}: {plain['sparse']['dev']:.2f} / "
+            f"{plain['sparse']['test']:.2f} / {plain['sparse']['all']:.2f}"
+        )
     if args.json:
         from text2token.textio import write_json_atomic
 

@@ -37,8 +37,9 @@ async def load(url: str, texts: list[str], concurrency: int) -> dict:
             _, text = queue.pop()
             t = time.perf_counter()
             try:
-                r = await client.post(url + "/v1/embeddings", json={"model": "m", "input": text,
-                                                                    "encoding_format": "base64"})
+                r = await client.post(
+                    url + "/v1/embeddings", json={"model": "m", "input": text, "encoding_format": "base64"}
+                )
                 ok = r.status_code == 200 and len(r.json()["data"]) == 1
             except httpx.HTTPError:
                 ok = False
@@ -51,9 +52,16 @@ async def load(url: str, texts: list[str], concurrency: int) -> dict:
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         wall = time.perf_counter() - t0
     lat = np.array(latencies) * 1000
-    return {"concurrency": concurrency, "requests": len(texts), "errors": errors, "seconds": round(wall, 2),
-            "requests_per_s": round(len(texts) / wall, 2), "texts_per_s": round(len(texts) / wall, 2),
-            "p50_ms": round(float(np.percentile(lat, 50)), 1), "p99_ms": round(float(np.percentile(lat, 99)), 1)}
+    return {
+        "concurrency": concurrency,
+        "requests": len(texts),
+        "errors": errors,
+        "seconds": round(wall, 2),
+        "requests_per_s": round(len(texts) / wall, 2),
+        "texts_per_s": round(len(texts) / wall, 2),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "p99_ms": round(float(np.percentile(lat, 99)), 1),
+    }
 
 
 def encode_rate(model: str, texts: list[str], batch_size: int) -> float:
@@ -86,10 +94,12 @@ def main(argv=None) -> int:
     baseline = encode_rate(model, texts, args.batch_size)
     print(f"encode (batch {args.batch_size}): {baseline:.1f} texts/s")
     dynamic = ["--max-batch-size", str(args.batch_size), "--batch-timeout", "0.01"]
-    settings = {"no batching across requests": ["--max-batch-size", "1"],
-                f"dynamic batching (up to {args.batch_size})": [*dynamic, "--batch-size", str(args.batch_size)],
-                # a dynamic batch mixes lengths; encode sorts it by length and runs it 8 at a time: less padding
-                f"dynamic batching (up to {args.batch_size}), forward passes of 8": [*dynamic, "--batch-size", "8"]}
+    settings = {
+        "no batching across requests": ["--max-batch-size", "1"],
+        f"dynamic batching (up to {args.batch_size})": [*dynamic, "--batch-size", str(args.batch_size)],
+        # a dynamic batch mixes lengths; encode sorts it by length and runs it 8 at a time: less padding
+        f"dynamic batching (up to {args.batch_size}), forward passes of 8": [*dynamic, "--batch-size", "8"],
+    }
     rows = []
     for name, extra in settings.items():
         with background_server(model, *extra) as url:
@@ -98,16 +108,26 @@ def main(argv=None) -> int:
                 row = {"server": name, **asyncio.run(load(url, texts, c))}
                 row["vs_encode"] = round(row["texts_per_s"] / baseline, 3)
                 rows.append(row)
-                print(f"{name:52s} c={c:3d}: {row['texts_per_s']:7.1f} texts/s ({row['vs_encode']:.2f}x encode), "
-                      f"p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, errors {row['errors']}")
+                print(
+                    f"{name:52s} c={c:3d}: {row['texts_per_s']:7.1f} texts/s ({row['vs_encode']:.2f}x encode), "
+                    f"p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, errors {row['errors']}"
+                )
     best32 = max((r for r in rows if r["concurrency"] == max(levels)), key=lambda r: r["texts_per_s"])
-    result = {"model": args.model, "cpu_count": os.cpu_count(), "encode_texts_per_s": round(baseline, 2),
-              "rows": rows, "goal": "at the highest concurrency, >= 0.70x encode's texts/s and no failed request",
-              "goal_met": best32["vs_encode"] >= 0.70 and best32["errors"] == 0, "best_at_max_concurrency": best32}
+    result = {
+        "model": args.model,
+        "cpu_count": os.cpu_count(),
+        "encode_texts_per_s": round(baseline, 2),
+        "rows": rows,
+        "goal": "at the highest concurrency, >= 0.70x encode's texts/s and no failed request",
+        "goal_met": best32["vs_encode"] >= 0.70 and best32["errors"] == 0,
+        "best_at_max_concurrency": best32,
+    }
     print("\n| server | concurrency | texts/s | × encode | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['server']} | {r['concurrency']} | {r['texts_per_s']} | {r['vs_encode']} | {r['p50_ms']} | "
-              f"{r['p99_ms']} | {r['errors']} |")
+        print(
+            f"| {r['server']} | {r['concurrency']} | {r['texts_per_s']} | {r['vs_encode']} | {r['p50_ms']} | "
+            f"{r['p99_ms']} | {r['errors']} |"
+        )
     print(f"\nencode: {baseline:.1f} texts/s; goal met: {result['goal_met']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

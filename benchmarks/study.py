@@ -51,9 +51,19 @@ def recipe_steps(cfg) -> int:
     return sum(getattr(cfg, STAGES[key].section).steps for key in cfg.run_stages())
 
 
-def run_recipe(name: str, recipe: dict, seed: int, out: Path, suite: str, config: str, max_length: int,
-               curve_every: int = 0, backbone: list[str] | tuple = (), recipes: dict | None = None,
-               eval_dtype: str = "float32") -> dict:
+def run_recipe(
+    name: str,
+    recipe: dict,
+    seed: int,
+    out: Path,
+    suite: str,
+    config: str,
+    max_length: int,
+    curve_every: int = 0,
+    backbone: list[str] | tuple = (),
+    recipes: dict | None = None,
+    eval_dtype: str = "float32",
+) -> dict:
     from text2token.training import train
 
     folder = out / "runs" / f"{name}-seed{seed}"
@@ -61,8 +71,15 @@ def run_recipe(name: str, recipe: dict, seed: int, out: Path, suite: str, config
     post["dtype"] = eval_dtype
     if not recipe.get("train", True):
         base = recipe_config(recipe, config, backbone)
-        ev = evaluate(f"{name}", base.model.name, suite, out / f"eval-{name}.json", max_length=max_length,
-                      **_model_settings(base), **post)
+        ev = evaluate(
+            f"{name}",
+            base.model.name,
+            suite,
+            out / f"eval-{name}.json",
+            max_length=max_length,
+            **_model_settings(base),
+            **post,
+        )
         return {"eval": ev, "train_seconds": 0.0}
     if "from" in recipe:  # another recipe's trained model, evaluated under this recipe's settings
         source = out / "runs" / f"{recipe['from']}-seed{seed}"
@@ -70,27 +87,58 @@ def run_recipe(name: str, recipe: dict, seed: int, out: Path, suite: str, config
         if not summary_file.is_file():
             if recipes is None or recipe["from"] not in recipes:
                 raise SystemExit(f"recipe {name}: 'from: {recipe['from']}' names no recipe of this study")
-            run_recipe(recipe["from"], recipes[recipe["from"]], seed, out, suite, config, max_length, 0, backbone,
-                       recipes, eval_dtype)
+            run_recipe(
+                recipe["from"],
+                recipes[recipe["from"]],
+                seed,
+                out,
+                suite,
+                config,
+                max_length,
+                0,
+                backbone,
+                recipes,
+                eval_dtype,
+            )
         summary = json.loads(summary_file.read_text())
-        ev = evaluate(f"{name} seed {seed}", str(source / "model"), suite, out / f"eval-{name}-seed{seed}.json",
-                      max_length=max_length, **post)
+        ev = evaluate(
+            f"{name} seed {seed}",
+            str(source / "model"),
+            suite,
+            out / f"eval-{name}-seed{seed}.json",
+            max_length=max_length,
+            **post,
+        )
         return {"eval": ev, "train_seconds": summary["seconds"], "steps": summary["steps"]}
     keep = ["training.keep_checkpoints=1000"] if curve_every else []  # the checkpoints the curve evaluates
     cfg = recipe_config(recipe, config, [*backbone, *keep, f"training.seed={seed}", f"output_dir={folder}"])
     summary_file = folder / "train_summary.json"
     if not summary_file.is_file():
-        print(f"[{name} seed {seed}] training: {recipe.get('config', 'the --config file')} "
-              f"{' '.join(recipe.get('overrides', []))}", flush=True)
+        print(
+            f"[{name} seed {seed}] training: {recipe.get('config', 'the --config file')} "
+            f"{' '.join(recipe.get('overrides', []))}",
+            flush=True,
+        )
         train(cfg, resume=True)
     summary = json.loads(summary_file.read_text())
-    ev = evaluate(f"{name} seed {seed}", str(folder / "model"), suite, out / f"eval-{name}-seed{seed}.json",
-                  max_length=max_length, **post)
+    ev = evaluate(
+        f"{name} seed {seed}",
+        str(folder / "model"),
+        suite,
+        out / f"eval-{name}-seed{seed}.json",
+        max_length=max_length,
+        **post,
+    )
     curve = {}
     for total, ckpt in curve_points(cfg, folder, curve_every):
-        curve[str(total)] = evaluate(f"{name} seed {seed} @{total}", str(ckpt), suite,
-                                     out / f"eval-{name}-seed{seed}-step{total}.json", max_length=max_length,
-                                     dtype=eval_dtype)["mean"]
+        curve[str(total)] = evaluate(
+            f"{name} seed {seed} @{total}",
+            str(ckpt),
+            suite,
+            out / f"eval-{name}-seed{seed}-step{total}.json",
+            max_length=max_length,
+            dtype=eval_dtype,
+        )["mean"]
     if curve:
         curve[str(summary["steps"])] = ev["mean"]
     return {"eval": ev, "train_seconds": summary["seconds"], "steps": summary["steps"], "curve": curve}
@@ -136,14 +184,21 @@ def table(results: dict) -> str:
         return f"{m:.2f} ± {h:.2f}" if len(vals) > 1 else f"{m:.2f}"
 
     for t in tasks:
-        lines.append(f"| {t} | " + " | ".join(cell(n, lambda r, t=t: r["eval"]["tasks"][t]["main_score"]) for n in names) + " |")
+        lines.append(
+            f"| {t} | " + " | ".join(cell(n, lambda r, t=t: r["eval"]["tasks"][t]["main_score"]) for n in names) + " |"
+        )
     for c in cats:
-        lines.append(f"| *{c}* | " + " | ".join(cell(n, lambda r, c=c: r["eval"]["categories"][c]) for n in names) + " |")
+        lines.append(
+            f"| *{c}* | " + " | ".join(cell(n, lambda r, c=c: r["eval"]["categories"][c]) for n in names) + " |"
+        )
     lines.append("| **mean** | " + " | ".join(f"**{cell(n, lambda r: r['eval']['mean'])}**" for n in names) + " |")
     lines.append("| seeds | " + " | ".join(",".join(results[n]["seeds"]) for n in names) + " |")
     lines.append("| total steps | " + " | ".join(str(results[n]["steps"]) for n in names) + " |")
-    lines.append("| training time (s, mean) | " + " | ".join(
-        f"{statistics.mean(r['train_seconds'] for r in results[n]['seeds'].values()):.0f}" for n in names) + " |")
+    lines.append(
+        "| training time (s, mean) | "
+        + " | ".join(f"{statistics.mean(r['train_seconds'] for r in results[n]['seeds'].values()):.0f}" for n in names)
+        + " |"
+    )
     return "\n".join(lines)
 
 
@@ -167,14 +222,19 @@ def plot(results: dict, path: Path) -> None:
         vals = [[r["eval"]["categories"][c] for r in runs] for c in cats[:-1]] + [[r["eval"]["mean"] for r in runs]]
         means = [statistics.mean(v) for v in vals]
         errs = [(max(v) - min(v)) / 2 for v in vals]
-        bars = ax.bar(x + (i - (len(names) - 1) / 2) * width, means, width, yerr=errs, capsize=2,
-                      label=n if equal_steps else f"{n} ({results[n]['steps']} steps)",
-                      color=colors[i % len(colors)])
+        bars = ax.bar(
+            x + (i - (len(names) - 1) / 2) * width,
+            means,
+            width,
+            yerr=errs,
+            capsize=2,
+            label=n if equal_steps else f"{n} ({results[n]['steps']} steps)",
+            color=colors[i % len(colors)],
+        )
         ax.bar_label(bars, fmt="%.1f", fontsize=6)
     ax.set_xticks(x, cats)
     title = "recipes at equal optimizer steps" if equal_steps else "recipes (total optimizer steps in the legend)"
-    save_figure(fig, ax, path, f"{title} (mean ± half-range over seeds)",
-                legend_outside=len(names) > 6)
+    save_figure(fig, ax, path, f"{title} (mean ± half-range over seeds)", legend_outside=len(names) > 6)
 
 
 def plot_curves(results: dict, path: Path) -> None:
@@ -204,17 +264,35 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0,1", help="comma-separated training seeds")
     p.add_argument("--suite", default="dev", help="offline evaluation suite")
     p.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
-    p.add_argument("--backbone", help="train and evaluate every recipe on this backbone (model.name=...; e.g. "
-                                      "gemma3-270m); default: each recipe's config")
+    p.add_argument(
+        "--backbone",
+        help="train and evaluate every recipe on this backbone (model.name=...; e.g. "
+        "gemma3-270m); default: each recipe's config",
+    )
     p.add_argument("--out", help="output folder (default: benchmarks/results/study_<suite>[_<backbone>])")
-    p.add_argument("--no-train", action="store_true",
-                   help="only evaluate and tabulate the runs already trained (a report of what the study has)")
-    p.add_argument("--curve-every", type=int, default=0,
-                   help="also evaluate the checkpoints every N optimizer steps (score vs steps; keeps checkpoints)")
-    p.add_argument("--eval-dtype", choices=["float32", "bfloat16"], default="float32",
-                   help="dtype the models encode in when scored (bfloat16: ~2x faster on CPUs with native bf16)")
-    p.add_argument("--max-length", type=int, default=512,
-                   help="encoding length for the evaluation (every model, trained or not, is scored at this length)")
+    p.add_argument(
+        "--no-train",
+        action="store_true",
+        help="only evaluate and tabulate the runs already trained (a report of what the study has)",
+    )
+    p.add_argument(
+        "--curve-every",
+        type=int,
+        default=0,
+        help="also evaluate the checkpoints every N optimizer steps (score vs steps; keeps checkpoints)",
+    )
+    p.add_argument(
+        "--eval-dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="dtype the models encode in when scored (bfloat16: ~2x faster on CPUs with native bf16)",
+    )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=512,
+        help="encoding length for the evaluation (every model, trained or not, is scored at this length)",
+    )
     args = p.parse_args(argv)
     recipes = yaml.safe_load(Path(args.recipes_file).read_text())[args.study]
     chosen = args.recipes.split(",") if args.recipes else list(recipes)
@@ -223,8 +301,10 @@ def main(argv=None) -> int:
         raise SystemExit(f"unknown recipe(s) {', '.join(unknown)}; {args.study} has: {', '.join(recipes)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     backbone = [f"model.name={args.backbone}"] if args.backbone else []
-    out = Path(args.out or ROOT / "benchmarks" / "results" / (
-        f"study_{args.suite}" + (f"_{args.backbone}" if args.backbone else "")))
+    out = Path(
+        args.out
+        or ROOT / "benchmarks" / "results" / (f"study_{args.suite}" + (f"_{args.backbone}" if args.backbone else ""))
+    )
     out.mkdir(parents=True, exist_ok=True)
     results_file = out / "results.json"
     results = json.loads(results_file.read_text())["recipes"] if results_file.is_file() else {}
@@ -232,24 +312,62 @@ def main(argv=None) -> int:
     for seed in seeds:  # all recipes at one seed first: a partial study still compares them
         for name in chosen:
             recipe = recipes[name]
-            entry = results.setdefault(name, {"steps": recipe.get("steps"), "config": recipe.get("config"),
-                                              "overrides": recipe.get("overrides", []), "seeds": {}})
+            entry = results.setdefault(
+                name,
+                {
+                    "steps": recipe.get("steps"),
+                    "config": recipe.get("config"),
+                    "overrides": recipe.get("overrides", []),
+                    "seeds": {},
+                },
+            )
             key = str(seed) if recipe.get("train", True) else "-"
-            if args.no_train and key != "-" and not (out / "runs" / f"{name}-seed{seed}" / "train_summary.json").is_file():
+            if (
+                args.no_train
+                and key != "-"
+                and not (out / "runs" / f"{name}-seed{seed}" / "train_summary.json").is_file()
+            ):
                 continue
             done = entry["seeds"].get(key)
-            if (done and done["eval"].get("evaluator") == "mteb" and done["eval"].get("max_length") == args.max_length
-                    and done["eval"].get("dtype", "float32") == args.eval_dtype):
+            if (
+                done
+                and done["eval"].get("evaluator") == "mteb"
+                and done["eval"].get("max_length") == args.max_length
+                and done["eval"].get("dtype", "float32") == args.eval_dtype
+            ):
                 continue  # trained and scored the way this study scores (else: evaluated again, training reused)
-            entry["seeds"][key] = run_recipe(name, recipe, seed, out, args.suite, args.config, args.max_length,
-                                             args.curve_every, backbone, recipes, args.eval_dtype)
+            entry["seeds"][key] = run_recipe(
+                name,
+                recipe,
+                seed,
+                out,
+                args.suite,
+                args.config,
+                args.max_length,
+                args.curve_every,
+                backbone,
+                recipes,
+                args.eval_dtype,
+            )
             from text2token.textio import write_json_atomic
 
-            write_json_atomic(results_file, {"study": args.study, "suite": args.suite, "backbone": args.backbone,
-                                             "eval_dtype": args.eval_dtype, "recipes": results})
+            write_json_atomic(
+                results_file,
+                {
+                    "study": args.study,
+                    "suite": args.suite,
+                    "backbone": args.backbone,
+                    "eval_dtype": args.eval_dtype,
+                    "recipes": results,
+                },
+            )
     results = {n: results[n] for n in recipes if n in results and results[n]["seeds"]}
-    md = (f"Study `{args.study}`, suite `{args.suite}`" + (f", backbone `{args.backbone}`" if args.backbone else "")
-          + ", scores 0–100 (mean ± half the range over seeds).\n\n" + table(results))
+    md = (
+        f"Study `{args.study}`, suite `{args.suite}`"
+        + (f", backbone `{args.backbone}`" if args.backbone else "")
+        + ", scores 0–100 (mean ± half the range over seeds).\n\n"
+        + table(results)
+    )
     (out / "results.md").write_text(md + "\n", encoding="utf-8")
     plot(results, out / "study.png")
     plot_curves(results, out / "curve.png")

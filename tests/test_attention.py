@@ -34,7 +34,9 @@ def test_bidirectional_model_embeddings_differ_and_reload(tiny_model_dir, tmp_pa
 
     texts = ["one two three four", "a b"]
     causal = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", attention="causal", device="cpu")
-    bidir = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", attention="bidirectional", device="cpu")
+    bidir = Text2TokenModel.from_pretrained(
+        str(tiny_model_dir), pooling="mean", attention="bidirectional", device="cpu"
+    )
     assert not torch.allclose(torch.tensor(causal.encode(texts)), torch.tensor(bidir.encode(texts)), atol=1e-4)
     bidir.save_pretrained(tmp_path / "m")
     again = Text2TokenModel.from_pretrained(str(tmp_path / "m"), device="cpu")
@@ -48,8 +50,15 @@ def test_unknown_attention_mode(tiny_model):
 
 
 def _tiny(config_cls, **extra):
-    kwargs = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=64)
+    kwargs = dict(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
     kwargs.update(extra)
     return config_cls(**kwargs)
 
@@ -57,13 +66,25 @@ def _tiny(config_cls, **extra):
 @pytest.mark.parametrize("family", ["llama", "mistral", "qwen2", "qwen3", "gemma3_text"])
 def test_validated_families_switch_both_ways(family):
     """Every family listed as validated really honours the switch (random tiny models, real classes)."""
-    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+    from transformers import (
+        AutoModelForCausalLM,
+        Gemma3TextConfig,
+        LlamaConfig,
+        MistralConfig,
+        Qwen2Config,
+        Qwen3Config,
+    )
 
     from text2token.attention import VALIDATED_FAMILIES
 
     assert family in VALIDATED_FAMILIES
-    cls = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config,
-           "gemma3_text": Gemma3TextConfig}[family]
+    cls = {
+        "llama": LlamaConfig,
+        "mistral": MistralConfig,
+        "qwen2": Qwen2Config,
+        "qwen3": Qwen3Config,
+        "gemma3_text": Gemma3TextConfig,
+    }[family]
     extra = {"head_dim": 8, "sliding_window": 4} if family == "gemma3_text" else {}
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(_tiny(cls, **extra)).eval()

@@ -23,8 +23,9 @@ def test_a_crafted_optimizer_state_is_refused_and_runs_nothing(tmp_path):
     marker = tmp_path / "PWNED"
     ckpt = tmp_path / "checkpoint-0000001"
     ckpt.mkdir()
-    torch.save({"optimizer": _WritesAMarker(str(marker)), "scheduler": {}, "rng": torch.get_rng_state()},
-               ckpt / "optimizer.pt")
+    torch.save(
+        {"optimizer": _WritesAMarker(str(marker)), "scheduler": {}, "rng": torch.get_rng_state()}, ckpt / "optimizer.pt"
+    )
     with pytest.raises(Text2TokenError, match="holds objects a safe load refuses"):
         load_checkpoint(ckpt, model=None, optimizer=None, scheduler=None)
     assert not marker.exists()

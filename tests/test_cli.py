@@ -12,16 +12,37 @@ def test_encode_txt_and_jsonl_end_to_end(tmp_path, tiny_model_dir, capsys):
     txt = tmp_path / "in.txt"
     txt.write_text("first text\nsecond, longer text here\nthird\n", encoding="utf-8")
     out = tmp_path / "emb.npy"
-    assert main(["encode", "--model", str(tiny_model_dir), "--input", str(txt), "--output", str(out), "--normalize",
-                 "--batch-size", "2"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                "--model",
+                str(tiny_model_dir),
+                "--input",
+                str(txt),
+                "--output",
+                str(out),
+                "--normalize",
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     emb = np.load(out)
     assert emb.shape == (3, 64) and emb.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     jl = tmp_path / "in.jsonl"
-    jl.write_text("\n".join(json.dumps({"text": t, "id": i}) for i, t in
-                            enumerate(["first text", "second, longer text here", "third"])) + "\n")
+    jl.write_text(
+        "\n".join(
+            json.dumps({"text": t, "id": i}) for i, t in enumerate(["first text", "second, longer text here", "third"])
+        )
+        + "\n"
+    )
     out2 = tmp_path / "emb2.npy"
-    assert main(["encode", "--model", str(tiny_model_dir), "--input", str(jl), "--output", str(out2), "--normalize"]) == 0
+    assert (
+        main(["encode", "--model", str(tiny_model_dir), "--input", str(jl), "--output", str(out2), "--normalize"]) == 0
+    )
     np.testing.assert_allclose(np.load(out2), emb, atol=1e-5)
 
 
@@ -31,12 +52,15 @@ def test_explain_prints_tokens(tiny_model_dir, capsys):
     assert row["text"] == "cats and dogs" and len(row["tokens"]) == 3
 
 
-@pytest.mark.parametrize("content,match", [
-    (None, "in.txt: file does not exist"),
-    (b"", "in.txt: file holds no texts"),
-    (b"good line\n   \nanother\n", "in.txt:2: empty or whitespace-only line"),
-    (b"ok\n\xff\xfe bad\n", "in.txt:2: invalid UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (None, "in.txt: file does not exist"),
+        (b"", "in.txt: file holds no texts"),
+        (b"good line\n   \nanother\n", "in.txt:2: empty or whitespace-only line"),
+        (b"ok\n\xff\xfe bad\n", "in.txt:2: invalid UTF-8"),
+    ],
+)
 def test_encode_bad_text_files(tmp_path, tiny_model_dir, capsys, content, match):
     path = tmp_path / "in.txt"
     if content is not None:
@@ -48,17 +72,22 @@ def test_encode_bad_text_files(tmp_path, tiny_model_dir, capsys, content, match)
     assert not out.exists()
 
 
-@pytest.mark.parametrize("lines,match", [
-    (['{"text": "a"}', "{not json"], "in.jsonl:2: not valid JSON"),
-    (['{"text": "a"}', '{"body": "b"}'], "in.jsonl:2: missing field 'text' (fields: body)"),
-    (['{"text": 5}'], "in.jsonl:1: field 'text' must be a string"),
-    (['["a"]'], "in.jsonl:1: expected a JSON object"),
-    (['{"text": "  "}'], "in.jsonl:1: field 'text' is empty"),
-])
+@pytest.mark.parametrize(
+    "lines,match",
+    [
+        (['{"text": "a"}', "{not json"], "in.jsonl:2: not valid JSON"),
+        (['{"text": "a"}', '{"body": "b"}'], "in.jsonl:2: missing field 'text' (fields: body)"),
+        (['{"text": 5}'], "in.jsonl:1: field 'text' must be a string"),
+        (['["a"]'], "in.jsonl:1: expected a JSON object"),
+        (['{"text": "  "}'], "in.jsonl:1: field 'text' is empty"),
+    ],
+)
 def test_encode_bad_jsonl(tmp_path, tiny_model_dir, capsys, lines, match):
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    assert main(["encode", "--model", str(tiny_model_dir), "--input", str(path), "--output", str(tmp_path / "o.npy")]) == 2
+    assert (
+        main(["encode", "--model", str(tiny_model_dir), "--input", str(path), "--output", str(tmp_path / "o.npy")]) == 2
+    )
     assert match in capsys.readouterr().err
 
 
@@ -67,18 +96,30 @@ def test_bad_models(tmp_path, capsys, tokenizer):
 
     txt = tmp_path / "in.txt"
     txt.write_text("hello\n")
-    assert main(["encode", "--model", str(tmp_path / "missing"), "--input", str(txt), "--output", str(tmp_path / "o.npy")]) == 2
+    assert (
+        main(["encode", "--model", str(tmp_path / "missing"), "--input", str(txt), "--output", str(tmp_path / "o.npy")])
+        == 2
+    )
     assert "model path does not exist" in capsys.readouterr().err
     # a trunk saved without its (untied) LM head
-    trunk = LlamaModel(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                   num_attention_heads=2, tie_word_embeddings=False))
+    trunk = LlamaModel(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            tie_word_embeddings=False,
+        )
+    )
     trunk.save_pretrained(tmp_path / "trunk")
     tokenizer.save_pretrained(tmp_path / "trunk")
     assert main(["explain", "--model", str(tmp_path / "trunk"), "x"]) == 2
     assert "has no trained LM head" in capsys.readouterr().err
     # not a causal LM family at all
-    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)).save_pretrained(
-        tmp_path / "vit")
+    ViTModel(
+        ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    ).save_pretrained(tmp_path / "vit")
     assert main(["explain", "--model", str(tmp_path / "vit"), "x"]) == 2
     assert "not a causal language model" in capsys.readouterr().err
 
@@ -90,8 +131,12 @@ def test_train_bad_config_is_one_line(tmp_path, capsys):
 
 
 def test_print_config_and_console_script(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "text2token.cli", "train", "--print-config", "training.steps=5"],
-                         capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "text2token.cli", "train", "--print-config", "training.steps=5"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "steps: 5" in res.stdout
     res = subprocess.run([sys.executable, "-m", "text2token.cli", "--help"], capture_output=True, text=True, check=True)
     assert "encode" in res.stdout and "explain" in res.stdout
@@ -102,9 +147,12 @@ def test_hub_ids_take_the_hub_path_and_fail_clearly_offline(tmp_path):
 
     assert resolve_model_path("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert resolve_model_path("gpt2") == "gpt2"
-    res = subprocess.run([sys.executable, "-m", "text2token.cli", "explain", "--model", "HuggingFaceTB/SmolLM2-135M-Instruct",
-                          "x"], capture_output=True, text=True,
-                         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    res = subprocess.run(
+        [sys.executable, "-m", "text2token.cli", "explain", "--model", "HuggingFaceTB/SmolLM2-135M-Instruct", "x"],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+    )
     assert res.returncode == 2
     assert "cannot load model 'HuggingFaceTB/SmolLM2-135M-Instruct'" in res.stderr and "Traceback" not in res.stderr
 
@@ -113,16 +161,23 @@ def test_explain_input_file_and_compare(tmp_path, tiny_model_dir, capsys):
     src = tmp_path / "in.jsonl"
     src.write_text('{"text": "cats and dogs"}\n{"text": "stock markets"}\n')
     out = tmp_path / "ex.jsonl"
-    assert main(["explain", "--model", str(tiny_model_dir), "--input", str(src), "--output", str(out), "--top-k", "4"]) == 0
+    assert (
+        main(["explain", "--model", str(tiny_model_dir), "--input", str(src), "--output", str(out), "--top-k", "4"])
+        == 0
+    )
     rows = [json.loads(l) for l in out.read_text().splitlines()]
     assert [r["text"] for r in rows] == ["cats and dogs", "stock markets"] and all(len(r["tokens"]) == 4 for r in rows)
     capsys.readouterr()
-    assert main(["explain", "--model", str(tiny_model_dir), "--compare", "--json", "--top-k", "5", "a cat", "a kitten"]) == 0
+    assert (
+        main(["explain", "--model", str(tiny_model_dir), "--compare", "--json", "--top-k", "5", "a cat", "a kitten"])
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     from text2token import Text2TokenModel
 
-    emb = Text2TokenModel.from_pretrained(str(tiny_model_dir), device="cpu").encode(["a cat", "a kitten"],
-                                                                                    normalize_embeddings=True)
+    emb = Text2TokenModel.from_pretrained(str(tiny_model_dir), device="cpu").encode(
+        ["a cat", "a kitten"], normalize_embeddings=True
+    )
     assert res["cosine"] == pytest.approx(float(emb[0] @ emb[1]), abs=1e-5)  # the cosine of the two embeddings
     assert res["overlap"] > 0 and len(res["tokens"]) == 5
     shares = [t["share"] for t in res["tokens"]]
@@ -133,8 +188,7 @@ def test_explain_input_file_and_compare(tmp_path, tiny_model_dir, capsys):
     assert "exactly two" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("device, match", [("gpu0", "'gpu0' is not a torch device"),
-                                           ("cuda:99", "cuda:99")])
+@pytest.mark.parametrize("device, match", [("gpu0", "'gpu0' is not a torch device"), ("cuda:99", "cuda:99")])
 def test_a_device_this_machine_lacks_is_one_line(tiny_model_dir, capsys, device, match):
     import torch
 
@@ -168,8 +222,9 @@ def test_resume_of_a_folder_without_a_run_is_an_error_naming_it(tmp_path, capsys
     assert not (tmp_path / "runs" / "my-rnu").exists()
 
 
-@pytest.mark.parametrize("name, content", [("in.json", '[{"text": "a"}, {"text": "b"}]\n'),
-                                           ("in.csv", 'id,text\n1,"hello, world"\n')])
+@pytest.mark.parametrize(
+    "name, content", [("in.json", '[{"text": "a"}, {"text": "b"}]\n'), ("in.csv", 'id,text\n1,"hello, world"\n')]
+)
 def test_json_and_csv_inputs_are_refused_not_read_as_lines(tmp_path, tiny_model_dir, capsys, name, content):
     """A JSON array or CSV rows were read silently as lines of text (the raw JSON became one 'text')."""
     path = tmp_path / name
@@ -188,8 +243,20 @@ def test_encode_creates_the_output_folder_and_refuses_a_file_in_its_place(tmp_pa
         assert main(["encode", "--model", str(tiny_model_dir), "--input", str(texts), "--output", str(out), "-q"]) == 0
         assert out.is_file()
     (tmp_path / "afile").write_text("x")
-    assert main(["encode", "--model", str(tiny_model_dir), "--input", str(texts),
-                 "--output", str(tmp_path / "afile" / "e.npy")]) == 2
+    assert (
+        main(
+            [
+                "encode",
+                "--model",
+                str(tiny_model_dir),
+                "--input",
+                str(texts),
+                "--output",
+                str(tmp_path / "afile" / "e.npy"),
+            ]
+        )
+        == 2
+    )
     assert "a file stands where its folder should be" in capsys.readouterr().err
 
 
@@ -232,7 +299,9 @@ def test_saved_model_and_checkpoint_files_follow_the_umask_not_0600(tmp_path, ti
 
     old = os.umask(0o022)
     try:
-        Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", device="cpu").save_pretrained(tmp_path / "m")
+        Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", device="cpu").save_pretrained(
+            tmp_path / "m"
+        )
     finally:
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "m").rglob("*") if p.is_file()}

@@ -23,10 +23,14 @@ def test_model_is_required_and_an_untrained_one_is_named(tmp_path, tiny_model_di
     with pytest.raises(SystemExit):
         main(["encode", "--input", str(txt), "--output", str(tmp_path / "o.npy")])
     assert "the following arguments are required: --model" in capsys.readouterr().err
-    assert main(["encode", "--model", str(tiny_model_dir), "--input", str(txt), "--output", str(tmp_path / "o.npy")]) == 0
+    assert (
+        main(["encode", "--model", str(tiny_model_dir), "--input", str(txt), "--output", str(tmp_path / "o.npy")]) == 0
+    )
     assert "is an untrained backbone" in capsys.readouterr().err
-    assert main(["encode", "-q", "--model", str(tiny_model_dir), "--input", str(txt),
-                 "--output", str(tmp_path / "o.npy")]) == 0
+    assert (
+        main(["encode", "-q", "--model", str(tiny_model_dir), "--input", str(txt), "--output", str(tmp_path / "o.npy")])
+        == 0
+    )
     assert capsys.readouterr().err == "", "--quiet: nothing on stderr"
 
 
@@ -43,24 +47,29 @@ def test_a_mistyped_relative_path_is_an_error_not_a_hub_lookup(tmp_path, capsys,
     assert "cannot load model" not in err
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["explain", "--top-k", "49153", "x"], "larger than the model's vocabulary (49152 tokens)"),
-    (["explain", "--top-k", "0", "x"], "--top-k must be >= 1"),
-    (["encode", "--max-length", "0"], "--max-length must be >= 1"),
-    (["encode", "--max-length", "3"], "--max-length must be >= 8"),
-    (["encode", "--batch-size", "-2"], "--batch-size must be >= 1"),
-    (["search", "--top", "-1"], "--top must be >= 1"),
-    (["search", "--hybrid", "1.5"], "must be in [0, 1]"),
-    (["analyze", "--directions", "50"], "--directions 50 is more than min(texts, hidden size) = 3"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["explain", "--top-k", "49153", "x"], "larger than the model's vocabulary (49152 tokens)"),
+        (["explain", "--top-k", "0", "x"], "--top-k must be >= 1"),
+        (["encode", "--max-length", "0"], "--max-length must be >= 1"),
+        (["encode", "--max-length", "3"], "--max-length must be >= 8"),
+        (["encode", "--batch-size", "-2"], "--batch-size must be >= 1"),
+        (["search", "--top", "-1"], "--top must be >= 1"),
+        (["search", "--hybrid", "1.5"], "must be in [0, 1]"),
+        (["analyze", "--directions", "50"], "--directions 50 is more than min(texts, hidden size) = 3"),
+    ],
+)
 def test_numeric_options_are_validated(tmp_path, tiny_model_dir, capsys, argv, match):
     txt = tmp_path / "in.txt"
     txt.write_text("one text\ntwo texts\nthree texts\n")
     cmd, rest = argv[0], argv[1:]
-    extra = {"explain": ["--model", str(tiny_model_dir)],
-             "encode": ["--model", str(tiny_model_dir), "--input", str(txt), "--output", str(tmp_path / "o.npy")],
-             "search": ["--index", str(tmp_path), "--query", "x"],
-             "analyze": ["--model", str(tiny_model_dir), "--base", str(tiny_model_dir), "--input", str(txt)]}[cmd]
+    extra = {
+        "explain": ["--model", str(tiny_model_dir)],
+        "encode": ["--model", str(tiny_model_dir), "--input", str(txt), "--output", str(tmp_path / "o.npy")],
+        "search": ["--index", str(tmp_path), "--query", "x"],
+        "analyze": ["--model", str(tiny_model_dir), "--base", str(tiny_model_dir), "--input", str(txt)],
+    }[cmd]
     try:
         code = main([cmd, *extra, *rest])
     except SystemExit as exc:  # argparse's own usage errors
@@ -87,13 +96,44 @@ def test_stdin_skip_blank_and_output_formats_keep_ids(tmp_path, tiny_model_dir):
     table = pq.read_table(tmp_path / "o.parquet")
     assert table.column("id").to_pylist() == ["a7", "1", "9"]
     np.testing.assert_array_equal(np.array(table.column("embedding").to_pylist(), dtype=np.float32), ref)
-    res = subprocess.run([sys.executable, "-m", "text2token", "encode", "-q", "--model", str(tiny_model_dir),
-                          "--input", "-", "--output", str(tmp_path / "s.npy")], input="first text\nsecond\nthird one\n",
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "text2token",
+            "encode",
+            "-q",
+            "--model",
+            str(tiny_model_dir),
+            "--input",
+            "-",
+            "--output",
+            str(tmp_path / "s.npy"),
+        ],
+        input="first text\nsecond\nthird one\n",
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     np.testing.assert_allclose(np.load(tmp_path / "s.npy"), ref, atol=1e-6)
-    assert main(["explain", "-q", "--model", str(tiny_model_dir), "--input", str(src), "--skip-blank", "--top-k", "2",
-                 "--output", str(tmp_path / "x.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                "-q",
+                "--model",
+                str(tiny_model_dir),
+                "--input",
+                str(src),
+                "--skip-blank",
+                "--top-k",
+                "2",
+                "--output",
+                str(tmp_path / "x.jsonl"),
+            ]
+        )
+        == 0
+    )
     assert [json.loads(line)["id"] for line in (tmp_path / "x.jsonl").read_text().splitlines()] == ["a7", "1", "9"]
 
 
@@ -106,15 +146,30 @@ def test_every_command_and_option_has_help_and_defaults_are_shown():
         for action in command._actions:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
             if action.option_strings and action.default not in (None, False, [], "==SUPPRESS=="):
-                assert f"(default: {action.default})" in text or "(default" in (action.help or ""), \
+                assert f"(default: {action.default})" in text or "(default" in (action.help or ""), (
                     f"{name} {action.option_strings}: default not shown"
+                )
 
 
 def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path, tiny_model_dir):
     txt = tmp_path / "in.txt"
     txt.write_text("one text to embed\n" * 3000)  # enough work that the signal lands before the end on any machine
-    proc = subprocess.Popen([sys.executable, "-m", "text2token", "encode", "--model", str(tiny_model_dir), "--input",
-                             str(txt), "--output", str(tmp_path / "o.npy")], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "text2token",
+            "encode",
+            "--model",
+            str(tiny_model_dir),
+            "--input",
+            str(txt),
+            "--output",
+            str(tmp_path / "o.npy"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(0.7)  # still importing torch / transformers
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=60)[1]
@@ -130,7 +185,9 @@ def test_python_api_follows_sentence_transformers(tiny_model_dir):
     assert isinstance(t, torch.Tensor) and np.array_equal(t.numpy(), emb)
     sim = model.similarity(emb, emb)
     assert sim.shape == (2, 2) and torch.allclose(torch.diagonal(sim), torch.ones(2), atol=1e-5)
-    assert sim[0, 1] == pytest.approx(float(emb[0] @ emb[1] / np.linalg.norm(emb[0]) / np.linalg.norm(emb[1])), abs=1e-5)
+    assert sim[0, 1] == pytest.approx(
+        float(emb[0] @ emb[1] / np.linalg.norm(emb[0]) / np.linalg.norm(emb[1])), abs=1e-5
+    )
     np.testing.assert_array_equal(model.encode(texts, prompt="query: "), model.encode(["query: " + x for x in texts]))
     np.testing.assert_array_equal(model.encode_query(texts), emb)  # no query prompt saved: plain encode
     model.prompts = {"query": "Represent the question: "}

@@ -6,14 +6,27 @@ from text2token.training import RunConfig, load_config
 
 def test_defaults_are_valid_and_roundtrip(tmp_path):
     cfg = load_config()
-    assert cfg.lora.r == 16 and cfg.lora.alpha == 32 and cfg.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert (
+        cfg.lora.r == 16
+        and cfg.lora.alpha == 32
+        and cfg.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
     cfg.save(tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == cfg
 
 
 def test_overrides_and_yaml_number_forms(tmp_path):
-    cfg = load_config(None, ["stage1.lr=1e-4", "stage1.steps=7", "model.pooling=mean", "lora.target_modules=q_proj,v_proj",
-                             "data.max_texts=null", "model.template=null"])
+    cfg = load_config(
+        None,
+        [
+            "stage1.lr=1e-4",
+            "stage1.steps=7",
+            "model.pooling=mean",
+            "lora.target_modules=q_proj,v_proj",
+            "data.max_texts=null",
+            "model.template=null",
+        ],
+    )
     assert cfg.stage1.lr == 1e-4 and cfg.stage1.steps == 7 and cfg.model.pooling == "mean"
     assert cfg.lora.target_modules == ["q_proj", "v_proj"] and cfg.model.template is None
 
@@ -42,25 +55,31 @@ def test_old_keys_keep_working_with_a_deprecation_message(tmp_path, caplog):
         load_config(both)
 
 
-@pytest.mark.parametrize("override,match", [
-    ("training.stepz=3", "unknown config key 'training.stepz'"),
-    ("stage1.stepz=3", "unknown config key 'stage1.stepz' \\(did you mean 'steps'\\?\\)"),
-    ("stage1.steps=-1", "stage1.steps"),
-    ("stage2.steps=0", "stage2.steps"),
-    ("simcse.lr=0", "simcse.lr"),
-    ("stage1.lr=fast", "must be a number"),
-    ("stage1.steps=2.5", "must be an integer"),
-    ("training.steps=-1", "stage1.steps"),
-    ("objective=triplet", "objective"),
-    ("combined.simcse_weight=-1", "combined.simcse_weight"),
-    ("model.pooling=max", "model.pooling"),
-    ("model.attention=sideways", "model.attention"),
-    ("lora.dropout=1.5", "lora.dropout"),
-    ("model.template=no placeholder", "model.template"),
-    ("model.max_length=4", "model.max_length"),
-    ("data.train_file=bundled:wikipedia", "data.train_file' names no bundled corpus \\(bundled: bundled:brown, bundled:wiki\\)"),
-    ("training", "section.key=value"),
-])
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("training.stepz=3", "unknown config key 'training.stepz'"),
+        ("stage1.stepz=3", "unknown config key 'stage1.stepz' \\(did you mean 'steps'\\?\\)"),
+        ("stage1.steps=-1", "stage1.steps"),
+        ("stage2.steps=0", "stage2.steps"),
+        ("simcse.lr=0", "simcse.lr"),
+        ("stage1.lr=fast", "must be a number"),
+        ("stage1.steps=2.5", "must be an integer"),
+        ("training.steps=-1", "stage1.steps"),
+        ("objective=triplet", "objective"),
+        ("combined.simcse_weight=-1", "combined.simcse_weight"),
+        ("model.pooling=max", "model.pooling"),
+        ("model.attention=sideways", "model.attention"),
+        ("lora.dropout=1.5", "lora.dropout"),
+        ("model.template=no placeholder", "model.template"),
+        ("model.max_length=4", "model.max_length"),
+        (
+            "data.train_file=bundled:wikipedia",
+            "data.train_file' names no bundled corpus \\(bundled: bundled:brown, bundled:wiki\\)",
+        ),
+        ("training", "section.key=value"),
+    ],
+)
 def test_invalid_values_name_the_field(override, match):
     with pytest.raises(ConfigError, match=match):
         load_config(None, [override])
@@ -83,7 +102,11 @@ def test_bad_files(tmp_path):
         load_config(out_of_range)
     defaults = load_config(None)  # the built-in defaults: the documented recipe, valid as it stands
     assert isinstance(defaults, RunConfig) and defaults.validate() is defaults
-    assert (defaults.objective, defaults.run_stages(), defaults.model.name) == ("text2token", ["data", "model"], "default")
+    assert (defaults.objective, defaults.run_stages(), defaults.model.name) == (
+        "text2token",
+        ["data", "model"],
+        "default",
+    )
 
 
 def test_bundled_corpora_are_shipped_files():

@@ -12,14 +12,20 @@ from text2token.textio import read_records, read_texts
 from text2token.training import RunConfig, load_config
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                       max_leaves=6)
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 @FUZZ
-@given(data=st.binary(max_size=400), suffix=st.sampled_from([".txt", ".jsonl"]),
-       skip_blank=st.booleans(), errors=st.sampled_from(["strict", "replace"]))
+@given(
+    data=st.binary(max_size=400),
+    suffix=st.sampled_from([".txt", ".jsonl"]),
+    skip_blank=st.booleans(),
+    errors=st.sampled_from(["strict", "replace"]),
+)
 def test_any_bytes_as_a_corpus_give_texts_or_one_input_error(tmp_path, data, suffix, skip_blank, errors):
     path = tmp_path / f"{uuid.uuid4().hex}{suffix}"
     path.write_bytes(data)
@@ -32,8 +38,11 @@ def test_any_bytes_as_a_corpus_give_texts_or_one_input_error(tmp_path, data, suf
 
 
 @FUZZ
-@given(rows=st.lists(st.one_of(JSONISH.map(lambda v: __import__("json").dumps(v)), st.text(max_size=30)),
-                     min_size=0, max_size=6))
+@given(
+    rows=st.lists(
+        st.one_of(JSONISH.map(lambda v: __import__("json").dumps(v)), st.text(max_size=30)), min_size=0, max_size=6
+    )
+)
 def test_any_jsonl_lines_give_records_or_one_input_error(tmp_path, rows):
     path = tmp_path / f"{uuid.uuid4().hex}.jsonl"
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
@@ -46,8 +55,28 @@ def test_any_jsonl_lines_give_records_or_one_input_error(tmp_path, rows):
 
 
 @FUZZ
-@given(tree=st.dictionaries(st.sampled_from(["model", "training", "stage1", "stage2", "data", "lora", "objective",
-                                              "stages", "simcse", "combined", "mntp", "bogus"]), JSONISH, max_size=4))
+@given(
+    tree=st.dictionaries(
+        st.sampled_from(
+            [
+                "model",
+                "training",
+                "stage1",
+                "stage2",
+                "data",
+                "lora",
+                "objective",
+                "stages",
+                "simcse",
+                "combined",
+                "mntp",
+                "bogus",
+            ]
+        ),
+        JSONISH,
+        max_size=4,
+    )
+)
 def test_any_config_tree_gives_a_config_or_one_config_error(tmp_path, tree):
     import yaml
 

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_training import SENTENCES
 
 from text2token import Text2TokenModel
 from text2token.training.checkpoint_model import load_checkpoint_model
 from text2token.training.checkpoints import latest_checkpoint
-
-from test_training import SENTENCES
 
 pytestmark = pytest.mark.slow  # subprocess training runs
 
@@ -24,10 +23,27 @@ pytestmark = pytest.mark.slow  # subprocess training runs
 def _cmd(tmp_path, model_dir, run, steps, resume=False):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
-    return [sys.executable, "-m", "text2token.cli", "train", "--output", str(run), *(["--resume"] if resume else []),
-            "stages=[data]", f"model.name={model_dir}", f"data.train_file={corpus}", "model.pooling=mean", "training.batch_size=8",
-            "training.max_length=32", "stage1.lr=3e-3", "lora.r=8", "lora.dropout=0.0", f"stage1.steps={steps}",
-            "training.save_every=3", "training.keep_checkpoints=2"]
+    return [
+        sys.executable,
+        "-m",
+        "text2token.cli",
+        "train",
+        "--output",
+        str(run),
+        *(["--resume"] if resume else []),
+        "stages=[data]",
+        f"model.name={model_dir}",
+        f"data.train_file={corpus}",
+        "model.pooling=mean",
+        "training.batch_size=8",
+        "training.max_length=32",
+        "stage1.lr=3e-3",
+        "lora.r=8",
+        "lora.dropout=0.0",
+        f"stage1.steps={steps}",
+        "training.save_every=3",
+        "training.keep_checkpoints=2",
+    ]
 
 
 def _wait_for_steps(log, n, proc, timeout=120):
@@ -51,16 +67,22 @@ def full_run(tmp_path_factory, tiny_model_dir):
     return tmp / "run"
 
 
-@pytest.mark.parametrize("sig,after_step", [
-    (signal.SIGINT, 5), (signal.SIGTERM, 17),
-    (signal.SIGKILL, 1),   # before the first checkpoint (step 3): resume starts over
-    (signal.SIGKILL, 10), (signal.SIGKILL, 32),
-])
+@pytest.mark.parametrize(
+    "sig,after_step",
+    [
+        (signal.SIGINT, 5),
+        (signal.SIGTERM, 17),
+        (signal.SIGKILL, 1),  # before the first checkpoint (step 3): resume starts over
+        (signal.SIGKILL, 10),
+        (signal.SIGKILL, 32),
+    ],
+)
 def test_interrupt_then_resume_equals_uninterrupted(tmp_path, tiny_model_dir, full_run, sig, after_step):
     steps, full = STEPS, full_run
     run = tmp_path / "run"
-    proc = subprocess.Popen(_cmd(tmp_path, tiny_model_dir, run, steps), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        _cmd(tmp_path, tiny_model_dir, run, steps), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _wait_for_steps(run / "stage1-data" / "train_log.jsonl", after_step, proc)
     proc.send_signal(sig)
     proc.wait(timeout=60)

@@ -61,8 +61,9 @@ def test_classification_protocols(model):
     eight = [r for label in labels for r in [r for r in d["train"] if r["label"] == label][:8]]
     assert len(eight) == 8 * len(labels)
     task.data = {"train": eight, "test": d["test"]}
-    clf = LogisticRegression(max_iter=100).fit(model.encode([r["text"] for r in eight]),
-                                               [labels.index(r["label"]) for r in eight])
+    clf = LogisticRegression(max_iter=100).fit(
+        model.encode([r["text"] for r in eight]), [labels.index(r["label"]) for r in eight]
+    )
     expect = 100 * float(np.mean(clf.predict(model.encode([r["text"] for r in d["test"]])) == y_test))
     assert score(MTEBEncoder(model), task, "mteb") == pytest.approx(expect, abs=1e-6)
     with pytest.raises(Text2TokenError, match="classification protocol must be one of mteb, all-train"):
@@ -72,14 +73,34 @@ def test_classification_protocols(model):
 def test_clustering_embeds_every_text(model):
     task = load_task("MiniNewsgroupsClustering")
     local = mteb_task(task)
-    assert local.max_fraction_of_documents_to_embed is None and local.max_documents_per_cluster == len(task.data["test"])
+    assert local.max_fraction_of_documents_to_embed is None and local.max_documents_per_cluster == len(
+        task.data["test"]
+    )
     assert 0 <= score(MTEBEncoder(model), task) <= 100
 
 
 def test_suite_json_states_evaluator_protocols_and_length(tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "r.json"
-    assert main(["eval", "--model", str(tiny_model_dir), "--pooling", "mean", "--suite", "quick", "--max-length", "96",
-                 "--classification-protocol", "all-train", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(tiny_model_dir),
+                "--pooling",
+                "mean",
+                "--suite",
+                "quick",
+                "--max-length",
+                "96",
+                "--classification-protocol",
+                "all-train",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     assert data["evaluator"] == "mteb" and data["classification_protocol"] == "all-train" and data["max_length"] == 96
     assert "fit once on all train rows" in data["tasks"]["RottenTomatoesClassification"]["protocol"]

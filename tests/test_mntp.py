@@ -9,13 +9,19 @@ from text2token import Text2TokenModel
 from text2token.objectives import MNTP, mask_token_id
 from text2token.training.batches import Collator
 
-TEXTS = ["The cat sat on the mat near the door.", "Stocks fell after the bank raised rates.", "Hi",
-         "Volcanoes erupted, spreading ash across the villages below the mountain."]
+TEXTS = [
+    "The cat sat on the mat near the door.",
+    "Stocks fell after the bank raised rates.",
+    "Hi",
+    "Volcanoes erupted, spreading ash across the villages below the mountain.",
+]
 
 
 @pytest.mark.parametrize("packed", [False, True])
 def test_masking_and_loss_match_a_full_lm_forward(tiny_model_dir, packed):
-    model = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", attention="bidirectional", device="cpu")
+    model = Text2TokenModel.from_pretrained(
+        str(tiny_model_dir), pooling="mean", attention="bidirectional", device="cpu"
+    )
     model.eval()
     collate = Collator(model, TEXTS, torch.arange(len(TEXTS)).numpy())
     if packed:
@@ -31,7 +37,9 @@ def test_masking_and_loss_match_a_full_lm_forward(tiny_model_dir, packed):
     first = batch.position_ids == 0 if packed else real & (real.long().cumsum(1) == 1)
     assert not (chosen & first).any()  # a text's first token is never masked
     assert torch.equal(batch.token_labels[chosen], original[chosen])
-    assert (batch.input_ids[chosen] == objective.mask_id).all() and torch.equal(batch.input_ids[~chosen], original[~chosen])
+    assert (batch.input_ids[chosen] == objective.mask_id).all() and torch.equal(
+        batch.input_ids[~chosen], original[~chosen]
+    )
     with torch.no_grad():
         hidden = model(batch.input_ids, batch.attention_mask, batch.position_ids, batch.segment_ids, return_hidden=True)
         out = objective([hidden], batch, model)
@@ -53,8 +61,15 @@ def test_llm2vec_recipe_trains_mntp_then_simcse(tmp_path, tiny_model_dir):
 
     from text2token.training import train
 
-    cfg = _config(tmp_path, tiny_model_dir, "objective=llm2vec", "model.attention=bidirectional", "mntp.steps=3",
-                  "simcse.steps=2", "mntp.lr=1e-3")
+    cfg = _config(
+        tmp_path,
+        tiny_model_dir,
+        "objective=llm2vec",
+        "model.attention=bidirectional",
+        "mntp.steps=3",
+        "simcse.steps=2",
+        "mntp.lr=1e-3",
+    )
     model_dir = train(cfg, show_progress_bar=False)
     run = tmp_path / "run"
     mntp = [json.loads(x) for x in (run / "mntp" / "train_log.jsonl").read_text().splitlines()]

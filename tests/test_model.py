@@ -9,8 +9,12 @@ from text2token import Text2TokenModel
 from text2token.errors import ConfigError, ModelLoadError
 from text2token.pooling import PROMPTEOL_TEMPLATE
 
-TEXTS = ["The quick brown fox jumps over the lazy dog.", "Hi.", "A somewhat longer sentence about embeddings, "
-         "language models and the tokens they predict.", "Short one"]
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Hi.",
+    "A somewhat longer sentence about embeddings, language models and the tokens they predict.",
+    "Short one",
+]
 
 
 def test_encode_shape_dtype_order_and_batch_size_independence(tiny_model):
@@ -39,8 +43,9 @@ def test_encode_batches_by_token_length_across_windows(tiny_model, monkeypatch):
     windowed = tiny_model.encode(texts, batch_size=2)  # 3 windows: 4 + 4 + 1 texts
     assert len(list(tiny_model._batches(texts, 2))) == model_module._num_batches(len(texts), 2) == 5
     np.testing.assert_allclose(windowed, whole, atol=1e-5)
-    reference = tiny_model.tokenizer(texts[:3], padding=True, truncation=True,
-                                     max_length=tiny_model.max_length, return_tensors="pt")
+    reference = tiny_model.tokenizer(
+        texts[:3], padding=True, truncation=True, max_length=tiny_model.max_length, return_tensors="pt"
+    )
     ours = tiny_model.tokenize(texts[:3])
     assert torch.equal(ours["input_ids"], reference["input_ids"])
     assert torch.equal(ours["attention_mask"], reference["attention_mask"])
@@ -54,7 +59,7 @@ def test_prompteol_template_always_fits(tiny_model_dir):
     suffix = model.tokenizer('" means in one word:"', add_special_tokens=False)["input_ids"]
     assert enc["input_ids"].shape[1] <= 24
     row = enc["input_ids"][0][enc["attention_mask"][0].bool()].tolist()
-    assert row[-len(suffix):] == suffix, "the template's end survives truncation"
+    assert row[-len(suffix) :] == suffix, "the template's end survives truncation"
     assert model.tokenizer.decode(row).startswith('This sentence : "elephant')
 
 
@@ -130,10 +135,12 @@ def test_top_k_beyond_the_vocabulary_is_a_clear_error_everywhere(tiny_model):
     from text2token.retrieval import sparse_vectors
 
     too_many = tiny_model.lm_head.weight.shape[0] + 1
-    for call in (lambda: tiny_model.explain(["a text"], top_k=too_many),
-                 lambda: tiny_model.compare("a text", "another", top_k=too_many),
-                 lambda: sparse_vectors(tiny_model, ["a text"], top_k=too_many),
-                 lambda: tiny_model.explain(["a text"], top_k=0)):
+    for call in (
+        lambda: tiny_model.explain(["a text"], top_k=too_many),
+        lambda: tiny_model.compare("a text", "another", top_k=too_many),
+        lambda: sparse_vectors(tiny_model, ["a text"], top_k=too_many),
+        lambda: tiny_model.explain(["a text"], top_k=0),
+    ):
         with pytest.raises(Text2TokenError, match="larger than the model's vocabulary|below 1"):
             call()
 
@@ -142,14 +149,31 @@ def test_encoding_length_defaults_to_512_capped_by_the_context(tiny_model_dir, t
     from text2token.cli import main
     from text2token.model import encoding_max_length
 
-    long_context, short_context = SimpleNamespace(max_position_embeddings=8192), SimpleNamespace(max_position_embeddings=256)
+    long_context, short_context = (
+        SimpleNamespace(max_position_embeddings=8192),
+        SimpleNamespace(max_position_embeddings=256),
+    )
     assert encoding_max_length(long_context, None) == 512 and encoding_max_length(short_context, None) == 256
     assert encoding_max_length(long_context, 1024) == 1024
     with pytest.raises(ConfigError, match="beyond the backbone's context \\(256 positions\\)"):
         encoding_max_length(short_context, 300)
     (tmp_path / "in.txt").write_text("a text\n")
-    assert main(["encode", "--model", str(tiny_model_dir), "--max-length", "4096", "--output", str(tmp_path / "o.npy"),
-                 "--input", str(tmp_path / "in.txt")]) == 2
+    assert (
+        main(
+            [
+                "encode",
+                "--model",
+                str(tiny_model_dir),
+                "--max-length",
+                "4096",
+                "--output",
+                str(tmp_path / "o.npy"),
+                "--input",
+                str(tmp_path / "in.txt"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "o.npy").exists()
     err = capsys.readouterr().err
     assert "max_length 4096 is beyond the backbone's context (256 positions)" in err and "Traceback" not in err

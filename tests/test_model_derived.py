@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from text2token.targets.model_derived import (corpus_prior, model_derived_targets, ratio_scores, truncate_top_k)
+from text2token.targets.model_derived import corpus_prior, model_derived_targets, ratio_scores, truncate_top_k
 
 
 def test_ratio_and_target_match_hand_computation_on_tiny_vocabulary():
@@ -45,7 +45,8 @@ def test_prior_equals_softmax_of_mean_logits(tiny_model):
 
 
 def test_cached_prior_is_reused_only_for_the_same_fingerprint(tmp_path):
-    from text2token.training.stages import load_prior as _load_prior, save_prior as _save_prior
+    from text2token.training.stages import load_prior as _load_prior
+    from text2token.training.stages import save_prior as _save_prior
 
     prior = torch.softmax(torch.randn(50), -1)
     fp = {"model": "abc", "corpus": "c1", "texts": 10, "pooling": "mean"}

@@ -62,10 +62,17 @@ def test_unknown_names_list_close_matches(capsys, tiny_model_dir):
 
 def test_offline_suite_json_has_types_scores_categories(tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "r.json"
-    assert main(["eval", "--model", str(tiny_model_dir), "--pooling", "mean", "--suite", "quick", "--output", str(out)]) == 0
+    assert (
+        main(["eval", "--model", str(tiny_model_dir), "--pooling", "mean", "--suite", "quick", "--output", str(out)])
+        == 0
+    )
     data = json.loads(out.read_text())
-    assert set(data["tasks"]) == {"RottenTomatoesClassification", "MiniNewsgroupsClustering",
-                                  "WordNetNounDefinitionRetrieval", "WordSim353"}
+    assert set(data["tasks"]) == {
+        "RottenTomatoesClassification",
+        "MiniNewsgroupsClustering",
+        "WordNetNounDefinitionRetrieval",
+        "WordSim353",
+    }
     assert all({"type", "main_score"} <= set(v) for v in data["tasks"].values())
     assert data["mean"] == pytest.approx(np.mean([v["main_score"] for v in data["tasks"].values()]), abs=0.01)
     assert set(data["categories"]) == {"Classification", "Clustering", "Retrieval", "WordSimilarity"}

@@ -11,8 +11,16 @@ def test_sparse_kl_equals_dense_kl():
     weights = torch.tensor([[0.2, 0.3, 0.5, 0.0], [0.5, 0.5, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
     dense_q = torch.zeros(3, 50).scatter_add_(1, ids, weights)
     expected = F.kl_div(torch.log_softmax(logits, -1), dense_q, reduction="batchmean")
-    manual = sum((dense_q[i][dense_q[i] > 0] * (dense_q[i][dense_q[i] > 0].log()
-                 - torch.log_softmax(logits[i], -1)[dense_q[i] > 0])).sum() for i in range(3)) / 3
+    manual = (
+        sum(
+            (
+                dense_q[i][dense_q[i] > 0]
+                * (dense_q[i][dense_q[i] > 0].log() - torch.log_softmax(logits[i], -1)[dense_q[i] > 0])
+            ).sum()
+            for i in range(3)
+        )
+        / 3
+    )
     loss = sparse_kl_loss(logits, ids, weights)
     assert torch.allclose(loss, expected, atol=1e-6)
     assert torch.allclose(loss, manual, atol=1e-6)

@@ -15,8 +15,14 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 pytest.importorskip("openvino")
 
-TEXTS = ["A cat sat on the mat.", "Stocks fell sharply after the bank raised rates!", "short",
-         "word " * 120 + "end of a very long text that must be truncated.", 'He said "yes."', "x"]
+TEXTS = [
+    "A cat sat on the mat.",
+    "Stocks fell sharply after the bank raised rates!",
+    "short",
+    "word " * 120 + "end of a very long text that must be truncated.",
+    'He said "yes."',
+    "x",
+]
 
 
 def _cos(a, b):
@@ -29,8 +35,9 @@ def _cos(a, b):
 def test_exported_graphs_embed_as_encode(tmp_path, tiny_model_dir, pooling, attention):
     from text2token.onnx_export import EXPORT_CONFIG, ExportedEmbedder, export
 
-    model = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling=pooling, attention=attention,
-                                            max_length=48, device="cpu")
+    model = Text2TokenModel.from_pretrained(
+        str(tiny_model_dir), pooling=pooling, attention=attention, max_length=48, device="cpu"
+    )
     info = export(model, tmp_path / "exp", int8=True, openvino=True)
     expected = model.encode(TEXTS, batch_size=4)
     for kind in ("onnx", "openvino"):
@@ -39,7 +46,9 @@ def test_exported_graphs_embed_as_encode(tmp_path, tiny_model_dir, pooling, atte
         assert _cos(got, expected).min() >= 0.9999, kind
     from text2token.onnx_export import quantize_int8
 
-    kept = quantize_int8(tmp_path / "exp" / "model.onnx", tmp_path / "again.onnx", model.backbone.config.intermediate_size)
+    kept = quantize_int8(
+        tmp_path / "exp" / "model.onnx", tmp_path / "again.onnx", model.backbone.config.intermediate_size
+    )
     assert len(kept) == model.backbone.config.num_hidden_layers  # one MLP down-projection per layer stays float
     int8 = ExportedEmbedder(tmp_path / "exp", "onnx_int8").encode(TEXTS)
     assert np.isfinite(int8).all() and int8.shape == expected.shape

@@ -7,9 +7,14 @@ import torch
 from text2token import Text2TokenModel
 from text2token.packing import pack, packed_attention_mask
 
-TEXTS = ["The cat sat on the mat.", "Stocks fell sharply after the bank raised interest rates.", "Hi",
-         "Volcanoes erupted, spreading ash across the villages below the mountain.", "A kitten slept.",
-         "Engineers designed bridges that withstand strong earthquakes in the region."]
+TEXTS = [
+    "The cat sat on the mat.",
+    "Stocks fell sharply after the bank raised interest rates.",
+    "Hi",
+    "Volcanoes erupted, spreading ash across the villages below the mountain.",
+    "A kitten slept.",
+    "Engineers designed bridges that withstand strong earthquakes in the region.",
+]
 
 
 def test_pack_layout_and_mask():
@@ -46,8 +51,12 @@ def test_packed_equals_unpacked_and_neighbours_do_not_leak(tiny_model_dir, pooli
         first = packed.texts[0]
         changed = [list(x) for x in ids]
         changed[first] = [t + 1 if t + 1 < len(model.tokenizer) else t for t in changed[first]]
-        again = torch.nn.functional.normalize(model.forward_packed(
-            pack(changed, row_length=packed.input_ids.shape[1], pad_id=model.tokenizer.pad_token_id)), dim=-1)
+        again = torch.nn.functional.normalize(
+            model.forward_packed(
+                pack(changed, row_length=packed.input_ids.shape[1], pad_id=model.tokenizer.pad_token_id)
+            ),
+            dim=-1,
+        )
         assert int(row.max()) >= 2
         for k, text in enumerate(packed.texts):
             if text != first:
@@ -92,15 +101,19 @@ def test_a_packed_batch_gives_the_same_loss_as_a_padded_one(tiny_model_dir, toke
     assert sorted(packed.rows.tolist()) == rows.tolist() and packed.num_tokens == padded.num_tokens
     with torch.no_grad():
         a = TokenKL()([model(padded.input_ids, padded.attention_mask)], padded, model).loss
-        b = TokenKL()([model(packed.input_ids, packed.attention_mask, packed.position_ids, packed.segment_ids)],
-                      packed, model).loss
+        b = TokenKL()(
+            [model(packed.input_ids, packed.attention_mask, packed.position_ids, packed.segment_ids)], packed, model
+        ).loss
     assert b.item() == pytest.approx(a.item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("extra", [
-    ["stages=[data,model]", "model.pooling=mean", "stage2.steps=3", "stage2.max_texts=24", "stage2.tau=0.1"],
-    ["objective=simcse", "model.pooling=last", "model.attention=bidirectional", "simcse.steps=4", "simcse.lr=1e-2"],
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["stages=[data,model]", "model.pooling=mean", "stage2.steps=3", "stage2.max_texts=24", "stage2.tau=0.1"],
+        ["objective=simcse", "model.pooling=last", "model.attention=bidirectional", "simcse.steps=4", "simcse.lr=1e-2"],
+    ],
+)
 def test_packed_training_runs_each_objective(tmp_path, tiny_model_dir, extra):
     import json
 

@@ -7,19 +7,18 @@ import json
 import numpy as np
 import torch
 from safetensors.torch import load_file
+from test_training import SENTENCES, _config
 
 from text2token import Text2TokenModel
 from text2token.training import train
 from text2token.training.lora import attach_lora
 from text2token.training.precision import BF16Backbone, resolve
 
-from test_training import SENTENCES, _config
-
 
 def _random_adapter(peft_model, seed=0):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, p in peft_model.named_parameters():
+        for p in peft_model.parameters():
             if p.requires_grad:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.05)
 
@@ -63,8 +62,10 @@ def test_bf16_training_runs_resumes_bitwise_and_saves_fp32(tmp_path, tiny_model_
     assert summary["mixed_precision"] == "bf16"
     saved = load_file(str(straight / "model.safetensors"))
     assert all(t.dtype == torch.float32 for t in saved.values() if t.is_floating_point())
-    np.testing.assert_array_equal(Text2TokenModel.from_pretrained(str(straight), device="cpu").encode(SENTENCES[:3]),
-                                  Text2TokenModel.from_pretrained(str(resumed), device="cpu").encode(SENTENCES[:3]))
+    np.testing.assert_array_equal(
+        Text2TokenModel.from_pretrained(str(straight), device="cpu").encode(SENTENCES[:3]),
+        Text2TokenModel.from_pretrained(str(resumed), device="cpu").encode(SENTENCES[:3]),
+    )
 
 
 def test_auto_precision_is_bf16_where_the_device_has_it():
@@ -82,8 +83,17 @@ def test_the_stage_2_prior_cache_is_keyed_by_the_precision_it_was_computed_in(tm
     dtypes = {}
     for mp in ("no", "bf16"):
         (tmp_path / mp).mkdir()
-        train(_config(tmp_path / mp, tiny_model_dir, "stages=[model]", "stage2.steps=1", "stage2.max_texts=16",
-                      f"training.mixed_precision={mp}"), show_progress_bar=False)
+        train(
+            _config(
+                tmp_path / mp,
+                tiny_model_dir,
+                "stages=[model]",
+                "stage2.steps=1",
+                "stage2.max_texts=16",
+                f"training.mixed_precision={mp}",
+            ),
+            show_progress_bar=False,
+        )
         dtypes[mp] = read_fingerprint(tmp_path / mp / "run" / "stage2-model" / "prior.safetensors")["dtype"]
     assert dtypes == {"no": "torch.float32", "bf16": "torch.bfloat16"}  # the fp32 prior was not reused in bf16
     assert len(list((tmp_path / "home" / "priors").glob("prior-*.safetensors"))) == 2

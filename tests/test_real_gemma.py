@@ -12,8 +12,14 @@ from text2token import Text2TokenModel
 from text2token.training import load_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_RUN = ["model.name=gemma3-270m", "training.batch_size=4", "training.max_length=32", "data.max_texts=48",
-            "stage2.max_texts=48", "training.save_every=0"]
+TINY_RUN = [
+    "model.name=gemma3-270m",
+    "training.batch_size=4",
+    "training.max_length=32",
+    "data.max_texts=48",
+    "stage2.max_texts=48",
+    "training.save_every=0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +52,10 @@ def test_gemma_bidirectional_attention_passes_the_probe():
 def test_gemma_trains_both_stages_with_simcse_and_llm2vec_and_saves_an_equal_st_folder(gemma, tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    cfg = load_config(ROOT / "configs" / "combined.yaml",
-                      [*TINY_RUN, "stage1.steps=2", "stage2.steps=2", f"output_dir={tmp_path / 'combined'}"])
+    cfg = load_config(
+        ROOT / "configs" / "combined.yaml",
+        [*TINY_RUN, "stage1.steps=2", "stage2.steps=2", f"output_dir={tmp_path / 'combined'}"],
+    )
     folder = Path(train(cfg))
     texts = ["A cat sat on the mat.", "Stocks fell sharply on Monday.", "word"]
     ours = Text2TokenModel.from_pretrained(str(folder), device="cpu").encode(texts, normalize_embeddings=True)
@@ -55,8 +63,18 @@ def test_gemma_trains_both_stages_with_simcse_and_llm2vec_and_saves_an_equal_st_
     assert np.min(np.sum(ours * theirs, axis=1)) >= 0.9999
     assert not np.allclose(ours, gemma.encode(texts, normalize_embeddings=True), atol=1e-4), "training moved it"
 
-    cfg = load_config(None, [*TINY_RUN, "objective=llm2vec", "model.attention=bidirectional", "model.pooling=mean",
-                             "mntp.steps=1", "simcse.steps=1", f"output_dir={tmp_path / 'llm2vec'}"])
+    cfg = load_config(
+        None,
+        [
+            *TINY_RUN,
+            "objective=llm2vec",
+            "model.attention=bidirectional",
+            "model.pooling=mean",
+            "mntp.steps=1",
+            "simcse.steps=1",
+            f"output_dir={tmp_path / 'llm2vec'}",
+        ],
+    )
     trained = Text2TokenModel.from_pretrained(str(train(cfg)), device="cpu")
     assert (trained.attention, trained.pooling) == ("bidirectional", "mean")
     assert np.isfinite(trained.encode(texts)).all()

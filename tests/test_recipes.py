@@ -6,23 +6,32 @@ import json
 
 import pytest
 import yaml
+from test_training import _config
 
 from text2token.cli import main
 from text2token.cli.parser import build_parser
 from text2token.modes import Objective
 from text2token.recipes import RECIPES, STAGES, resume_safe_keys
 
-from test_training import _config
-
 # Each recipe at its smallest: one or two steps per stage on the tiny model.
-TINY_STEPS = ["stages=[data,model]", "stage1.steps=2", "stage2.steps=1", "stage2.max_texts=8", "stage2.tau=0.1",
-              "simcse.steps=1", "mntp.steps=1"]
+TINY_STEPS = [
+    "stages=[data,model]",
+    "stage1.steps=2",
+    "stage2.steps=1",
+    "stage2.max_texts=8",
+    "stage2.tau=0.1",
+    "simcse.steps=1",
+    "mntp.steps=1",
+]
 
 
 def test_every_objective_has_exactly_one_recipe_and_the_cli_offers_them():
     assert set(RECIPES) == set(Objective.values())
-    train = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
-                 if "--objective" in a.option_strings)
+    train = next(
+        a
+        for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+        if "--objective" in a.option_strings
+    )
     assert tuple(train.choices) == tuple(RECIPES)
     for name, recipe in RECIPES.items():
         assert set(recipe.stages(["data", "model"])) <= set(STAGES), name
@@ -33,8 +42,9 @@ def test_every_stage_steps_may_change_on_resume():
 
 
 @pytest.mark.parametrize("objective", list(RECIPES))
-def test_a_finished_run_reports_exactly_its_recipes_stages_and_resumes_with_more_steps(objective, tmp_path,
-                                                                                       tiny_model_dir, capsys):
+def test_a_finished_run_reports_exactly_its_recipes_stages_and_resumes_with_more_steps(
+    objective, tmp_path, tiny_model_dir, capsys
+):
     cfg = _config(tmp_path, tiny_model_dir, f"objective={objective}", *TINY_STEPS)
     run = tmp_path / "run"
     cfg.save(tmp_path / "recipe.yaml")
@@ -43,7 +53,11 @@ def test_a_finished_run_reports_exactly_its_recipes_stages_and_resumes_with_more
     capsys.readouterr()
     assert main(["report", str(run)]) == 0
     out = capsys.readouterr().out
-    finished = {s.key for s in STAGES.values() if f"{s.folder}: " in out and "finished" in out.split(f"{s.folder}: ")[1].splitlines()[0]}
+    finished = {
+        s.key
+        for s in STAGES.values()
+        if f"{s.folder}: " in out and "finished" in out.split(f"{s.folder}: ")[1].splitlines()[0]
+    }
     mentioned = {s.key for s in STAGES.values() if f"  {s.folder}: " in out}
     assert finished == set(expected) and mentioned == set(expected), out
     card = (run / "model" / "README.md").read_text(encoding="utf-8")

@@ -13,18 +13,16 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
+from test_training import SENTENCES, _config
 
 from text2token import Text2TokenModel
 from text2token.cli import main
 from text2token.errors import Text2TokenError
+from text2token.lock import LOCK_NAME, RunLock
 from text2token.targets import DataDrivenTargetBuilder
 from text2token.training import train
-from text2token.lock import LOCK_NAME, RunLock
 from text2token.training.checkpoint_model import load_checkpoint_model
 from text2token.training.checkpoints import latest_checkpoint
-
-from test_training import SENTENCES, _config
-
 
 # ---- arbitrary text never breaks target construction
 
@@ -37,7 +35,7 @@ def test_any_unicode_gives_a_distribution_or_is_reported(tokenizer, texts):
     assert report.texts == len(texts) and report.kept + report.skipped_no_content == len(texts)
     kept = targets.text_index.tolist()
     assert kept == sorted(set(kept))
-    for row, i in enumerate(kept):
+    for row in range(len(kept)):
         ids, weights = targets.get(row)
         assert len(ids) > 0 and abs(float(weights.sum()) - 1.0) < 1e-5
         assert (ids >= 0).all() and (ids < len(tokenizer)).all()
@@ -54,19 +52,33 @@ def test_any_unicode_gives_a_distribution_or_is_reported(tokenizer, texts):
 
 
 def _train_args(tmp_path, model_dir, corpus, *extra):
-    return ["train", "--output", str(tmp_path / "run"), "stages=[data]", f"model.name={model_dir}",
-            f"data.train_file={corpus}", "model.pooling=mean", "training.batch_size=4", "training.max_length=16",
-            "stage1.steps=1", "lora.r=4", *extra]
+    return [
+        "train",
+        "--output",
+        str(tmp_path / "run"),
+        "stages=[data]",
+        f"model.name={model_dir}",
+        f"data.train_file={corpus}",
+        "model.pooling=mean",
+        "training.batch_size=4",
+        "training.max_length=16",
+        "stage1.steps=1",
+        "lora.r=4",
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("name,content,match", [
-    ("c.txt", b"", "c.txt: file holds no texts (empty)"),
-    ("c.txt", b"\n  \n\t\n", "c.txt: file holds no texts (only blank lines)"),
-    ("c.txt", b"one good line\ntwo\n\xc3\x28 broken\n", "c.txt:3: invalid UTF-8"),
-    ("c.jsonl", b'{"text": "fine"}\n{"text": ["a"]}\n', "c.jsonl:2: field 'text' must be a string"),
-    ("c.jsonl", b'{"text": "fine"}\n{"txt": "b"}\n', "c.jsonl:2: missing field 'text' (fields: txt)"),
-    ("c.jsonl", b'{"text": "fine"}\n{"text": "b"\n', "c.jsonl:2: not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "name,content,match",
+    [
+        ("c.txt", b"", "c.txt: file holds no texts (empty)"),
+        ("c.txt", b"\n  \n\t\n", "c.txt: file holds no texts (only blank lines)"),
+        ("c.txt", b"one good line\ntwo\n\xc3\x28 broken\n", "c.txt:3: invalid UTF-8"),
+        ("c.jsonl", b'{"text": "fine"}\n{"text": ["a"]}\n', "c.jsonl:2: field 'text' must be a string"),
+        ("c.jsonl", b'{"text": "fine"}\n{"txt": "b"}\n', "c.jsonl:2: missing field 'text' (fields: txt)"),
+        ("c.jsonl", b'{"text": "fine"}\n{"text": "b"\n', "c.jsonl:2: not valid JSON"),
+    ],
+)
 def test_bad_corpus_is_one_clear_line(tmp_path, tiny_model_dir, capsys, name, content, match):
     corpus = tmp_path / name
     corpus.write_bytes(content)
@@ -76,8 +88,12 @@ def test_bad_corpus_is_one_clear_line(tmp_path, tiny_model_dir, capsys, name, co
 
 
 def test_blank_invalid_and_long_lines_are_handled_and_counted(tmp_path, tiny_model_dir, capsys):
-    lines = [s.encode() for s in SENTENCES[:6]] + [b"", b"   ", b"caf\xe9 au lait with friends",
-                                                   (" ".join(["word"] * 80)).encode()]
+    lines = [s.encode() for s in SENTENCES[:6]] + [
+        b"",
+        b"   ",
+        b"caf\xe9 au lait with friends",
+        (" ".join(["word"] * 80)).encode(),
+    ]
     corpus = tmp_path / "c.txt"
     corpus.write_bytes(b"\n".join(lines) + b"\n")
     assert main(_train_args(tmp_path, tiny_model_dir, corpus)) == 2  # strict by default
@@ -95,8 +111,24 @@ def test_encode_errors_replace_and_truncation_notes(tmp_path, tiny_model_dir, ca
     out = tmp_path / "o.npy"
     assert main(["encode", "--model", str(tiny_model_dir), "--input", str(src), "--output", str(out)]) == 2
     assert "in.txt:2: invalid UTF-8" in capsys.readouterr().err and not out.exists()
-    assert main(["encode", "--model", str(tiny_model_dir), "--input", str(src), "--output", str(out),
-                 "--errors", "replace", "--max-length", "64"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                "--model",
+                str(tiny_model_dir),
+                "--input",
+                str(src),
+                "--output",
+                str(out),
+                "--errors",
+                "replace",
+                "--max-length",
+                "64",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "1 lines of" in err and "1 of 3 texts are longer than 64 tokens" in err
     assert np.load(out).shape[0] == 3
@@ -117,8 +149,11 @@ def test_foreign_targets_and_model_are_refused_with_the_fix(tmp_path, tiny_model
     train(_config(tmp_path, model, "stage1.steps=2"))  # continued below with 3 steps: the targets are read
     # the corpus file changed under the same name: the cached targets' fingerprint says so
     changed = "\n".join(reversed(SENTENCES)) + "\nOne more line about rivers.\n"
-    with pytest.raises(Text2TokenError, match="targets.safetensors: cached targets were built for different settings "
-                                              "\\(corpus.*delete the file to rebuild"):
+    with pytest.raises(
+        Text2TokenError,
+        match="targets.safetensors: cached targets were built for different settings "
+        "\\(corpus.*delete the file to rebuild",
+    ):
         train(_resume_with_corpus(tmp_path, model, changed), resume=True)
     # another model named in the config: refused by the run's recorded config, before anything is written
     other_model = make_tiny_model(tmp_path / "other-model", tokenizer, seed=3)
@@ -181,13 +216,27 @@ def test_second_training_on_the_same_folder_refuses(tmp_path, tiny_model_dir, ca
     from test_interrupt import _cmd, _wait_for_steps
 
     run = tmp_path / "run"
-    proc = subprocess.Popen(_cmd(tmp_path, tiny_model_dir, run, 5000), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        _cmd(tmp_path, tiny_model_dir, run, 5000), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         _wait_for_steps(run / "stage1-data" / "train_log.jsonl", 1, proc)
         corpus = tmp_path / "corpus.txt"
-        assert main(["train", "--output", str(run), "--resume", "stages=[data]", f"model.name={tiny_model_dir}",
-                     f"data.train_file={corpus}", "model.pooling=mean"]) == 2
+        assert (
+            main(
+                [
+                    "train",
+                    "--output",
+                    str(run),
+                    "--resume",
+                    "stages=[data]",
+                    f"model.name={tiny_model_dir}",
+                    f"data.train_file={corpus}",
+                    "model.pooling=mean",
+                ]
+            )
+            == 2
+        )
         assert f"in use by another run (pid {proc.pid}" in capsys.readouterr().err
     finally:
         proc.kill()
@@ -203,8 +252,15 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     """With an absurd learning rate the run blows up at some step N (which N depends on the CPU): a non-finite loss,
     or an update that made the weights non-finite. Training stops there with one error line naming N, the
     checkpoint of step N-1 is intact and finite, no model is saved."""
-    args = _train_args(tmp_path, tiny_model_dir, tmp_path / "c.txt", "stage1.lr=1e30", "stage1.steps=6",
-                       "training.save_every=1", "training.grad_clip=0")
+    args = _train_args(
+        tmp_path,
+        tiny_model_dir,
+        tmp_path / "c.txt",
+        "stage1.lr=1e30",
+        "stage1.steps=6",
+        "training.save_every=1",
+        "training.grad_clip=0",
+    )
     (tmp_path / "c.txt").write_text("\n".join(SENTENCES) + "\n")
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -242,15 +298,19 @@ def test_same_seed_same_config_gives_identical_targets_weights_and_embeddings(tm
         train(_config(tmp_path / name, tiny_model_dir, "stage1.steps=4", "lora.dropout=0.1"), show_progress_bar=False)
         runs.append(tmp_path / name / "run")
     a, b = runs
-    assert (a / "stage1-data" / "targets.safetensors").read_bytes() == (b / "stage1-data" / "targets.safetensors").read_bytes()
+    assert (a / "stage1-data" / "targets.safetensors").read_bytes() == (
+        b / "stage1-data" / "targets.safetensors"
+    ).read_bytes()
     wa, wb = (load_file(str(r / "stage1-data" / "adapter_final.safetensors")) for r in runs)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)  # bitwise
     ea, eb = (Text2TokenModel.from_pretrained(str(r / "model"), device="cpu").encode(SENTENCES[:8]) for r in runs)
     assert np.array_equal(ea, eb)
 
 
-@pytest.mark.parametrize("pooling,attention", [("mean", "causal"), ("last", "causal"), ("mean", "bidirectional"),
-                                               ("weighted_mean", "causal")])
+@pytest.mark.parametrize(
+    "pooling,attention",
+    [("mean", "causal"), ("last", "causal"), ("mean", "bidirectional"), ("weighted_mean", "causal")],
+)
 def test_encoding_does_not_depend_on_batch_size(tiny_model_dir, pooling, attention):
     model = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling=pooling, attention=attention, device="cpu")
     texts = [s[: 7 + 5 * i] for i, s in enumerate(SENTENCES[:8])] + ["x", "a much longer text " * 6]
@@ -286,13 +346,15 @@ def test_streaming_corpus_reader_equals_reading_the_whole_file(tmp_path, suffix)
 def test_importing_text2token_limits_openmp_spinning_unless_told_otherwise():
     """Two jobs on the same cores share them instead of spinning against each other (benchmarks/contention.py):
     text2token sets a short spin count before torch loads OpenMP, and keeps a policy or count the user chose."""
-    probe = ("import os, text2token.cli, torch; "
-             "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))")
+    probe = (
+        "import os, text2token.cli, torch; print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
 
     def seen(**extra):
-        return subprocess.run([sys.executable, "-c", probe], env={**env, **extra}, capture_output=True, text=True,
-                              check=True).stdout.split()
+        return subprocess.run(
+            [sys.executable, "-c", probe], env={**env, **extra}, capture_output=True, text=True, check=True
+        ).stdout.split()
 
     assert seen() == ["10000", "None"]
     assert seen(GOMP_SPINCOUNT="500") == ["500", "None"]

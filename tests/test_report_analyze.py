@@ -4,12 +4,11 @@ import json
 
 import pytest
 import torch
+from test_training import SENTENCES, _config
 
 from text2token.cli import main
-from text2token.training import train
 from text2token.objectives import topk_hit_rate
-
-from test_training import SENTENCES, _config
+from text2token.training import train
 
 
 def test_topk_hit_rate_by_hand():
@@ -21,8 +20,15 @@ def test_topk_hit_rate_by_hand():
 
 
 def test_run_folder_is_readable(tmp_path, tiny_model_dir, capsys):
-    cfg = _config(tmp_path, tiny_model_dir, "stages=[data,model]", "stage1.steps=3", "stage2.steps=2",
-                  "stage2.max_texts=16", "stage2.tau=0.1")
+    cfg = _config(
+        tmp_path,
+        tiny_model_dir,
+        "stages=[data,model]",
+        "stage1.steps=3",
+        "stage2.steps=2",
+        "stage2.max_texts=16",
+        "stage2.tau=0.1",
+    )
     train(cfg, show_progress_bar=False)
     run = tmp_path / "run"
     info = json.loads((run / "run_info.json").read_text())
@@ -45,8 +51,28 @@ def test_analyze_table_json_and_png(tmp_path, tiny_model_dir, tokenizer, capsys)
     texts.write_text("\n".join(SENTENCES[:8]) + "\n")
     other = make_tiny_model(tmp_path / "other", tokenizer, seed=5)
     out = tmp_path / "a.json"
-    assert main(["analyze", "--model", str(other), "--base", str(tiny_model_dir), "--pooling", "mean",
-                 "--input", str(texts), "--top-k", "5", "--directions", "4", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "--model",
+                str(other),
+                "--base",
+                str(tiny_model_dir),
+                "--pooling",
+                "mean",
+                "--input",
+                str(texts),
+                "--top-k",
+                "5",
+                "--directions",
+                "4",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     v = res["vocabulary"]
     for side in ("base", "trained"):

@@ -7,34 +7,49 @@ import subprocess
 
 import pytest
 import yaml
-
-from text2token.cli import main
-
 from test_interrupt import _wait_for_steps
 from test_training import SENTENCES
+
+from text2token.cli import main
 
 
 def _run_config(tmp_path, model_dir):
     """A config file like configs/demo.yaml, for the tiny model and a small corpus."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
-    cfg = {"model": {"name": str(model_dir), "pooling": "mean"}, "data": {"train_file": str(corpus)},
-           "lora": {"r": 8, "dropout": 0.0}, "training": {"batch_size": 8, "max_length": 32},
-           "stage1": {"steps": 20, "lr": 3e-3}, "stage2": {"steps": 30, "max_texts": 16, "tau": 0.1}}
+    cfg = {
+        "model": {"name": str(model_dir), "pooling": "mean"},
+        "data": {"train_file": str(corpus)},
+        "lora": {"r": 8, "dropout": 0.0},
+        "training": {"batch_size": 8, "max_length": 32},
+        "stage1": {"steps": 20, "lr": 3e-3},
+        "stage2": {"steps": 30, "max_texts": 16, "tau": 0.1},
+    }
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
 def _snapshot(run):
-    return {name: (run / name).read_bytes() for name in ("config.yaml", "run_info.json", "train_summary.json")
-            if (run / name).is_file()}
+    return {
+        name: (run / name).read_bytes()
+        for name in ("config.yaml", "run_info.json", "train_summary.json")
+        if (run / name).is_file()
+    }
 
 
 def test_resume_of_a_finished_run_changes_nothing(tmp_path, tiny_model_dir, capsys):
     run = tmp_path / "R"
-    args = ["train", "--config", str(_run_config(tmp_path, tiny_model_dir)), "--output", str(run), "--stages", "data",
-            "stage1.steps=3"]
+    args = [
+        "train",
+        "--config",
+        str(_run_config(tmp_path, tiny_model_dir)),
+        "--output",
+        str(run),
+        "--stages",
+        "data",
+        "stage1.steps=3",
+    ]
     assert main(args) == 0
     before = _snapshot(run)
     capsys.readouterr()
@@ -45,8 +60,21 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path, tiny_model_dir, caps
 
 def test_resume_refuses_settings_that_change_the_computation_and_allows_more_steps(tmp_path, tiny_model_dir, capsys):
     run = tmp_path / "R"
-    assert main(["train", "--config", str(_run_config(tmp_path, tiny_model_dir)), "--output", str(run),
-                 "--stages", "data", "stage1.steps=2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(_run_config(tmp_path, tiny_model_dir)),
+                "--output",
+                str(run),
+                "--stages",
+                "data",
+                "stage1.steps=2",
+            ]
+        )
+        == 0
+    )
     before = _snapshot(run)
     capsys.readouterr()
     assert main(["train", "--output", str(run), "--resume", "lora.r=4", "stage1.lr=0.1"]) == 2
@@ -54,8 +82,10 @@ def test_resume_refuses_settings_that_change_the_computation_and_allows_more_ste
     assert "lora.r: 8 → 4" in err and "stage1.lr: 0.003 → 0.1" in err and "another --output" in err
     assert len(err.strip().splitlines()) == 1 and _snapshot(run) == before, "nothing written before the refusal"
     # more steps and an added stage are what resuming is for
-    assert main(["train", "--output", str(run), "--resume", "stage1.steps=4", "--stages", "data,model",
-                 "stage2.steps=2"]) == 0
+    assert (
+        main(["train", "--output", str(run), "--resume", "stage1.steps=4", "--stages", "data,model", "stage2.steps=2"])
+        == 0
+    )
     log = [json.loads(line)["step"] for line in (run / "stage1-data" / "train_log.jsonl").read_text().splitlines()]
     assert log == [1, 2, 3, 4]
     cfg = yaml.safe_load((run / "config.yaml").read_text())
@@ -71,8 +101,20 @@ def test_ctrl_c_then_the_readme_resume_command_finishes_the_run_as_configured(tm
     import sys
 
     run = tmp_path / "R"
-    cmd = [sys.executable, "-m", "text2token.cli", "train", "--config", str(_run_config(tmp_path, tiny_model_dir)),
-           "--output", str(run), "--stages", "data", "stage1.steps=60", "training.save_every=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "text2token.cli",
+        "train",
+        "--config",
+        str(_run_config(tmp_path, tiny_model_dir)),
+        "--output",
+        str(run),
+        "--stages",
+        "data",
+        "stage1.steps=60",
+        "training.save_every=1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_steps(run / "stage1-data" / "train_log.jsonl", 1, proc)
     proc.send_signal(signal.SIGINT)

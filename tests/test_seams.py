@@ -10,14 +10,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from test_training import SENTENCES, _config
 
 from text2token.cli import main
 from text2token.objectives import Combined, SimCSE, TokenKL
 from text2token.targets import DataDrivenTargetBuilder
 from text2token.training import train
 from text2token.training.batches import Batch, Collator
-
-from test_training import SENTENCES, _config
 
 
 def _views_and_batch(model, tokenizer, n_views):
@@ -53,8 +52,9 @@ def test_combined_components_sum_to_its_loss_and_weights_1_0_equal_token_kl(tiny
     weighted = Combined([(TokenKL(), 0.7), (SimCSE(0.05, 0.3), 0.2)])(views, batch, tiny_model)
     simcse = SimCSE(0.05)(views, batch, tiny_model).loss
     assert torch.allclose(weighted.loss, 0.7 * kl.loss + 0.2 * simcse)  # against each objective computed alone
-    assert torch.allclose(weighted.losses["simcse"], 0.2 * simcse) and torch.allclose(weighted.losses["token_kl"],
-                                                                                      0.7 * kl.loss)
+    assert torch.allclose(weighted.losses["simcse"], 0.2 * simcse) and torch.allclose(
+        weighted.losses["token_kl"], 0.7 * kl.loss
+    )
     assert "hit_rate" in weighted.metrics
     # one graph through both parts: the second dropout view (read by SimCSE only) and the first both get gradient
     grads = torch.autograd.grad(weighted.loss, [views[0], views[1]], retain_graph=True)
@@ -64,8 +64,15 @@ def test_combined_components_sum_to_its_loss_and_weights_1_0_equal_token_kl(tiny
 
 
 def test_combined_training_logs_every_component(tmp_path, tiny_model_dir):
-    cfg = _config(tmp_path, tiny_model_dir, "objective=combined", "stage1.steps=4", "combined.simcse_weight=0.5",
-                  "simcse.dropout=0.1", "description=token KL and half-weight SimCSE")
+    cfg = _config(
+        tmp_path,
+        tiny_model_dir,
+        "objective=combined",
+        "stage1.steps=4",
+        "combined.simcse_weight=0.5",
+        "simcse.dropout=0.1",
+        "description=token KL and half-weight SimCSE",
+    )
     model_dir = train(cfg, show_progress_bar=False)
     log = [json.loads(line) for line in (tmp_path / "run" / "stage1-data" / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 4
@@ -102,8 +109,22 @@ def test_rng_states_roundtrip():
 
 
 def test_overrides_anywhere_on_the_command_line(capsys):
-    assert main(["train", "--print-config", "stage1.steps=5", "--objective", "simcse", "simcse.steps=7",
-                 "--stages", "data", "model.pooling=mean"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--print-config",
+                "stage1.steps=5",
+                "--objective",
+                "simcse",
+                "simcse.steps=7",
+                "--stages",
+                "data",
+                "model.pooling=mean",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "objective: simcse" in out and "steps: 5" in out and "steps: 7" in out and "pooling: mean" in out
     with pytest.raises(SystemExit):
@@ -112,11 +133,14 @@ def test_overrides_anywhere_on_the_command_line(capsys):
 
 
 def test_package_import_and_help_do_not_load_torch():
-    code = ("import sys, text2token, text2token.cli, text2token.training, text2token.evaluation; "
-            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'eager import'; "
-            "assert text2token.Text2TokenModel.__name__ == 'Text2TokenModel'; assert 'torch' in sys.modules")
+    code = (
+        "import sys, text2token, text2token.cli, text2token.training, text2token.evaluation; "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'eager import'; "
+        "assert text2token.Text2TokenModel.__name__ == 'Text2TokenModel'; assert 'torch' in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
-    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "text2token", "--help"], capture_output=True,
-                         text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "text2token", "--help"], capture_output=True, text=True, check=True
+    )
     assert "usage: text2token" in res.stdout
     assert not any(line.rstrip().endswith(" torch") for line in res.stderr.splitlines()), "--help imported torch"

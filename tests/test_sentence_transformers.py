@@ -10,15 +10,29 @@ from sentence_transformers import SentenceTransformer
 from text2token import Text2TokenModel
 from text2token.cli import main
 
-TEXTS = ["A cat sat on the mat.", "Stocks fell sharply after the bank raised rates!",
-         "short", "word " * 120 + "end of a very long text that must be truncated.", 'He said "yes."']
+TEXTS = [
+    "A cat sat on the mat.",
+    "Stocks fell sharply after the bank raised rates!",
+    "short",
+    "word " * 120 + "end of a very long text that must be truncated.",
+    'He said "yes."',
+]
 
 
-@pytest.mark.parametrize("pooling,attention", [("mean", "causal"), ("last", "causal"), ("weighted_mean", "causal"),
-                                               ("mean", "bidirectional"), ("last", "bidirectional")])
+@pytest.mark.parametrize(
+    "pooling,attention",
+    [
+        ("mean", "causal"),
+        ("last", "causal"),
+        ("weighted_mean", "causal"),
+        ("mean", "bidirectional"),
+        ("last", "bidirectional"),
+    ],
+)
 def test_sentence_transformers_gives_the_same_embeddings(tmp_path, tiny_model_dir, pooling, attention):
-    ours = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling=pooling, attention=attention, max_length=48,
-                                           device="cpu")
+    ours = Text2TokenModel.from_pretrained(
+        str(tiny_model_dir), pooling=pooling, attention=attention, max_length=48, device="cpu"
+    )
     folder = tmp_path / "model"
     ours.save_pretrained(folder)
     st = SentenceTransformer(str(folder), device="cpu")  # no trust_remote_code
@@ -39,8 +53,9 @@ def test_folder_loads_in_mteb_and_carries_a_model_card(tmp_path, tiny_model_dir,
     ours.save_pretrained(folder)
     card = (folder / "README.md").read_text()
     assert "library_name: sentence-transformers" in card and "pooling: `last`" in card and "Not evaluated yet" in card
-    result = mteb.evaluate(SentenceTransformer(str(folder), device="cpu"), MockSTSTask(), cache=None,
-                           show_progress_bar=False)
+    result = mteb.evaluate(
+        SentenceTransformer(str(folder), device="cpu"), MockSTSTask(), cache=None, show_progress_bar=False
+    )
     assert len(result.task_results) == 1
     assert main(["eval", "--model", str(folder), "--suite", "quick", "--card"]) == 0
     card = (folder / "README.md").read_text()

@@ -15,10 +15,16 @@ from text2token.cli import main
 
 pytest.importorskip("litserve")
 from text2token.serving import background_server  # noqa: E402
+
 openai = pytest.importorskip("openai")
 
-TEXTS = ["A cat sat on the mat.", "Stocks fell sharply after the bank raised rates!", "short",
-         "word " * 200 + "end of a very long text that must be truncated.", 'He said "yes."']
+TEXTS = [
+    "A cat sat on the mat.",
+    "Stocks fell sharply after the bank raised rates!",
+    "short",
+    "word " * 200 + "end of a very long text that must be truncated.",
+    'He said "yes."',
+]
 
 
 def serving(folder, *extra):
@@ -43,8 +49,9 @@ def test_served_vectors_equal_encode(tmp_path, tiny_model_dir, pooling):
         response = client.embeddings.create(model="text2token", input=TEXTS)
         served = [d.embedding for d in sorted(response.data, key=lambda d: d.index)]
         one = client.embeddings.create(model="text2token", input=TEXTS[3]).data[0].embedding  # a lone long text
-        floats = httpx.post(url + "/v1/embeddings", json={"model": "m", "input": TEXTS[:2], "encoding_format": "float"},
-                            timeout=60).json()["data"]  # the openai client itself asks for base64 and decodes it
+        floats = httpx.post(
+            url + "/v1/embeddings", json={"model": "m", "input": TEXTS[:2], "encoding_format": "float"}, timeout=60
+        ).json()["data"]  # the openai client itself asks for base64 and decodes it
     assert len(served) == len(TEXTS)
     assert _cosines(served, expected).min() >= 0.9999
     assert np.linalg.norm(served, axis=1) == pytest.approx(1.0, abs=1e-4)  # unit length, as OpenAI's
@@ -60,16 +67,17 @@ def test_server_is_closed_by_default_and_batches_concurrent_requests(tmp_path, t
     expected = ours.encode(TEXTS, batch_size=2, normalize_embeddings=True)
     key_file = tmp_path / "key"
     key_file.write_text("k3y\n")
-    with serving(folder, "--api-key-file", str(key_file), "--max-texts", "3", "--max-chars", "2000",
-                 "--max-batch-size", "4") as url:
+    with serving(
+        folder, "--api-key-file", str(key_file), "--max-texts", "3", "--max-chars", "2000", "--max-batch-size", "4"
+    ) as url:
         endpoint = url + "/v1/embeddings"
         no_key = httpx.post(endpoint, json={"model": "m", "input": "hello"}, timeout=30)
-        wrong_key = httpx.post(endpoint, json={"model": "m", "input": "hello"}, timeout=30,
-                               headers={"Authorization": "Bearer nope"})
+        wrong_key = httpx.post(
+            endpoint, json={"model": "m", "input": "hello"}, timeout=30, headers={"Authorization": "Bearer nope"}
+        )
         client = openai.OpenAI(base_url=url + "/v1", api_key="k3y", max_retries=0)
         with ThreadPoolExecutor(8) as pool:  # concurrent one-text requests, batched by LitServe
-            served = list(pool.map(lambda t: client.embeddings.create(model="m", input=t).data[0].embedding,
-                                   TEXTS * 2))
+            served = list(pool.map(lambda t: client.embeddings.create(model="m", input=t).data[0].embedding, TEXTS * 2))
         auth = {"Authorization": "Bearer k3y"}
         too_long = httpx.post(endpoint, json={"model": "m", "input": "x" * 2001}, headers=auth, timeout=30)
     assert no_key.status_code == 401 and wrong_key.status_code == 401

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_training import _config
 
 from text2token import Text2TokenModel
 from text2token.objectives import set_attention_dropout, simcse_loss
 from text2token.training import train
-
-from test_training import _config
 
 
 def test_simcse_loss_is_cross_entropy_over_scaled_cosines():
@@ -52,7 +51,9 @@ def test_attention_dropout_makes_two_views_and_is_restorable(tiny_model_dir):
     assert not torch.allclose(v1, v2)
     set_attention_dropout(model.backbone, old)
     with torch.no_grad():
-        assert torch.equal(model(enc["input_ids"], enc["attention_mask"]), model(enc["input_ids"], enc["attention_mask"]))
+        assert torch.equal(
+            model(enc["input_ids"], enc["attention_mask"]), model(enc["input_ids"], enc["attention_mask"])
+        )
 
 
 def test_simcse_training_lowers_its_loss_and_saves_a_plain_model(tmp_path, tiny_model_dir):

@@ -5,14 +5,18 @@ import json
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import interrupted_at_call
 
 from text2token.cli import main
-
-from conftest import interrupted_at_call
 from text2token.retrieval import SearchIndex, sparse_vectors
 
-DOCS = ["The cat sat on the mat.", "Stock markets fell after the rate rise.", "Volcanoes erupted near the village.",
-        "A kitten slept on the rug.", "Bond yields climbed as inflation rose."]
+DOCS = [
+    "The cat sat on the mat.",
+    "Stock markets fell after the rate rise.",
+    "Volcanoes erupted near the village.",
+    "A kitten slept on the rug.",
+    "Bond yields climbed as inflation rose.",
+]
 
 
 def test_sparse_vectors_are_topk_probabilities_normalised(tiny_model):
@@ -35,8 +39,24 @@ def test_index_and_search_cli(tmp_path, tiny_model_dir, capsys):
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(DOCS)))
     index_dir = tmp_path / "index"
-    assert main(["index", "--model", str(tiny_model_dir), "--pooling", "mean", "--corpus", str(corpus),
-                 "--output", str(index_dir), "--top-k", "32"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "--model",
+                str(tiny_model_dir),
+                "--pooling",
+                "mean",
+                "--corpus",
+                str(corpus),
+                "--output",
+                str(index_dir),
+                "--top-k",
+                "32",
+            ]
+        )
+        == 0
+    )
     info = json.loads((index_dir / "index.json").read_text())
     assert info["documents"] == 5 and info["top_k"] == 32 and info["pooling"] == "mean"
     assert info["weighting"] == "prior_ratio" and info["query_top_k"] == 256
@@ -53,14 +73,17 @@ def test_index_and_search_cli(tmp_path, tiny_model_dir, capsys):
     index = SearchIndex(index_dir)
     s, d = (index.scores(DOCS[:2], mode=m) for m in ("sparse", "dense"))
     scale = lambda x: (x - x.min(1, keepdims=True)) / (x.max(1, keepdims=True) - x.min(1, keepdims=True))  # noqa: E731
-    np.testing.assert_allclose(index.scores(DOCS[:2], alpha=0.3, fusion="minmax"), 0.3 * scale(d) + 0.7 * scale(s),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        index.scores(DOCS[:2], alpha=0.3, fusion="minmax"), 0.3 * scale(d) + 0.7 * scale(s), atol=1e-6
+    )
     rank = lambda x: np.argsort(np.argsort(-x, axis=1, kind="stable"), axis=1) + 1  # noqa: E731  (1 = best)
-    np.testing.assert_allclose(index.scores(DOCS[:2], alpha=0.9, fusion="rrf"), 0.9 / (60 + rank(d)) + 0.1 / (60 + rank(s)),
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        index.scores(DOCS[:2], alpha=0.9, fusion="rrf"), 0.9 / (60 + rank(d)) + 0.1 / (60 + rank(s)), atol=1e-9
+    )
     np.testing.assert_allclose(index.scores(DOCS[:2]), 0.5 * scale(d) + 0.5 * scale(s), atol=1e-6)  # the default
-    np.testing.assert_allclose(index.scores(DOCS[:2], mode="hybrid", alpha=0.3, fusion="raw"), 0.3 * d + 0.7 * s,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        index.scores(DOCS[:2], mode="hybrid", alpha=0.3, fusion="raw"), 0.3 * d + 0.7 * s, atol=1e-6
+    )
     # sparse weights: p / (p + prior) of each document's top tokens, with the prior of the indexed documents
     import torch
 
@@ -89,8 +112,23 @@ def test_index_moves_with_its_model_and_search_relocates_it(tmp_path, tiny_model
     model = shutil.copytree(tiny_model_dir, tmp_path / "project" / "model")
     corpus = tmp_path / "docs.txt"
     corpus.write_text("\n".join(DOCS) + "\n")
-    assert main(["index", "-q", "--model", str(model), "--pooling", "mean", "--corpus", str(corpus),
-                 "--output", str(tmp_path / "project" / "index")]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "-q",
+                "--model",
+                str(model),
+                "--pooling",
+                "mean",
+                "--corpus",
+                str(corpus),
+                "--output",
+                str(tmp_path / "project" / "index"),
+            ]
+        )
+        == 0
+    )
     info = json.loads((tmp_path / "project" / "index" / "index.json").read_text())
     assert info["model"] == "../model" and info["model_relative_to_index"]
     docs = [json.loads(line) for line in (tmp_path / "project" / "index" / "docs.jsonl").read_text().splitlines()]
@@ -99,16 +137,52 @@ def test_index_moves_with_its_model_and_search_relocates_it(tmp_path, tiny_model
     queries = tmp_path / "q.txt"
     queries.write_text(DOCS[1] + "\n" + DOCS[4] + "\n")
     capsys.readouterr()
-    assert main(["search", "-q", "--index", f"{moved}/index", "--queries", str(queries), "--query", DOCS[0], "--json",
-                 "--top", "1"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "-q",
+                "--index",
+                f"{moved}/index",
+                "--queries",
+                str(queries),
+                "--query",
+                DOCS[0],
+                "--json",
+                "--top",
+                "1",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["query"] for r in rows] == [DOCS[0], DOCS[1], DOCS[4]] and [r["hits"][0]["id"] for r in rows] == ["0", "1", "4"]
+    assert [r["query"] for r in rows] == [DOCS[0], DOCS[1], DOCS[4]] and [r["hits"][0]["id"] for r in rows] == [
+        "0",
+        "1",
+        "4",
+    ]
     # index alone, model elsewhere: --model relocates it, checked against the recorded weights
     shutil.move(f"{moved}/model", str(tmp_path / "m2"))
     assert main(["search", "--index", f"{moved}/index", "--query", "x"]) == 2
     assert "(moved?): pass --model PATH" in capsys.readouterr().err
-    assert main(["search", "-q", "--index", f"{moved}/index", "--model", str(tmp_path / "m2"), "--query", DOCS[2],
-                 "--top", "1", "--json"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "-q",
+                "--index",
+                f"{moved}/index",
+                "--model",
+                str(tmp_path / "m2"),
+                "--query",
+                DOCS[2],
+                "--top",
+                "1",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["hits"][0]["id"] == "2"
     other = make_tiny_model(tmp_path / "other", tokenizer, seed=7)
     assert main(["search", "--index", f"{moved}/index", "--model", str(other), "--query", "x"]) == 2
@@ -118,8 +192,15 @@ def test_index_moves_with_its_model_and_search_relocates_it(tmp_path, tiny_model
 def _corpus(n):
     subjects = ["The cat", "A stock trader", "The volcano", "Our kitten", "The central bank", "A farmer", "The team"]
     verbs = ["watched", "sold", "covered", "chased", "raised", "planted", "won"]
-    objects = ["the red ball", "shares in the morning", "the valley with ash", "rates again", "corn in spring",
-               "the final match", "a quiet garden"]
+    objects = [
+        "the red ball",
+        "shares in the morning",
+        "the valley with ash",
+        "rates again",
+        "corn in spring",
+        "the final match",
+        "a quiet garden",
+    ]
     return [f"{subjects[i % 7]} {verbs[(i // 7) % 7]} {objects[(i // 49) % 7]} ({i})." for i in range(n)]
 
 
@@ -154,8 +235,9 @@ def test_quantised_ann_graph_is_rescored_by_the_float_vectors(tmp_path, tiny_mod
 
     docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(_corpus(300))]
     f16 = build_index(tiny_model, docs, tmp_path / "f16", top_k=16, ann="on", show_progress_bar=False)
-    info = build_index(tiny_model, docs, tmp_path / "q", top_k=16, ann="on", ann_dtype=ann_dtype,
-                       show_progress_bar=False)
+    info = build_index(
+        tiny_model, docs, tmp_path / "q", top_k=16, ann="on", ann_dtype=ann_dtype, show_progress_bar=False
+    )
     assert info["ann"]["dtype"] == ann_dtype and f16["ann"]["dtype"] == "f16"
     assert info["ann"]["bytes"] < f16["ann"]["bytes"]
     index = SearchIndex(tmp_path / "q", model=tiny_model)
@@ -191,8 +273,21 @@ def test_export_to_qdrant_and_query_it_through_qdrant(tmp_path, tiny_model, tiny
 
     docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(_corpus(60))]
     build_index(tiny_model, docs, tmp_path / "index", top_k=16, model_ref=str(tiny_model_dir), show_progress_bar=False)
-    assert main(["export", "--index", str(tmp_path / "index"), "--qdrant-path", str(tmp_path / "qdrant"),
-                 "--collection", "docs", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--index",
+                str(tmp_path / "index"),
+                "--qdrant-path",
+                str(tmp_path / "qdrant"),
+                "--collection",
+                "docs",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "exported 60 documents" in capsys.readouterr().out
     index = SearchIndex(tmp_path / "index", model=tiny_model)
     queries = ["a cat chased a ball", docs[7]["text"], docs[33]["text"]]  # a document's text: sparse overlap certain
@@ -200,14 +295,20 @@ def test_export_to_qdrant_and_query_it_through_qdrant(tmp_path, tiny_model, tiny
     client = QdrantClient(path=str(tmp_path / "qdrant"))
     try:
         assert client.count("docs").count == 60
-        for i, (dense, sparse) in enumerate(zip(index.ranked(queries, 10, "dense", exact=True),
-                                                index.ranked(queries, 10, "sparse"))):
-            hits = client.query_points("docs", query=q_dense[i].tolist(), using="dense", limit=10, with_payload=True).points
+        for i, (dense, sparse) in enumerate(
+            zip(index.ranked(queries, 10, "dense", exact=True), index.ranked(queries, 10, "sparse"))
+        ):
+            hits = client.query_points(
+                "docs", query=q_dense[i].tolist(), using="dense", limit=10, with_payload=True
+            ).points
             assert [h.payload["id"] for h in hits] == [docs[r]["id"] for r in dense[0]]
             row = q_sparse.getrow(i)
-            hits = client.query_points("docs", query=models.SparseVector(indices=row.indices.tolist(),
-                                                                          values=row.data.tolist()),
-                                       using="sparse", limit=10).points
+            hits = client.query_points(
+                "docs",
+                query=models.SparseVector(indices=row.indices.tolist(), values=row.data.tolist()),
+                using="sparse",
+                limit=10,
+            ).points
             overlapping = sparse[1] > 0  # qdrant returns only documents that share a token with the query
             assert [h.id for h in hits] == sparse[0][overlapping].tolist()
             assert np.allclose([h.score for h in hits], sparse[1][overlapping], rtol=1e-4)
@@ -231,8 +332,14 @@ def test_streamed_index_is_the_index_of_the_whole_corpus(tmp_path, tiny_model):
     build_index(tiny_model, docs, tmp_path / "index", top_k=16, chunk=3, show_progress_bar=False)
     whole = TopTokens(tiny_model, [d["text"] for d in docs], 16)
     folder = tmp_path / "index"
-    assert sorted(p.name for p in folder.iterdir()) == ["dense.npy", "docs.jsonl", "index.json", "prior.npy",
-                                                       "sparse.npz", "sparse_vectors.jsonl"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "dense.npy",
+        "docs.jsonl",
+        "index.json",
+        "prior.npy",
+        "sparse.npz",
+        "sparse_vectors.jsonl",
+    ]
     assert not (tmp_path / "index.partial").exists()
     np.testing.assert_allclose(np.load(folder / "dense.npy"), whole.dense, atol=1e-5)
     prior = np.load(folder / "prior.npy")
@@ -253,8 +360,22 @@ def test_interrupted_index_resumes_to_the_same_files(tmp_path, tiny_model_dir, c
 
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(_corpus(14))))
-    args = ["index", "-q", "--model", str(tiny_model_dir), "--pooling", "mean", "--corpus", str(corpus),
-            "--top-k", "16", "--chunk-size", "4", "--ann", "on"]
+    args = [
+        "index",
+        "-q",
+        "--model",
+        str(tiny_model_dir),
+        "--pooling",
+        "mean",
+        "--corpus",
+        str(corpus),
+        "--top-k",
+        "16",
+        "--chunk-size",
+        "4",
+        "--ann",
+        "on",
+    ]
     assert main([*args, "--output", str(tmp_path / "whole")]) == 0
     out = tmp_path / "out"
     with interrupted_at_call(Text2TokenModel, "vocab_logits", 3):  # Ctrl-C while the third chunk is encoded
@@ -290,8 +411,10 @@ def test_interrupted_index_resumes_to_the_same_files(tmp_path, tiny_model_dir, c
 def test_index_names_a_repeated_id(tmp_path, tiny_model_dir, capsys):
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(["a", "b", "a"], DOCS)))
-    assert main(["index", "-q", "--model", str(tiny_model_dir), "--corpus", str(corpus),
-                 "--output", str(tmp_path / "i")]) == 2
+    assert (
+        main(["index", "-q", "--model", str(tiny_model_dir), "--corpus", str(corpus), "--output", str(tmp_path / "i")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "docs.jsonl" in err and "'id' is not unique (a repeated)" in err
     assert not (tmp_path / "i").exists() and not (tmp_path / "i.partial").exists()
@@ -307,8 +430,25 @@ def test_a_damaged_index_is_one_line_naming_the_file(tmp_path, tiny_model_dir, c
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(DOCS)))
     good = tmp_path / "good"
-    assert main(["index", "-q", "--model", str(tiny_model_dir), "--pooling", "mean", "--corpus", str(corpus),
-                 "--output", str(good), "--top-k", "16"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "-q",
+                "--model",
+                str(tiny_model_dir),
+                "--pooling",
+                "mean",
+                "--corpus",
+                str(corpus),
+                "--output",
+                str(good),
+                "--top-k",
+                "16",
+            ]
+        )
+        == 0
+    )
     recorded = json.loads((good / "index.json").read_text())["files"]
     assert {"dense.npy", "sparse.npz", "docs.jsonl"} <= set(recorded)
 
@@ -322,9 +462,13 @@ def test_a_damaged_index_is_one_line_naming_the_file(tmp_path, tiny_model_dir, c
             path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
         return bad
 
-    cases = [("dense.npy", "missing", "dense.npy is missing"), ("dense.npy", "truncated", "dense.npy has"),
-             ("sparse.npz", "truncated", "sparse.npz has"), ("docs.jsonl", "truncated", "docs.jsonl has"),
-             ("index.json", "truncated", "index.json is damaged")]
+    cases = [
+        ("dense.npy", "missing", "dense.npy is missing"),
+        ("dense.npy", "truncated", "dense.npy has"),
+        ("sparse.npz", "truncated", "sparse.npz has"),
+        ("docs.jsonl", "truncated", "docs.jsonl has"),
+        ("index.json", "truncated", "index.json is damaged"),
+    ]
     for name, how, match in cases:
         folder = damaged(name, how)
         with pytest.raises(Exception) as exc:
@@ -346,8 +490,25 @@ def test_qdrant_unreachable_url_and_a_held_folder_are_one_line(tmp_path, tiny_mo
 
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(DOCS)))
-    assert main(["index", "-q", "--model", str(tiny_model_dir), "--pooling", "mean", "--corpus", str(corpus),
-                 "--output", str(tmp_path / "ix"), "--top-k", "16"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "-q",
+                "--model",
+                str(tiny_model_dir),
+                "--pooling",
+                "mean",
+                "--corpus",
+                str(corpus),
+                "--output",
+                str(tmp_path / "ix"),
+                "--top-k",
+                "16",
+            ]
+        )
+        == 0
+    )
     with socket.socket() as s:  # a localhost port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -369,8 +530,8 @@ def test_one_writer_per_output_and_readers_see_one_whole_index(tmp_path, tiny_mo
     A reader that opens an index while a rebuild swaps it in reads again and gets one whole generation."""
     import shutil
 
-    from text2token.textio import replace_directory
     from text2token.lock import RunLock
+    from text2token.textio import replace_directory
 
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(DOCS)))
@@ -380,14 +541,29 @@ def test_one_writer_per_output_and_readers_see_one_whole_index(tmp_path, tiny_mo
         assert "in use by another index build" in capsys.readouterr().err
         assert not out.exists() and not (tmp_path / "ix.partial").exists()
     with RunLock.for_output(tmp_path / "e.npy", "encode"):
-        assert main(["encode", "-q", "--model", str(tiny_model_dir), "--input", str(corpus), "--output",
-                     str(tmp_path / "e.npy")]) == 2
+        assert (
+            main(
+                [
+                    "encode",
+                    "-q",
+                    "--model",
+                    str(tiny_model_dir),
+                    "--input",
+                    str(corpus),
+                    "--output",
+                    str(tmp_path / "e.npy"),
+                ]
+            )
+            == 2
+        )
         assert "in use by another encode" in capsys.readouterr().err
     assert main(["index", "-q", "--model", str(tiny_model_dir), "--corpus", str(corpus), "--output", str(out)]) == 0
     other = tmp_path / "docs2.jsonl"
     other.write_text("".join(json.dumps({"id": f"e{i}", "text": t}) + "\n" for i, t in enumerate(DOCS[:3])))
-    assert main(["index", "-q", "--model", str(tiny_model_dir), "--corpus", str(other), "--output",
-                 str(tmp_path / "ix2")]) == 0
+    assert (
+        main(["index", "-q", "--model", str(tiny_model_dir), "--corpus", str(other), "--output", str(tmp_path / "ix2")])
+        == 0
+    )
     real, calls = SearchIndex._open_files, []
 
     def open_then_swap(self, folder):
@@ -416,12 +592,14 @@ def test_hostile_values_in_index_json_are_one_line(tmp_path, tiny_model_dir):
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(DOCS)))
     good = tmp_path / "good"
     assert main(["index", "-q", "--model", str(tiny_model_dir), "--corpus", str(corpus), "--output", str(good)]) == 0
-    for key, value, match in [("documents", -3, "'documents' must be an integer >= 0"),
-                              ("top_k", 10**15, "'top_k' must be an integer >= 1"),
-                              ("pooling", "__import__('os')", "'pooling' must be one of"),
-                              ("files", {"../../etc/passwd": 1}, "names a file outside the index"),
-                              ("ann", {"file": "../outside.usearch"}, "'ann' must name a file inside the index"),
-                              ("ann", {"file": "dense.usearch", "dtype": "f8"}, "'ann.dtype' must be one of")]:
+    for key, value, match in [
+        ("documents", -3, "'documents' must be an integer >= 0"),
+        ("top_k", 10**15, "'top_k' must be an integer >= 1"),
+        ("pooling", "__import__('os')", "'pooling' must be one of"),
+        ("files", {"../../etc/passwd": 1}, "names a file outside the index"),
+        ("ann", {"file": "../outside.usearch"}, "'ann' must name a file inside the index"),
+        ("ann", {"file": "dense.usearch", "dtype": "f8"}, "'ann.dtype' must be one of"),
+    ]:
         bad = tmp_path / f"bad-{key}-{len(str(value))}"
         shutil.copytree(good, bad)
         info = json.loads((bad / "index.json").read_text())

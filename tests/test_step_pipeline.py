@@ -13,10 +13,16 @@ from text2token.objectives import Objective, ObjectiveOutput, TokenKL
 from text2token.training.batches import ROW_BUCKET, WIDTH_BUCKET, Batch, Collator, token_budget_schedule
 from text2token.training.loop import Prefetcher, Trainee, train_loop
 
-TEXTS = ["The cat sat on the mat.", "Stocks fell sharply after the bank raised interest rates.", "Hi there",
-         "Volcanoes erupted, spreading ash across the villages below the mountain.", "A kitten slept.",
-         "Engineers designed bridges that withstand strong earthquakes in the region.", "Rain again today.",
-         "The orchestra rehearsed the symphony for the concert on Sunday evening."] * 3
+TEXTS = [
+    "The cat sat on the mat.",
+    "Stocks fell sharply after the bank raised interest rates.",
+    "Hi there",
+    "Volcanoes erupted, spreading ash across the villages below the mountain.",
+    "A kitten slept.",
+    "Engineers designed bridges that withstand strong earthquakes in the region.",
+    "Rain again today.",
+    "The orchestra rehearsed the symphony for the concert on Sunday evening.",
+] * 3
 
 
 def test_prefetcher_yields_in_order_and_raises_where_the_error_happened():
@@ -142,9 +148,14 @@ def test_a_nonfinite_loss_never_updates_the_weights(check_every):
         assert optimizer.state[params[0]]["step"].item() == 3  # step 3 not counted (steps 1, 2, 4)
 
 
-@pytest.mark.parametrize("extra", [["training.tokens_per_step=160"],
-                                   ["training.tokens_per_step=160", "training.mixed_precision=bf16"],
-                                   ["training.batch_size=8"]])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["training.tokens_per_step=160"],
+        ["training.tokens_per_step=160", "training.mixed_precision=bf16"],
+        ["training.batch_size=8"],
+    ],
+)
 def test_activation_checkpointing_gives_the_same_training(tmp_path, tiny_model_dir, extra):
     """Checkpointing recomputes activations in the backward: the same losses and adapter as without it, with packed
     rows, the bf16 frozen backbone and plain padded batches."""
@@ -156,8 +167,17 @@ def test_activation_checkpointing_gives_the_same_training(tmp_path, tiny_model_d
     for ckpt in (False, True):
         folder = tmp_path / str(ckpt)
         folder.mkdir()
-        train(_config(folder, tiny_model_dir, "stage1.steps=3", "training.save_every=0",
-                      f"training.gradient_checkpointing={str(ckpt).lower()}", *extra), show_progress_bar=False)
+        train(
+            _config(
+                folder,
+                tiny_model_dir,
+                "stage1.steps=3",
+                "training.save_every=0",
+                f"training.gradient_checkpointing={str(ckpt).lower()}",
+                *extra,
+            ),
+            show_progress_bar=False,
+        )
         runs[ckpt] = _losses(folder / "run")
     assert len(runs[True]) == 3
     assert runs[True] == pytest.approx(runs[False], rel=1e-4)
@@ -177,7 +197,16 @@ def test_compiled_training_with_fixed_shapes_runs_and_matches(tmp_path, tiny_mod
     for compiled in (False, True):
         folder = tmp_path / str(compiled)
         folder.mkdir()
-        train(_config(folder, tiny_model_dir, "stage1.steps=2", "training.save_every=0", "training.tokens_per_step=160",
-                      f"training.compile={str(compiled).lower()}"), show_progress_bar=False)
+        train(
+            _config(
+                folder,
+                tiny_model_dir,
+                "stage1.steps=2",
+                "training.save_every=0",
+                "training.tokens_per_step=160",
+                f"training.compile={str(compiled).lower()}",
+            ),
+            show_progress_bar=False,
+        )
         runs[compiled] = _losses(folder / "run")
     assert runs[True] == pytest.approx(runs[False], rel=1e-3)

@@ -4,12 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import interrupted_at_call
+from test_training import SENTENCES
 
 from text2token import Text2TokenModel
 from text2token.cli import main
-
-from conftest import interrupted_at_call
-from test_training import SENTENCES
 
 
 def _corpus(tmp_path, suffix=".txt"):
@@ -27,8 +26,23 @@ def test_chunked_encode_matches_encode_in_every_format(tmp_path, tiny_model_dir)
     ref = Text2TokenModel.from_pretrained(str(tiny_model_dir), device="cpu").encode(texts)
     for suffix in (".npy", ".jsonl", ".parquet"):
         out = tmp_path / f"o{suffix}"
-        assert main(["encode", "-q", "--model", str(tiny_model_dir), "--input", str(src), "--output", str(out),
-                     "--chunk-size", "5"]) == 0
+        assert (
+            main(
+                [
+                    "encode",
+                    "-q",
+                    "--model",
+                    str(tiny_model_dir),
+                    "--input",
+                    str(src),
+                    "--output",
+                    str(out),
+                    "--chunk-size",
+                    "5",
+                ]
+            )
+            == 0
+        )
         if suffix == ".npy":
             got, ids = np.load(out), None
         elif suffix == ".jsonl":
@@ -66,8 +80,18 @@ def test_interrupted_encode_resumes_to_the_same_bytes(tmp_path, tiny_model_dir, 
 
 def test_resume_refuses_a_partial_output_of_another_input(tmp_path, tiny_model_dir, capsys):
     src, _ = _corpus(tmp_path)
-    args = ["encode", "-q", "--model", str(tiny_model_dir), "--input", str(src), "--chunk-size", "4",
-            "--output", str(tmp_path / "o.npy")]
+    args = [
+        "encode",
+        "-q",
+        "--model",
+        str(tiny_model_dir),
+        "--input",
+        str(src),
+        "--chunk-size",
+        "4",
+        "--output",
+        str(tmp_path / "o.npy"),
+    ]
     with interrupted_at_call(Text2TokenModel, "encode", 2):
         assert main(args) == 130
     src.write_text("a different corpus\nwith other lines\n")
@@ -84,8 +108,18 @@ def test_resume_after_the_partial_output_was_deleted_is_refused_not_zeros(tmp_pa
     .npy (exit 0) or died with a traceback for .jsonl. Now each step says exactly what to delete."""
     src, _ = _corpus(tmp_path)
     out = tmp_path / f"z{suffix}"
-    args = ["encode", "-q", "--model", str(tiny_model_dir), "--input", str(src), "--chunk-size", "4",
-            "--output", str(out)]
+    args = [
+        "encode",
+        "-q",
+        "--model",
+        str(tiny_model_dir),
+        "--input",
+        str(src),
+        "--chunk-size",
+        "4",
+        "--output",
+        str(out),
+    ]
     with interrupted_at_call(Text2TokenModel, "encode", 3):
         assert main(args) == 130
     capsys.readouterr()
@@ -106,8 +140,18 @@ def test_resume_after_the_partial_output_was_deleted_is_refused_not_zeros(tmp_pa
 def test_resume_refuses_a_truncated_partial_output(tmp_path, tiny_model_dir, capsys):
     src, _ = _corpus(tmp_path)
     out = tmp_path / "t.npy"
-    args = ["encode", "-q", "--model", str(tiny_model_dir), "--input", str(src), "--chunk-size", "4",
-            "--output", str(out)]
+    args = [
+        "encode",
+        "-q",
+        "--model",
+        str(tiny_model_dir),
+        "--input",
+        str(src),
+        "--chunk-size",
+        "4",
+        "--output",
+        str(out),
+    ]
     with interrupted_at_call(Text2TokenModel, "encode", 3):
         assert main(args) == 130
     partial = tmp_path / "t.npy.partial"
@@ -132,8 +176,24 @@ def test_two_processes_write_the_bytes_one_process_writes(tmp_path, tiny_model_d
     args = ["encode", "-q", "--model", str(tiny_model_dir), "--input", str(src), "--chunk-size", "3"]
     assert main([*args, "--output", str(one)]) == 0
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
-    launch = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
-              "no", "--dynamo_backend", "no", "-m", "text2token.cli", *args, "--output", str(two)]
+    launch = [
+        accelerate,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "text2token.cli",
+        *args,
+        "--output",
+        str(two),
+    ]
     res = subprocess.run(launch, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
     assert two.read_bytes() == one.read_bytes()
@@ -141,8 +201,9 @@ def test_two_processes_write_the_bytes_one_process_writes(tmp_path, tiny_model_d
 
 
 @pytest.mark.parametrize("failing_write", [1, 2, 3])
-def test_a_full_disk_mid_encode_is_one_line_and_resumes_to_the_same_bytes(tmp_path, tiny_model_dir, capsys,
-                                                                          monkeypatch, failing_write):
+def test_a_full_disk_mid_encode_is_one_line_and_resumes_to_the_same_bytes(
+    tmp_path, tiny_model_dir, capsys, monkeypatch, failing_write
+):
     """Fault injection: the disk fills up while the k-th chunk is written (ENOSPC from the writer itself). The
     command ends with one line (no traceback) that says to resume, nothing appears under the output's name, and
     --resume after space is freed gives the bytes of an uninterrupted run."""

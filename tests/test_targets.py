@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from text2token.errors import Text2TokenError
 from text2token.targets import DataDrivenTargetBuilder, SparseTargets
 from text2token.targets.data_driven import clean_text
-from text2token.errors import Text2TokenError
 
 
 def test_clean_text_drops_punctuation_symbols_underscores_and_stopwords():
@@ -61,8 +61,10 @@ def test_store_roundtrip_and_fingerprint_check(tmp_path, tokenizer):
     path = tmp_path / "t.safetensors"
     targets.save(path)
     loaded = SparseTargets.load(path, expect_fingerprint=builder.fingerprint())
-    for a, b in zip((targets.indptr, targets.ids, targets.weights, targets.text_index),
-                    (loaded.indptr, loaded.ids, loaded.weights, loaded.text_index)):
+    for a, b in zip(
+        (targets.indptr, targets.ids, targets.weights, targets.text_index),
+        (loaded.indptr, loaded.ids, loaded.weights, loaded.text_index),
+    ):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(Text2TokenError, match="max_length"):
         SparseTargets.load(path, expect_fingerprint={**builder.fingerprint(), "max_length": 7})
@@ -100,6 +102,8 @@ def test_idf_weighting_puts_more_mass_on_rarer_tokens_and_sums_to_one(tokenizer)
     common = w[list(ids).index(market[0])]
     assert all(x > common for i, x in zip(ids, w) if i != market[0])
     assert not np.allclose(idf.weights, uniform.weights)
-    assert idf_builder.fingerprint()["weighting"] == "idf" != DataDrivenTargetBuilder(tokenizer).fingerprint()["weighting"]
+    assert (
+        idf_builder.fingerprint()["weighting"] == "idf" != DataDrivenTargetBuilder(tokenizer).fingerprint()["weighting"]
+    )
     with pytest.raises(ValueError, match="weighting must be one of uniform, idf"):
         DataDrivenTargetBuilder(tokenizer, weighting="bm25")

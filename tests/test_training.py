@@ -25,9 +25,23 @@ SENTENCES = [
 def _config(tmp_path, model_dir, *extra):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(SENTENCES) + "\n\n", encoding="utf-8")
-    return load_config(None, ["stages=[data]", f"model.name={model_dir}", f"data.train_file={corpus}", f"output_dir={tmp_path / 'run'}",
-                              "model.pooling=mean", "training.batch_size=8", "training.max_length=32",
-                              "stage1.lr=3e-3", "lora.r=8", "training.save_every=2", "lora.dropout=0.0", *extra])
+    return load_config(
+        None,
+        [
+            "stages=[data]",
+            f"model.name={model_dir}",
+            f"data.train_file={corpus}",
+            f"output_dir={tmp_path / 'run'}",
+            "model.pooling=mean",
+            "training.batch_size=8",
+            "training.max_length=32",
+            "stage1.lr=3e-3",
+            "lora.r=8",
+            "training.save_every=2",
+            "lora.dropout=0.0",
+            *extra,
+        ],
+    )
 
 
 def _losses(run_dir):
@@ -88,8 +102,10 @@ def test_checkpoint_model_equals_final_model(tmp_path, tiny_model_dir):
 
 def test_unknown_lora_module_is_a_clear_error(tmp_path, tiny_model_dir):
     with pytest.raises(ConfigError, match="lora.target_modules"):
-        train(_config(tmp_path, tiny_model_dir, "stage1.steps=1", "lora.target_modules=[query,value]"),
-              show_progress_bar=False)
+        train(
+            _config(tmp_path, tiny_model_dir, "stage1.steps=1", "lora.target_modules=[query,value]"),
+            show_progress_bar=False,
+        )
 
 
 def test_batch_schedule_is_deterministic_and_covers_data():

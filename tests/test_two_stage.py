@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+from test_training import SENTENCES, _config
 
 from text2token import Text2TokenModel
 from text2token.fingerprint import model_fingerprint
@@ -8,16 +9,22 @@ from text2token.training import train
 from text2token.training.checkpoint_model import load_checkpoint_model
 from text2token.training.checkpoints import latest_checkpoint
 
-from test_training import SENTENCES, _config
-
 
 def _log(path):
     return [json.loads(l) for l in path.read_text().splitlines()]
 
 
 def test_two_stages_train_merge_and_cache_the_prior(tmp_path, tiny_model_dir):
-    cfg = _config(tmp_path, tiny_model_dir, "stage1.steps=4", "stages=[data,model]", "stage2.steps=8",
-                  "stage2.lr=3e-3", "stage2.tau=0.1", "stage2.max_texts=32")
+    cfg = _config(
+        tmp_path,
+        tiny_model_dir,
+        "stage1.steps=4",
+        "stages=[data,model]",
+        "stage2.steps=8",
+        "stage2.lr=3e-3",
+        "stage2.tau=0.1",
+        "stage2.max_texts=32",
+    )
     model_dir = train(cfg, show_progress_bar=False)
     run = tmp_path / "run"
     log2 = _log(run / "stage2-model" / "train_log.jsonl")
@@ -41,13 +48,24 @@ def test_two_stages_train_merge_and_cache_the_prior(tmp_path, tiny_model_dir):
     # resuming a finished run skips both stages and reuses everything
     again = train(cfg, resume=True, show_progress_bar=False)
     assert prior_file.stat().st_mtime_ns == stamp
-    np.testing.assert_allclose(Text2TokenModel.from_pretrained(str(again), device="cpu").encode(SENTENCES[:2]),
-                               final.encode(SENTENCES[:2]), atol=1e-5)
+    np.testing.assert_allclose(
+        Text2TokenModel.from_pretrained(str(again), device="cpu").encode(SENTENCES[:2]),
+        final.encode(SENTENCES[:2]),
+        atol=1e-5,
+    )
 
 
 def test_precomputed_targets_report_mass_and_stage_alone(tmp_path, tiny_model_dir):
-    cfg = _config(tmp_path, tiny_model_dir, "stages=[model]", "stage2.steps=3", "stage2.targets=precomputed",
-                  "stage2.top_k=16", "stage2.tau=0.01", "stage2.max_texts=24")
+    cfg = _config(
+        tmp_path,
+        tiny_model_dir,
+        "stages=[model]",
+        "stage2.steps=3",
+        "stage2.targets=precomputed",
+        "stage2.top_k=16",
+        "stage2.tau=0.01",
+        "stage2.max_texts=24",
+    )
     train(cfg, show_progress_bar=False)
     report = json.loads((tmp_path / "run" / "stage2-model" / "data_report.json").read_text())["targets"]
     assert report["top_k"] == 16 and 0 < report["mass_kept_min"] <= report["mass_kept_mean"] <= 1
@@ -76,8 +94,9 @@ def test_resume_inside_stage_two_matches_a_straight_run(tmp_path, tiny_model_dir
     straight, part = _straight_vs_extended(tmp_path, tiny_model_dir, common, "stage2.steps=4", "stage2.steps=6")
     log = _log(part / "stage2-model" / "train_log.jsonl")
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
-    np.testing.assert_allclose([r["loss"] for r in log],
-                               [r["loss"] for r in _log(straight / "stage2-model" / "train_log.jsonl")], rtol=1e-5)
+    np.testing.assert_allclose(
+        [r["loss"] for r in log], [r["loss"] for r in _log(straight / "stage2-model" / "train_log.jsonl")], rtol=1e-5
+    )
 
 
 def test_training_stage_one_further_invalidates_a_finished_stage_two(tmp_path, tiny_model_dir):

@@ -198,7 +198,7 @@ def build_fortunes(sources: Path, out: Path) -> dict:
         pool = pools[topic][:]
         rng.shuffle(pool)
         train += [{"text": t, "label": topic} for t in pool[:FORTUNE_TRAIN]]
-        chosen = pool[FORTUNE_TRAIN:FORTUNE_TRAIN + FORTUNE_TEST]
+        chosen = pool[FORTUNE_TRAIN : FORTUNE_TRAIN + FORTUNE_TEST]
         n_test[topic] = len(chosen)
         test += [{"text": t, "label": topic} for t in chosen]
     rng.shuffle(train)
@@ -210,35 +210,53 @@ def build_fortunes(sources: Path, out: Path) -> dict:
     write_jsonl(folder / "test.jsonl", test)
     shutil.copyfile(sources / "usr/share/doc/fortunes/copyright", folder / "LICENSE-fortunes.txt")
     short = [t for t in FORTUNE_TOPICS if n_test[t] < FORTUNE_TEST]
-    write_task_json(folder, {
-        "name": name, "type": "Classification", "main_score": "accuracy",
-        "description": (
-            "Topic of a fortune-cookie quote, labelled by the fortune file it comes from "
-            f"({', '.join(FORTUNE_TOPICS)}). Fortunes are split on lines holding only '%', overstrike backspaces "
-            f"resolved, whitespace collapsed; kept {FORTUNE_MIN_WORDS}-{FORTUNE_MAX_WORDS} words; dropped: ASCII "
-            "art / mostly non-letters, exact duplicates, and texts present in more than one fortune file. Random "
-            f"sample (seed 0): {FORTUNE_TRAIN} train per label and up to {FORTUNE_TEST} test per label, disjoint. "
-            "Attribution lines ('-- Author') are part of the text. Labels are noisy by nature (a 'politics' or "
-            "'science' fortune is often a general aphorism)."
-            + (f" Labels with fewer than {FORTUNE_TEST} test items: {', '.join(short)}." if short else "")),
-        "source": (f"Debian fortunes {FORTUNES_VERSION} (bookworm): /usr/share/games/fortunes/"
-                   f"{{{','.join(FORTUNE_TOPICS)}}}; cross-file duplicate check over all "
-                   f"{len(files)} fortune files of fortunes + fortunes-min {FORTUNES_VERSION}"),
-        "license": (
-            "Debian copyright file (copied as LICENSE-fortunes.txt): the fortune program is under the BSD licence, "
-            "'Copyright (c) 1991 The Regents of the University of California' (advertising clause deleted). The "
-            "file gives no separate licence for the quotations; upstream's Notes say they were 'collected "
-            "haphazardly' and are distributed as fair use, so the copyright in an individual quotation stays with "
-            "its author. Debian ships the package in main."),
-        "n": {"labels": len(FORTUNE_TOPICS),
-              "usable_per_label": {t: len(pools[t]) for t in FORTUNE_TOPICS},
-              "dropped": {t: dict(sorted(dropped[t].items())) for t in FORTUNE_TOPICS},
-              "test_per_label": n_test,
-              "train": len(train), "test": len(test)},
-    })
-    return {"folder": folder, "train": len(train), "test": len(test), "usable": {t: len(pools[t]) for t in pools},
-            "test_per_label": n_test, "dropped": {t: dict(dropped[t]) for t in dropped},
-            "texts": [r["text"] for r in train + test]}
+    write_task_json(
+        folder,
+        {
+            "name": name,
+            "type": "Classification",
+            "main_score": "accuracy",
+            "description": (
+                "Topic of a fortune-cookie quote, labelled by the fortune file it comes from "
+                f"({', '.join(FORTUNE_TOPICS)}). Fortunes are split on lines holding only '%', overstrike backspaces "
+                f"resolved, whitespace collapsed; kept {FORTUNE_MIN_WORDS}-{FORTUNE_MAX_WORDS} words; dropped: ASCII "
+                "art / mostly non-letters, exact duplicates, and texts present in more than one fortune file. Random "
+                f"sample (seed 0): {FORTUNE_TRAIN} train per label and up to {FORTUNE_TEST} test per label, disjoint. "
+                "Attribution lines ('-- Author') are part of the text. Labels are noisy by nature (a 'politics' or "
+                "'science' fortune is often a general aphorism)."
+                + (f" Labels with fewer than {FORTUNE_TEST} test items: {', '.join(short)}." if short else "")
+            ),
+            "source": (
+                f"Debian fortunes {FORTUNES_VERSION} (bookworm): /usr/share/games/fortunes/"
+                f"{{{','.join(FORTUNE_TOPICS)}}}; cross-file duplicate check over all "
+                f"{len(files)} fortune files of fortunes + fortunes-min {FORTUNES_VERSION}"
+            ),
+            "license": (
+                "Debian copyright file (copied as LICENSE-fortunes.txt): the fortune program is under the BSD licence, "
+                "'Copyright (c) 1991 The Regents of the University of California' (advertising clause deleted). The "
+                "file gives no separate licence for the quotations; upstream's Notes say they were 'collected "
+                "haphazardly' and are distributed as fair use, so the copyright in an individual quotation stays with "
+                "its author. Debian ships the package in main."
+            ),
+            "n": {
+                "labels": len(FORTUNE_TOPICS),
+                "usable_per_label": {t: len(pools[t]) for t in FORTUNE_TOPICS},
+                "dropped": {t: dict(sorted(dropped[t].items())) for t in FORTUNE_TOPICS},
+                "test_per_label": n_test,
+                "train": len(train),
+                "test": len(test),
+            },
+        },
+    )
+    return {
+        "folder": folder,
+        "train": len(train),
+        "test": len(test),
+        "usable": {t: len(pools[t]) for t in pools},
+        "test_per_label": n_test,
+        "dropped": {t: dict(dropped[t]) for t in dropped},
+        "texts": [r["text"] for r in train + test],
+    }
 
 
 # =====================================================================================================================
@@ -332,12 +350,22 @@ def load_debian(lists_dirs: list[Path]) -> tuple[list[dict], dict]:
         desc = long_by.get((name, s.get("Description-md5", "")))
         if desc is None:
             continue
-        pkgs.append({"name": name, "source": s.get("Source", name).split()[0],
-                     "section": s.get("Section", "").split("/")[-1],
-                     "synopsis": ws(s["Description"]), "long": clean_long_description(desc)})
-    meta = {"packages_file": pk_path.name, "translations_file": tr_path.name,
-            "release": {k: rel[k] for k in ("suite", "codename", "version", "date") if k in rel}, "files": checked,
-            "stanzas": len(pkgs)}
+        pkgs.append(
+            {
+                "name": name,
+                "source": s.get("Source", name).split()[0],
+                "section": s.get("Section", "").split("/")[-1],
+                "synopsis": ws(s["Description"]),
+                "long": clean_long_description(desc),
+            }
+        )
+    meta = {
+        "packages_file": pk_path.name,
+        "translations_file": tr_path.name,
+        "release": {k: rel[k] for k in ("suite", "codename", "version", "date") if k in rel},
+        "files": checked,
+        "stanzas": len(pkgs),
+    }
     return pkgs, meta
 
 
@@ -369,8 +397,10 @@ def debian_pool(pkgs: list[dict], sections: tuple[str, ...], exclude_sources: se
     by_section: dict[str, list[dict]] = {s: [] for s in sections}
     sources_seen = set()
     for p in sorted(cand, key=lambda p: p["name"]):
-        if key_count[("full", p["long"].lower())] > 1 or key_count[("head", cut_words(p["long"].lower(),
-                                                                                       NEAR_DUP_WORDS))] > 1:
+        if (
+            key_count[("full", p["long"].lower())] > 1
+            or key_count[("head", cut_words(p["long"].lower(), NEAR_DUP_WORDS))] > 1
+        ):
             stats["duplicate_description"] += 1
             continue
         if p["source"] in sources_seen:
@@ -383,10 +413,12 @@ def debian_pool(pkgs: list[dict], sections: tuple[str, ...], exclude_sources: se
 
 def debian_license(meta: dict) -> str:
     rel = meta["release"]
-    return ("Debian main package metadata: each package in main is DFSG-free, and its description is part of that "
-            "package (its debian/control) and under that package's licence. Taken from the bookworm main indexes "
-            f"{meta['packages_file']} and {meta['translations_file']} (Debian {rel.get('version', '12')}, release "
-            f"file dated {rel.get('date', 'unknown')}).")
+    return (
+        "Debian main package metadata: each package in main is DFSG-free, and its description is part of that "
+        "package (its debian/control) and under that package's licence. Taken from the bookworm main indexes "
+        f"{meta['packages_file']} and {meta['translations_file']} (Debian {rel.get('version', '12')}, release "
+        f"file dated {rel.get('date', 'unknown')})."
+    )
 
 
 # =====================================================================================================================
@@ -407,27 +439,47 @@ def build_sections(pkgs: list[dict], meta: dict, out: Path) -> dict:
     folder = fresh_folder(out, name, ("test.jsonl", "task.json"))
     write_jsonl(folder / "test.jsonl", rows)
     per_label = collections.Counter(r["label"] for r in rows)
-    write_task_json(folder, {
-        "name": name, "type": "Clustering", "main_score": "v_measure",
-        "description": (
-            "Cluster Debian package long descriptions by archive Section "
-            f"({', '.join(CLUSTER_SECTIONS)}). Long description = the continuation lines of the English "
-            "Description (synopsis line left out, ' .' paragraph lines dropped, whitespace collapsed), cut to "
-            f"the first {CLUSTER_MAX_WORDS} words. Excluded: names starting with lib, python3-, golang-, node-, "
-            "r-cran-, ruby-, fonts-, texlive- or ending in -doc, -dev, -dbg, -data, -common; descriptions under "
-            f"{MIN_DESCRIPTION_WORDS} words; descriptions whose full text or first {NEAR_DUP_WORDS} words occur for "
-            "more than one package in the index; more than one binary package per source package. "
-            f"{CLUSTER_PER_SECTION} packages sampled per Section (seed 0)."),
-        "source": (f"Debian bookworm main (Debian {meta['release'].get('version', '12')}): {meta['packages_file']} "
-                   f"(Package, Source, Section) joined on Package + Description-md5 with {meta['translations_file']} "
-                   "(Description-en)"),
-        "license": debian_license(meta),
-        "n": {"labels": len(CLUSTER_SECTIONS), "per_label": dict(sorted(per_label.items())),
-              "pool_per_label": pool_sizes, "filtered": stats, "index": meta, "test": len(rows)},
-    })
-    return {"folder": folder, "test": len(rows), "per_label": dict(per_label), "pool": pool_sizes,
-            "sources": {p["source"] for p in used}, "names": {p["name"] for p in used},
-            "texts": [r["text"] for r in rows]}
+    write_task_json(
+        folder,
+        {
+            "name": name,
+            "type": "Clustering",
+            "main_score": "v_measure",
+            "description": (
+                "Cluster Debian package long descriptions by archive Section "
+                f"({', '.join(CLUSTER_SECTIONS)}). Long description = the continuation lines of the English "
+                "Description (synopsis line left out, ' .' paragraph lines dropped, whitespace collapsed), cut to "
+                f"the first {CLUSTER_MAX_WORDS} words. Excluded: names starting with lib, python3-, golang-, node-, "
+                "r-cran-, ruby-, fonts-, texlive- or ending in -doc, -dev, -dbg, -data, -common; descriptions under "
+                f"{MIN_DESCRIPTION_WORDS} words; descriptions whose full text or first {NEAR_DUP_WORDS} words occur for "
+                "more than one package in the index; more than one binary package per source package. "
+                f"{CLUSTER_PER_SECTION} packages sampled per Section (seed 0)."
+            ),
+            "source": (
+                f"Debian bookworm main (Debian {meta['release'].get('version', '12')}): {meta['packages_file']} "
+                f"(Package, Source, Section) joined on Package + Description-md5 with {meta['translations_file']} "
+                "(Description-en)"
+            ),
+            "license": debian_license(meta),
+            "n": {
+                "labels": len(CLUSTER_SECTIONS),
+                "per_label": dict(sorted(per_label.items())),
+                "pool_per_label": pool_sizes,
+                "filtered": stats,
+                "index": meta,
+                "test": len(rows),
+            },
+        },
+    )
+    return {
+        "folder": folder,
+        "test": len(rows),
+        "per_label": dict(per_label),
+        "pool": pool_sizes,
+        "sources": {p["source"] for p in used},
+        "names": {p["name"] for p in used},
+        "texts": [r["text"] for r in rows],
+    }
 
 
 # =====================================================================================================================
@@ -442,7 +494,7 @@ def build_reranking(pkgs: list[dict], meta: dict, used_sources: set[str], used_n
     rng = random.Random(0)
     by_section, stats = debian_pool(pkgs, RERANK_SECTIONS, used_sources)
     skipped = collections.Counter()
-    queries, docs, candidates, qrels = [], {}, [], []  # docs: package name -> text
+    queries, docs, candidates = [], {}, []  # docs: package name -> text
     per_section = {}
     for s in RERANK_SECTIONS:
         pool = [p for p in by_section[s] if p["name"] not in used_names]
@@ -497,33 +549,56 @@ def build_reranking(pkgs: list[dict], meta: dict, used_sources: set[str], used_n
     write_jsonl(folder / "corpus.jsonl", corpus)
     write_jsonl(folder / "qrels.jsonl", r_rows)
     write_jsonl(folder / "candidates.jsonl", c_rows)
-    write_task_json(folder, {
-        "name": name, "type": "Reranking", "main_score": "map_at_1000",
-        "description": (
-            "Rerank 10 candidate Debian long package descriptions for a query that is a package's one-line "
-            "synopsis: 1 relevant (the package's own description) + 9 hard negatives (descriptions of other packages "
-            f"of the same Section). Sections: {', '.join(RERANK_SECTIONS)} ({RERANK_QUERIES_PER_SECTION} queries "
-            "each). Negatives are drawn from the section's other query packages plus "
-            f"{RERANK_EXTRA_NEGATIVES_PER_SECTION} non-query packages of the section; a document can be a negative "
-            "for several queries. In each description the document's own package name (case-insensitive, whole "
-            f"word) is replaced by 'this package', then the text is cut to the first {RERANK_MAX_WORDS} words. "
-            "Same package filters as DebianPackageSectionClustering, and no package "
-            "(or source package) of that task is used. Synopses under 4 words, or occurring verbatim in their "
-            "own description, are not used as queries. Score: mteb's reranking (the retrieval evaluator restricted "
-            "to the given candidates, candidates.jsonl = top_ranked), MAP@1000; with 10 candidates and one relevant "
-            "document this equals MRR@10."),
-        "source": (f"Debian bookworm main (Debian {meta['release'].get('version', '12')}): {meta['packages_file']} "
-                   f"(Package, Source, Section, Description synopsis) joined on Package + Description-md5 with "
-                   f"{meta['translations_file']} (Description-en)"),
-        "license": debian_license(meta),
-        "n": {"sections": per_section, "candidates_per_query": 1 + RERANK_NEGATIVES,
-              "queries_naming_their_package": name_in_query, "skipped_as_query": dict(skipped),
-              "filtered": stats, "queries": len(q_rows), "corpus": len(corpus), "qrels": len(r_rows),
-              "candidates": len(c_rows)},
-    })
-    return {"folder": folder, "queries": len(q_rows), "corpus": len(corpus), "per_section": per_section,
-            "names": {n for n in doc_names}, "skipped": dict(skipped), "name_in_query": name_in_query,
-            "query_texts": [r["text"] for r in q_rows], "doc_texts": [r["text"] for r in corpus]}
+    write_task_json(
+        folder,
+        {
+            "name": name,
+            "type": "Reranking",
+            "main_score": "map_at_1000",
+            "description": (
+                "Rerank 10 candidate Debian long package descriptions for a query that is a package's one-line "
+                "synopsis: 1 relevant (the package's own description) + 9 hard negatives (descriptions of other packages "
+                f"of the same Section). Sections: {', '.join(RERANK_SECTIONS)} ({RERANK_QUERIES_PER_SECTION} queries "
+                "each). Negatives are drawn from the section's other query packages plus "
+                f"{RERANK_EXTRA_NEGATIVES_PER_SECTION} non-query packages of the section; a document can be a negative "
+                "for several queries. In each description the document's own package name (case-insensitive, whole "
+                f"word) is replaced by 'this package', then the text is cut to the first {RERANK_MAX_WORDS} words. "
+                "Same package filters as DebianPackageSectionClustering, and no package "
+                "(or source package) of that task is used. Synopses under 4 words, or occurring verbatim in their "
+                "own description, are not used as queries. Score: mteb's reranking (the retrieval evaluator restricted "
+                "to the given candidates, candidates.jsonl = top_ranked), MAP@1000; with 10 candidates and one relevant "
+                "document this equals MRR@10."
+            ),
+            "source": (
+                f"Debian bookworm main (Debian {meta['release'].get('version', '12')}): {meta['packages_file']} "
+                f"(Package, Source, Section, Description synopsis) joined on Package + Description-md5 with "
+                f"{meta['translations_file']} (Description-en)"
+            ),
+            "license": debian_license(meta),
+            "n": {
+                "sections": per_section,
+                "candidates_per_query": 1 + RERANK_NEGATIVES,
+                "queries_naming_their_package": name_in_query,
+                "skipped_as_query": dict(skipped),
+                "filtered": stats,
+                "queries": len(q_rows),
+                "corpus": len(corpus),
+                "qrels": len(r_rows),
+                "candidates": len(c_rows),
+            },
+        },
+    )
+    return {
+        "folder": folder,
+        "queries": len(q_rows),
+        "corpus": len(corpus),
+        "per_section": per_section,
+        "names": {n for n in doc_names},
+        "skipped": dict(skipped),
+        "name_in_query": name_in_query,
+        "query_texts": [r["text"] for r in q_rows],
+        "doc_texts": [r["text"] for r in corpus],
+    }
 
 
 # =====================================================================================================================
@@ -544,8 +619,14 @@ def parse_wordnet_verbs(path: Path) -> dict[str, dict]:
         gloss = gloss.strip()
         definition = gloss.split('"')[0].strip().rstrip(";").strip()
         examples = [ws(e) for e in re.findall(r'"([^"]+)"', gloss)]
-        synsets[offset] = {"offset": offset, "lexfile": lexfile, "lemmas": lemmas, "pointers": ptrs,
-                           "definition": ws(definition), "examples": examples}
+        synsets[offset] = {
+            "offset": offset,
+            "lexfile": lexfile,
+            "lemmas": lemmas,
+            "pointers": ptrs,
+            "definition": ws(definition),
+            "examples": examples,
+        }
     return synsets
 
 
@@ -586,7 +667,7 @@ def corpus_ngrams(paths: list[Path]) -> tuple[set, list[str]]:
     for ln in lines:
         w = ln.split()
         for i in range(len(w) - WN_DECONTAM_MIN_WORDS + 1):
-            grams.add(" ".join(w[i:i + WN_DECONTAM_MIN_WORDS]))
+            grams.add(" ".join(w[i : i + WN_DECONTAM_MIN_WORDS]))
     return grams, lines
 
 
@@ -594,7 +675,7 @@ def in_corpus(example: str, grams: set, lines: list[str]) -> bool:
     w = re.findall(r"[a-z0-9']+", example.lower())
     if len(w) < WN_DECONTAM_MIN_WORDS:
         return False
-    if any(" ".join(w[i:i + WN_DECONTAM_MIN_WORDS]) not in grams for i in range(len(w) - WN_DECONTAM_MIN_WORDS + 1)):
+    if any(" ".join(w[i : i + WN_DECONTAM_MIN_WORDS]) not in grams for i in range(len(w) - WN_DECONTAM_MIN_WORDS + 1)):
         return False
     needle = " " + " ".join(w) + " "
     return any(needle in " " + ln + " " for ln in lines)
@@ -658,8 +739,11 @@ def build_wordnet_pairs(sources: Path, corpus_dir: Path, out: Path) -> dict:
     for lem in lemmas:
         if len(pairs) >= 2 * WN_PAIRS_PER_LABEL:
             break
-        per = {o: [e for e in exs if e.lower() not in used_examples] for o, exs in eligible[lem].items()
-               if o not in used_synsets}
+        per = {
+            o: [e for e in exs if e.lower() not in used_examples]
+            for o, exs in eligible[lem].items()
+            if o not in used_synsets
+        }
         per = {o: exs for o, exs in per.items() if exs}
         offs = sorted(per)
         combos = [(a, b) for a in offs for b in offs if a != b and distant(a, b)]
@@ -685,40 +769,64 @@ def build_wordnet_pairs(sources: Path, corpus_dir: Path, out: Path) -> dict:
         licence = DEFAULT_OUT / "WordNetNounDefinitionRetrieval" / "LICENSE-WordNet.txt"
     shutil.copyfile(licence, folder / "LICENSE-WordNet.txt")
     labels = collections.Counter(p["label"] for p in pairs)
-    write_task_json(folder, {
-        "name": name, "type": "PairClassification", "main_score": "max_ap",
-        "description": (
-            "Does this definition give the sense the verb has in this example sentence? text1 = a WordNet 3.0 verb "
-            "example sentence (from the synset's gloss, containing the lemma, possibly inflected: regular forms + "
-            f"verb.exc), text2 = a verb definition (gloss before the first quoted example, trailing ';' removed). "
-            "For each sampled lemma two of its senses A and B are picked that lie in different lexicographer files "
-            "and are not linked by a WordNet pointer; the pairs are (example of A, definition of A) -> 1 and "
-            "(example of B, definition of A) -> 0. Each example and each synset is used once; examples shared by "
-            "several synsets, definitions shared by several verb synsets, and examples under "
-            f"{WN_MIN_EXAMPLE_WORDS} words are not used; examples of {WN_DECONTAM_MIN_WORDS}+ words found in the "
-            "training corpora (corpus/brown_sentences.txt, corpus/wiki_sentences.txt) are excluded. Score: mteb's "
-            "pair classification, max_ap = the best average precision (label 1 = positive) over the pair scores "
-            "mteb computes (the model's similarity, cosine, dot product, Manhattan and Euclidean distance); average "
-            "precision needs no threshold."),
-        "source": f"Debian wordnet-base {WORDNET_VERSION}: /usr/share/wordnet/data.verb (+ verb.exc for inflections)",
-        "license": ("WordNet 3.0 license (Princeton University; permissive, keep the copyright notice: 'WordNet 3.0 "
-                    "Copyright 2006 by Princeton University. All rights reserved.'; LICENSE-WordNet.txt in this "
-                    "folder)"),
-        "n": {"positive": labels[1], "negative": labels[0], "lemmas": stats["lemmas_used"],
-              "eligible_lemmas": stats["lemmas_with_2plus_eligible_senses"],
-              "examples_dropped_in_training_corpus": stats["examples_in_training_corpus"],
-              "lemmas_skipped_no_distant_sense_pair": stats["lemma_skipped_no_distant_sense_pair"],
-              "test": len(pairs)},
-    })
-    return {"folder": folder, "test": len(pairs), "labels": dict(labels), "stats": dict(stats),
-            "text1": [p["text1"] for p in pairs], "text2": [p["text2"] for p in pairs]}
+    write_task_json(
+        folder,
+        {
+            "name": name,
+            "type": "PairClassification",
+            "main_score": "max_ap",
+            "description": (
+                "Does this definition give the sense the verb has in this example sentence? text1 = a WordNet 3.0 verb "
+                "example sentence (from the synset's gloss, containing the lemma, possibly inflected: regular forms + "
+                f"verb.exc), text2 = a verb definition (gloss before the first quoted example, trailing ';' removed). "
+                "For each sampled lemma two of its senses A and B are picked that lie in different lexicographer files "
+                "and are not linked by a WordNet pointer; the pairs are (example of A, definition of A) -> 1 and "
+                "(example of B, definition of A) -> 0. Each example and each synset is used once; examples shared by "
+                "several synsets, definitions shared by several verb synsets, and examples under "
+                f"{WN_MIN_EXAMPLE_WORDS} words are not used; examples of {WN_DECONTAM_MIN_WORDS}+ words found in the "
+                "training corpora (corpus/brown_sentences.txt, corpus/wiki_sentences.txt) are excluded. Score: mteb's "
+                "pair classification, max_ap = the best average precision (label 1 = positive) over the pair scores "
+                "mteb computes (the model's similarity, cosine, dot product, Manhattan and Euclidean distance); average "
+                "precision needs no threshold."
+            ),
+            "source": f"Debian wordnet-base {WORDNET_VERSION}: /usr/share/wordnet/data.verb (+ verb.exc for inflections)",
+            "license": (
+                "WordNet 3.0 license (Princeton University; permissive, keep the copyright notice: 'WordNet 3.0 "
+                "Copyright 2006 by Princeton University. All rights reserved.'; LICENSE-WordNet.txt in this "
+                "folder)"
+            ),
+            "n": {
+                "positive": labels[1],
+                "negative": labels[0],
+                "lemmas": stats["lemmas_used"],
+                "eligible_lemmas": stats["lemmas_with_2plus_eligible_senses"],
+                "examples_dropped_in_training_corpus": stats["examples_in_training_corpus"],
+                "lemmas_skipped_no_distant_sense_pair": stats["lemma_skipped_no_distant_sense_pair"],
+                "test": len(pairs),
+            },
+        },
+    )
+    return {
+        "folder": folder,
+        "test": len(pairs),
+        "labels": dict(labels),
+        "stats": dict(stats),
+        "text1": [p["text1"] for p in pairs],
+        "text2": [p["text2"] for p in pairs],
+    }
 
 
 # =====================================================================================================================
 # validation
 # =====================================================================================================================
-KEYS = {"train": {"text", "label"}, "test": {"text", "label"}, "queries": {"id", "text"}, "corpus": {"id", "text"},
-        "qrels": {"query_id", "doc_id", "score"}, "candidates": {"query_id", "doc_ids"}}
+KEYS = {
+    "train": {"text", "label"},
+    "test": {"text", "label"},
+    "queries": {"id", "text"},
+    "corpus": {"id", "text"},
+    "qrels": {"query_id", "doc_id", "score"},
+    "candidates": {"query_id", "doc_ids"},
+}
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -789,14 +897,27 @@ def word_stats(texts: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--sources", type=Path, required=True,
-                    help="folder where the Debian packages were extracted (dpkg-deb -x), holding usr/share/...")
-    ap.add_argument("--lists", type=Path, action="append", default=None,
-                    help="folder with the bookworm main Packages/Translation-en/InRelease files (repeatable); "
-                         "default: <sources>/../lists, then /var/lib/apt/lists")
+    ap.add_argument(
+        "--sources",
+        type=Path,
+        required=True,
+        help="folder where the Debian packages were extracted (dpkg-deb -x), holding usr/share/...",
+    )
+    ap.add_argument(
+        "--lists",
+        type=Path,
+        action="append",
+        default=None,
+        help="folder with the bookworm main Packages/Translation-en/InRelease files (repeatable); "
+        "default: <sources>/../lists, then /var/lib/apt/lists",
+    )
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="tasks folder (default: %(default)s)")
-    ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
-                    help="training-corpus folder used for decontamination (default: %(default)s)")
+    ap.add_argument(
+        "--corpus",
+        type=Path,
+        default=DEFAULT_CORPUS,
+        help="training-corpus folder used for decontamination (default: %(default)s)",
+    )
     args = ap.parse_args(argv)
     lists = args.lists or [args.sources.resolve().parent / "lists", Path("/var/lib/apt/lists")]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -807,14 +928,18 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  dropped {r1['dropped']}")
 
     pkgs, meta = load_debian(lists)
-    print(f"Debian index: {meta['packages_file']} + {meta['translations_file']} "
-          f"({meta['release']}); {meta['stanzas']} packages with a long description; files {meta['files']}")
+    print(
+        f"Debian index: {meta['packages_file']} + {meta['translations_file']} "
+        f"({meta['release']}); {meta['stanzas']} packages with a long description; files {meta['files']}"
+    )
     r2 = build_sections(pkgs, meta, args.out)
     print(f"DebianPackageSectionClustering: test {r2['test']}; per label {r2['per_label']}; pool {r2['pool']}")
     r3 = build_reranking(pkgs, meta, r2["sources"], r2["names"], args.out)
     assert not r3["names"] & r2["names"]
-    print(f"DebianSynopsisReranking: queries {r3['queries']} / corpus {r3['corpus']}; per section {r3['per_section']}; "
-          f"skipped as query {r3['skipped']}; queries naming their package {r3['name_in_query']}")
+    print(
+        f"DebianSynopsisReranking: queries {r3['queries']} / corpus {r3['corpus']}; per section {r3['per_section']}; "
+        f"skipped as query {r3['skipped']}; queries naming their package {r3['name_in_query']}"
+    )
 
     r4 = build_wordnet_pairs(args.sources, args.corpus, args.out)
     print(f"WordNetVerbSensePairClassification: test {r4['test']} {r4['labels']}; {r4['stats']}")
@@ -826,8 +951,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  FortuneTopic: {word_stats(r1['texts'])}")
     print(f"  DebianPackageSection: {word_stats(r2['texts'])}")
     print(f"  DebianSynopsis: queries {word_stats(r3['query_texts'])}; docs {word_stats(r3['doc_texts'])}")
-    print(f"  WordNetVerbSense: text1 {word_stats(r4['text1'])}; text2 unique "
-          f"{word_stats(sorted(set(r4['text2'])))}")
+    print(f"  WordNetVerbSense: text1 {word_stats(r4['text1'])}; text2 unique {word_stats(sorted(set(r4['text2'])))}")
 
 
 if __name__ == "__main__":

@@ -32,15 +32,22 @@ def _vocab_view(model, texts, k, builder) -> dict:
     tops = _top_tokens(model, texts, k)
     own = [set(builder.token_ids(t)) for t in texts]
     rates = [len(set(top) & o) / k for top, o in zip(tops, own)]
-    return {"own_token_hit_rate": round(float(np.mean(rates)), 4),
-            "beyond_text_share": round(1 - float(np.mean(rates)), 4)}
+    return {
+        "own_token_hit_rate": round(float(np.mean(rates)), 4),
+        "beyond_text_share": round(1 - float(np.mean(rates)), 4),
+    }
 
 
-def analyze(trained, base, texts: list[str], top_k: int = 10, directions: int = 10, png: str | Path | None = None) -> dict:
+def analyze(
+    trained, base, texts: list[str], top_k: int = 10, directions: int = 10, png: str | Path | None = None
+) -> dict:
     trained.check_top_k(top_k)
     builder = DataDrivenTargetBuilder(trained.tokenizer)
     with torch.inference_mode():
-        view = {"base": _vocab_view(base, texts, top_k, builder), "trained": _vocab_view(trained, texts, top_k, builder)}
+        view = {
+            "base": _vocab_view(base, texts, top_k, builder),
+            "trained": _vocab_view(trained, texts, top_k, builder),
+        }
         e_base = base.encode(texts)
         e_trained = trained.encode(texts)
     centred_b = e_base - e_base.mean(0)
@@ -52,10 +59,21 @@ def analyze(trained, base, texts: list[str], top_k: int = 10, directions: int = 
     share_t = (centred_t @ dirs.T).var(0) / centred_t.var(0).sum()
     cos = (e_base * e_trained).sum(1) / (np.linalg.norm(e_base, axis=1) * np.linalg.norm(e_trained, axis=1))
     result = {
-        "texts": len(texts), "top_k": top_k, "vocabulary": view,
-        "directions": [{"direction": i + 1, "base_variance_share": round(float(share_b[i]), 4),
-                        "trained_variance_share": round(float(share_t[i]), 4)} for i in range(r)],
-        "top_directions_variance_share": {"base": round(float(share_b.sum()), 4), "trained": round(float(share_t.sum()), 4)},
+        "texts": len(texts),
+        "top_k": top_k,
+        "vocabulary": view,
+        "directions": [
+            {
+                "direction": i + 1,
+                "base_variance_share": round(float(share_b[i]), 4),
+                "trained_variance_share": round(float(share_t[i]), 4),
+            }
+            for i in range(r)
+        ],
+        "top_directions_variance_share": {
+            "base": round(float(share_b.sum()), 4),
+            "trained": round(float(share_t.sum()), 4),
+        },
         "mean_cosine_base_vs_trained": round(float(cos.mean()), 4),
     }
     if png is not None:
@@ -93,15 +111,26 @@ def _plot(result: dict, png) -> None:
 
 def format_analysis(result: dict, model_name: str, base_name: str) -> str:
     v = result["vocabulary"]
-    lines = [f"{result['texts']} texts; {model_name} vs base {base_name}", "",
-             f"| top-{result['top_k']} LM-head tokens | base | trained |", "|---|---|---|",
-             f"| share among the text's own content tokens | {v['base']['own_token_hit_rate']:.3f} | "
-             f"{v['trained']['own_token_hit_rate']:.3f} |",
-             f"| share from beyond the text | {v['base']['beyond_text_share']:.3f} | {v['trained']['beyond_text_share']:.3f} |",
-             "", "| base singular direction | base variance share | trained variance share |", "|---|---|---|"]
-    lines += [f"| {r['direction']} | {r['base_variance_share']:.3f} | {r['trained_variance_share']:.3f} |"
-              for r in result["directions"]]
+    lines = [
+        f"{result['texts']} texts; {model_name} vs base {base_name}",
+        "",
+        f"| top-{result['top_k']} LM-head tokens | base | trained |",
+        "|---|---|---|",
+        f"| share among the text's own content tokens | {v['base']['own_token_hit_rate']:.3f} | "
+        f"{v['trained']['own_token_hit_rate']:.3f} |",
+        f"| share from beyond the text | {v['base']['beyond_text_share']:.3f} | {v['trained']['beyond_text_share']:.3f} |",
+        "",
+        "| base singular direction | base variance share | trained variance share |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {r['direction']} | {r['base_variance_share']:.3f} | {r['trained_variance_share']:.3f} |"
+        for r in result["directions"]
+    ]
     t = result["top_directions_variance_share"]
-    lines += [f"| **top {len(result['directions'])} together** | **{t['base']:.3f}** | **{t['trained']:.3f}** |", "",
-              f"mean cosine between a text's base and trained embedding: {result['mean_cosine_base_vs_trained']:.3f}"]
+    lines += [
+        f"| **top {len(result['directions'])} together** | **{t['base']:.3f}** | **{t['trained']:.3f}** |",
+        "",
+        f"mean cosine between a text's base and trained embedding: {result['mean_cosine_base_vs_trained']:.3f}",
+    ]
     return "\n".join(lines)

@@ -64,8 +64,11 @@ def verify_attention(model: torch.nn.Module, mode: str) -> None:
     delta = probe_first_token_sensitivity(model)
     family = getattr(model.config, "model_type", "?")
     if mode == "bidirectional" and family not in VALIDATED_FAMILIES and delta > 0.0:
-        logger.warning("bidirectional attention on '%s' passed the probe but is not in the validated families (%s)",
-                       family, ", ".join(VALIDATED_FAMILIES))
+        logger.warning(
+            "bidirectional attention on '%s' passed the probe but is not in the validated families (%s)",
+            family,
+            ", ".join(VALIDATED_FAMILIES),
+        )
     if mode == "bidirectional" and delta == 0.0:
         raise ModelLoadError(
             f"bidirectional attention is not honoured by model family '{family}' in this transformers "

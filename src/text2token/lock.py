@@ -32,8 +32,7 @@ class RunLock:
     """``with RunLock(run_dir): ...`` holds ``run_dir/.text2token.lock`` for the block; :meth:`for_output` holds a
     lock beside an output file or folder (``.NAME.lock``), so that one encode or index writes it at a time."""
 
-    def __init__(self, run_dir: str | os.PathLike, name: str = LOCK_NAME, target: str | None = None,
-                 what: str = "run"):
+    def __init__(self, run_dir: str | os.PathLike, name: str = LOCK_NAME, target: str | None = None, what: str = "run"):
         self.path = Path(run_dir) / name
         self.target = target or str(Path(run_dir))
         self.what = what
@@ -56,7 +55,8 @@ class RunLock:
                     raise Text2TokenError(
                         f"{self.target} is in use by another {self.what} (pid {owner.get('pid')} on {owner.get('host')}, "
                         f"started {owner.get('started')}); wait for it, or choose another --output. If that "
-                        f"{self.what} is gone, delete {self.path}") from None
+                        f"{self.what} is gone, delete {self.path}"
+                    ) from None
                 self.path.unlink(missing_ok=True)  # stale (or unreadable half-written) lock: take it over
                 continue
             with os.fdopen(fd, "w") as fh:

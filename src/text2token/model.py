@@ -60,6 +60,7 @@ def encoding_max_length(config, requested: int | None) -> int:
 class Text2TokenModel(torch.nn.Module):
     """An embedder: ``encode`` pools the last hidden layer; ``vocab_logits`` projects the
     pooled vector through the backbone's own LM head (in fp32)."""
+
     def __init__(
         self,
         backbone: Backbone,
@@ -114,8 +115,10 @@ class Text2TokenModel(torch.nn.Module):
             try:
                 saved = json.loads(config_file.read_text(encoding="utf-8"))
             except (ValueError, UnicodeDecodeError) as exc:
-                raise Text2TokenError(f"{config_file} is damaged (not valid JSON: {exc}); restore it from the run "
-                                      "folder or save the model again") from None
+                raise Text2TokenError(
+                    f"{config_file} is damaged (not valid JSON: {exc}); restore it from the run "
+                    "folder or save the model again"
+                ) from None
             if not isinstance(saved, dict):
                 raise Text2TokenError(f"{config_file} is damaged (expected a JSON object)")
         device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -165,9 +168,11 @@ class Text2TokenModel(torch.nn.Module):
         """Save atomically as a plain Hugging Face folder plus ``text2token_config.json``, that is also a
         native sentence-transformers folder (``SentenceTransformer(path)``, no remote code) with a model card."""
         if self.removed_directions is not None:
-            raise Text2TokenError("this model removes LM-head directions from its embeddings "
-                                  "(remove_head_directions), which a saved folder cannot carry yet; call "
-                                  "remove_head_directions(0) before saving")
+            raise Text2TokenError(
+                "this model removes LM-head directions from its embeddings "
+                "(remove_head_directions), which a saved folder cannot carry yet; call "
+                "remove_head_directions(0) before saving"
+            )
 
         with atomic_directory(path) as tmp:
             self.backbone.save_pretrained(tmp)
@@ -176,9 +181,14 @@ class Text2TokenModel(torch.nn.Module):
             if extra:
                 settings.update(extra)
             (tmp / MODEL_CONFIG_NAME).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-            write_sentence_transformers_files(tmp, pooling=self.pooling, template=self.template,
-                                              max_length=self.max_length,
-                                              hidden_size=self.backbone.config.hidden_size, tokenizer=self.tokenizer)
+            write_sentence_transformers_files(
+                tmp,
+                pooling=self.pooling,
+                template=self.template,
+                max_length=self.max_length,
+                hidden_size=self.backbone.config.hidden_size,
+                tokenizer=self.tokenizer,
+            )
             write_model_card(tmp, settings, name=Path(path).name)
 
     # ------------------------------------------------------------------ tensors
@@ -230,9 +240,15 @@ class Text2TokenModel(torch.nn.Module):
             cache[template] = tokenization.template_overhead(self.tokenizer, template)
         return cache[template]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
-                segment_ids: torch.Tensor | None = None, num_segments: int | None = None,
-                return_hidden: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
+        num_segments: int | None = None,
+        return_hidden: bool = False,
+    ) -> torch.Tensor:
         """Pooled last-layer hidden states (B×H), in the backbone's dtype. With ``segment_ids`` (packed rows, see
         :mod:`text2token.packing`) one vector per text, in row-major segment order (``num_segments``, if the caller
         knows it, spares a device sync). ``return_hidden``: the per-token hidden states (B×L×H) instead, for
@@ -324,13 +340,20 @@ class Text2TokenModel(torch.nn.Module):
             raise Text2TokenError(f"no prompt named '{prompt_name}' in this model (prompts: {known})")
         return self.prompts[prompt_name]
 
-    def same_settings(self, model: str, device: str | torch.device | None = None,
-                      dtype: torch.dtype | None = None) -> Text2TokenModel:
+    def same_settings(
+        self, model: str, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> Text2TokenModel:
         """Another backbone or folder (e.g. the untrained base, as a baseline) loaded with this model's pooling,
         attention, template and maximum length, so the two are compared on their weights alone."""
-        return Text2TokenModel.from_pretrained(model, pooling=self.pooling, attention=self.attention,
-                                               template=self.template, max_length=self.max_length, device=device,
-                                               dtype=dtype)
+        return Text2TokenModel.from_pretrained(
+            model,
+            pooling=self.pooling,
+            attention=self.attention,
+            template=self.template,
+            max_length=self.max_length,
+            device=device,
+            dtype=dtype,
+        )
 
     def encode_query(self, texts: str | list[str], **kwargs) -> np.ndarray | torch.Tensor:
         """:meth:`encode` with the model's ``query`` prompt, if it has one."""
@@ -366,15 +389,20 @@ class Text2TokenModel(torch.nn.Module):
     def _iter_pooled(self, texts: list[str], batch_size: int, desc: str, show_progress_bar: bool):
         """Yield ``(rows, pooled)`` over :meth:`_batches`, in eval mode, with a progress bar."""
         with self._eval_mode():
-            batches = progress_bar(self._batches(texts, batch_size), total=_num_batches(len(texts), batch_size), desc=desc,
-                           disable=not show_progress_bar)
+            batches = progress_bar(
+                self._batches(texts, batch_size),
+                total=_num_batches(len(texts), batch_size),
+                desc=desc,
+                disable=not show_progress_bar,
+            )
             for idx, enc in batches:
                 enc = {k: v.to(self.device) for k, v in enc.items()}
                 yield idx, self(enc["input_ids"], enc["attention_mask"])
 
     @torch.inference_mode()
-    def iter_vocab_logits(self, texts: list[str], batch_size: int = 32, desc: str = "logits",
-                          show_progress_bar: bool = False):
+    def iter_vocab_logits(
+        self, texts: list[str], batch_size: int = 32, desc: str = "logits", show_progress_bar: bool = False
+    ):
         """Yield ``(rows, logits)``: fp32 ``lm_head(pooled)`` (B×V) for batches of ``texts`` and the row
         indices into ``texts`` they belong to. Batches come in token-length order (as in :meth:`encode`),
         not input order; every row appears exactly once."""
@@ -385,8 +413,10 @@ class Text2TokenModel(torch.nn.Module):
         """A clear error for a number of top tokens this model cannot give (below 1, or beyond its vocabulary)."""
         vocab = self.lm_head.weight.shape[0]
         if not 1 <= top_k <= vocab:
-            raise Text2TokenError(f"top_k {top_k} is " + ("below 1" if top_k < 1 else
-                                  f"larger than the model's vocabulary ({vocab} tokens)"))
+            raise Text2TokenError(
+                f"top_k {top_k} is "
+                + ("below 1" if top_k < 1 else f"larger than the model's vocabulary ({vocab} tokens)")
+            )
 
     @torch.inference_mode()
     def explain(self, texts: str | list[str], top_k: int = 10, batch_size: int = 32) -> list[list[tuple[str, float]]]:
@@ -413,6 +443,13 @@ class Text2TokenModel(torch.nn.Module):
         product = probs[0] * probs[1]
         overlap = float(product.sum())
         top = product.topk(top_k)
-        tokens = [{"token": self.tokenizer.decode([i]), "p_a": float(probs[0, i]), "p_b": float(probs[1, i]),
-                   "share": float(v) / overlap if overlap > 0 else 0.0} for v, i in zip(top.values.tolist(), top.indices.tolist())]
+        tokens = [
+            {
+                "token": self.tokenizer.decode([i]),
+                "p_a": float(probs[0, i]),
+                "p_b": float(probs[1, i]),
+                "share": float(v) / overlap if overlap > 0 else 0.0,
+            }
+            for v, i in zip(top.values.tolist(), top.indices.tolist())
+        ]
         return {"cosine": float(F.cosine_similarity(pooled[0], pooled[1], dim=0)), "overlap": overlap, "tokens": tokens}

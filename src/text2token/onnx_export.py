@@ -29,8 +29,12 @@ from .version import __version__
 EXPORT_CONFIG = "text2token_export.json"
 ONNX_FILE, ONNX_INT8_FILE, OPENVINO_FILE = "model.onnx", "model_int8.onnx", "openvino_model.xml"
 MIN_COSINE = 0.9999  # an fp32 export must reproduce encode at least this closely
-CHECK_TEXTS = ["A cat sat on the mat.", "Stocks fell sharply after the bank raised rates!", "short",
-               "word " * 600 + "the end of a text long enough to be truncated."]
+CHECK_TEXTS = [
+    "A cat sat on the mat.",
+    "Stocks fell sharply after the bank raised rates!",
+    "short",
+    "word " * 600 + "the end of a text long enough to be truncated.",
+]
 
 
 def _pooled(model):
@@ -38,6 +42,7 @@ def _pooled(model):
 
     class Pooled(torch.nn.Module):
         """The embedder as one graph: token ids and mask in, the pooled float32 vector out."""
+
         def __init__(self):
             super().__init__()
             self.model = model
@@ -61,10 +66,17 @@ def _export_graph(model, path: Path) -> None:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed. Skipping ..." notes
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on axis names and deprecations, not actionable
-        torch.onnx.export(_pooled(model), (example["input_ids"], example["attention_mask"]), str(path),
-                          input_names=["input_ids", "attention_mask"], output_names=["sentence_embedding"],
-                          dynamic_shapes={"input_ids": dims, "attention_mask": dims}, dynamo=True,
-                          external_data=big, verbose=False)
+        torch.onnx.export(
+            _pooled(model),
+            (example["input_ids"], example["attention_mask"]),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["sentence_embedding"],
+            dynamic_shapes={"input_ids": dims, "attention_mask": dims},
+            dynamo=True,
+            external_data=big,
+            verbose=False,
+        )
 
 
 def quantize_int8(source: Path, target: Path, intermediate_size: int | None) -> list[str]:
@@ -88,8 +100,9 @@ def quantize_int8(source: Path, target: Path, intermediate_size: int | None) -> 
         (skipped if shapes[weight][0] == intermediate_size else linear).append(node.name)
     logging.disable(logging.WARNING)  # its advice to pre-process the graph (shape inference) is printed each time
     try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                         nodes_to_quantize=linear)
+        quantize_dynamic(
+            str(source), str(target), weight_type=QuantType.QInt8, per_channel=True, nodes_to_quantize=linear
+        )
     finally:
         logging.disable(logging.NOTSET)
     return skipped
@@ -97,9 +110,15 @@ def quantize_int8(source: Path, target: Path, intermediate_size: int | None) -> 
 
 def _settings(model) -> dict:
 
-    return {"pooling": model.pooling, "attention": model.attention, "template": model.template,
-            "max_length": model.max_length, "hidden_size": model.backbone.config.hidden_size,
-            "text2token_version": __version__, "backbone": model.provenance.get("backbone")}
+    return {
+        "pooling": model.pooling,
+        "attention": model.attention,
+        "template": model.template,
+        "max_length": model.max_length,
+        "hidden_size": model.backbone.config.hidden_size,
+        "text2token_version": __version__,
+        "backbone": model.provenance.get("backbone"),
+    }
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -139,8 +158,10 @@ def export(model, folder: str | Path, *, onnx: bool = True, int8: bool = False, 
             info["check_cosine"][kind] = round(cosine, 6)
             info["files"][kind] = {"onnx": ONNX_FILE, "onnx_int8": ONNX_INT8_FILE, "openvino": OPENVINO_FILE}[kind]
             if kind != "onnx_int8" and cosine < MIN_COSINE:
-                raise Text2TokenError(f"the {kind} export does not reproduce encode (cosine {cosine:.6f} < "
-                                      f"{MIN_COSINE}); nothing was written")
+                raise Text2TokenError(
+                    f"the {kind} export does not reproduce encode (cosine {cosine:.6f} < "
+                    f"{MIN_COSINE}); nothing was written"
+                )
         (tmp / EXPORT_CONFIG).write_text(json.dumps(info, indent=2) + "\n")
     return info
 
@@ -151,8 +172,10 @@ class ExportedEmbedder:
 
     ``openvino_precision``: OpenVINO's CPU inference precision. ``f32`` (the default here) computes as exported;
     ``bf16`` is OpenVINO's own default on CPUs with native bf16 (faster, cosine ~0.9998 to fp32 encode)."""
-    def __init__(self, folder: str | Path, kind: str = "onnx", threads: int | None = None,
-                 openvino_precision: str = "f32"):
+
+    def __init__(
+        self, folder: str | Path, kind: str = "onnx", threads: int | None = None, openvino_precision: str = "f32"
+    ):
         from transformers import AutoTokenizer
 
         self.folder = Path(folder)
@@ -169,8 +192,9 @@ class ExportedEmbedder:
         self.kind = kind
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
         self.template, self.max_length = self.settings["template"], int(self.settings["max_length"])
-        self._overhead = (tokenization.template_overhead(self.tokenizer, self.template)
-                          if self.template is not None else None)
+        self._overhead = (
+            tokenization.template_overhead(self.tokenizer, self.template) if self.template is not None else None
+        )
         if kind == "openvino":
             import openvino as ov
 
@@ -190,13 +214,17 @@ class ExportedEmbedder:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             self._run = lambda ids, mask: session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
 
-    def encode(self, texts: str | list[str], batch_size: int = 32, normalize_embeddings: bool = False,
-               **_ignored) -> np.ndarray:
+    def encode(
+        self, texts: str | list[str], batch_size: int = 32, normalize_embeddings: bool = False, **_ignored
+    ) -> np.ndarray:
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         out = np.empty((len(texts), int(self.settings["hidden_size"])), dtype=np.float32)
-        ids = tokenization.token_ids(self.tokenizer, texts, self.template, self.max_length, self._overhead) if texts \
+        ids = (
+            tokenization.token_ids(self.tokenizer, texts, self.template, self.max_length, self._overhead)
+            if texts
             else []
+        )
         for rows in tokenization.length_sorted_batches(ids, batch_size):
             input_ids, mask = tokenization.pad(self.tokenizer, [ids[r] for r in rows])
             out[rows] = self._run(input_ids, mask)

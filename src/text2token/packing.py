@@ -26,12 +26,14 @@ class PackedRows:
         return int((self.segment_ids > 0).sum())
 
     def to(self, device) -> PackedRows:
-        return PackedRows(self.input_ids.to(device), self.segment_ids.to(device), self.position_ids.to(device),
-                          self.texts)
+        return PackedRows(
+            self.input_ids.to(device), self.segment_ids.to(device), self.position_ids.to(device), self.texts
+        )
 
 
-def pack(ids: list[list[int]], row_length: int, pad_id: int, pad_to: int | None = None,
-         rows_multiple_of: int = 1) -> PackedRows:
+def pack(
+    ids: list[list[int]], row_length: int, pad_id: int, pad_to: int | None = None, rows_multiple_of: int = 1
+) -> PackedRows:
     """Pack token-id lists into rows of at most ``row_length`` tokens, longest first into the first row with room
     (first-fit decreasing). Rows are padded to the longest row, or to ``pad_to`` (a fixed width) if given; with
     ``rows_multiple_of``, empty rows (all padding) are added up to a multiple of it — so a step's shape is one of a

@@ -45,11 +45,17 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch
     raise AssertionError(mode)  # every Pooling value is handled above
 
 
-def pool_segments(hidden: torch.Tensor, segment_ids: torch.Tensor, position_ids: torch.Tensor, mode: str,
-                  num_segments: int | None = None) -> torch.Tensor:
+def pool_segments(
+    hidden: torch.Tensor,
+    segment_ids: torch.Tensor,
+    position_ids: torch.Tensor,
+    mode: str,
+    num_segments: int | None = None,
+) -> torch.Tensor:
     """One vector per segment (row-major order) from ``hidden`` (R×L×H): mean, position-weighted mean (weights
     1..n within the text) or the text's last token. Segments are numbered 1..k within each row, as
-    :func:`text2token.packing.pack` makes them. With ``num_segments`` given (the host knows it) nothing here waits for the device."""
+    :func:`text2token.packing.pack` makes them. With ``num_segments`` given (the host knows it) nothing here waits for
+    the device."""
     _check_mode(mode)
     rows, length, size = hidden.shape
     real = segment_ids > 0

@@ -29,12 +29,15 @@ class StageInfo:
         return f"{self.section}.steps"
 
 
-STAGES: dict[str, StageInfo] = {s.key: s for s in (
-    StageInfo("data", "stage1-data", "stage1", "stage 1, data-driven targets"),
-    StageInfo("model", "stage2-model", "stage2", "stage 2, model-derived targets"),
-    StageInfo("mntp", "mntp", "mntp", "masked next-token prediction (MNTP)"),
-    StageInfo("simcse", "simcse", "simcse", "SimCSE"),
-)}
+STAGES: dict[str, StageInfo] = {
+    s.key: s
+    for s in (
+        StageInfo("data", "stage1-data", "stage1", "stage 1, data-driven targets"),
+        StageInfo("model", "stage2-model", "stage2", "stage 2, model-derived targets"),
+        StageInfo("mntp", "mntp", "mntp", "masked next-token prediction (MNTP)"),
+        StageInfo("simcse", "simcse", "simcse", "SimCSE"),
+    )
+}
 TEXT2TOKEN_STAGES = ("data", "model")  # the stages a config's ``stages`` list may name, in this order
 
 
@@ -43,7 +46,9 @@ class Recipe:
     name: Objective
     summary: str  # one sentence: what it trains (CLI help, model card)
     fixed_stages: tuple[str, ...] | None = None  # its stages; None: the config's ``stages`` (Text2Token's data/model)
-    simcse_term: bool = False  # each Text2Token stage optimises combined.token_weight·KL + combined.simcse_weight·SimCSE
+    simcse_term: bool = (
+        False  # each Text2Token stage optimises combined.token_weight·KL + combined.simcse_weight·SimCSE
+    )
     baseline: bool = False  # a comparison recipe, not the Text2Token method
 
     def stages(self, configured: list[str] | tuple[str, ...]) -> list[str]:
@@ -51,21 +56,44 @@ class Recipe:
         return list(self.fixed_stages if self.fixed_stages is not None else configured)
 
 
-RECIPES: dict[str, Recipe] = {r.name.value: r for r in (
-    Recipe(Objective.TEXT2TOKEN, "Text2Token: KL(q‖softmax(lm_head(pooled))) against the configured stages' targets"),
-    Recipe(Objective.SIMCSE, "SimCSE, LLM2Vec's unsupervised contrastive step, with the same LoRA, pooling, attention "
-                             "and data", fixed_stages=("simcse",), baseline=True),
-    Recipe(Objective.COMBINED, "Text2Token plus SimCSE: each stage optimises combined.token_weight·KL + "
-                               "combined.simcse_weight·SimCSE", simcse_term=True),
-    Recipe(Objective.LLM2VEC, "LLM2Vec's unsupervised recipe: masked next-token prediction (MNTP), merged, then SimCSE",
-           fixed_stages=("mntp", "simcse"), baseline=True),
-)}
+RECIPES: dict[str, Recipe] = {
+    r.name.value: r
+    for r in (
+        Recipe(
+            Objective.TEXT2TOKEN, "Text2Token: KL(q‖softmax(lm_head(pooled))) against the configured stages' targets"
+        ),
+        Recipe(
+            Objective.SIMCSE,
+            "SimCSE, LLM2Vec's unsupervised contrastive step, with the same LoRA, pooling, attention and data",
+            fixed_stages=("simcse",),
+            baseline=True,
+        ),
+        Recipe(
+            Objective.COMBINED,
+            "Text2Token plus SimCSE: each stage optimises combined.token_weight·KL + combined.simcse_weight·SimCSE",
+            simcse_term=True,
+        ),
+        Recipe(
+            Objective.LLM2VEC,
+            "LLM2Vec's unsupervised recipe: masked next-token prediction (MNTP), merged, then SimCSE",
+            fixed_stages=("mntp", "simcse"),
+            baseline=True,
+        ),
+    )
+}
 
 # Settings a resumed run may change besides every stage's steps: logging and checkpoint cadence, the run folder, the
 # description and the number of target-building processes. (A stage trained further continues from its checkpoint;
 # a later stage whose base changed is retrained.)
-RESUME_MAY_CHANGE = ("output_dir", "description", "training.save_every", "training.keep_checkpoints",
-                     "training.log_every", "training.tensorboard", "data.num_proc")
+RESUME_MAY_CHANGE = (
+    "output_dir",
+    "description",
+    "training.save_every",
+    "training.keep_checkpoints",
+    "training.log_every",
+    "training.tensorboard",
+    "data.num_proc",
+)
 
 
 def resume_safe_keys() -> tuple[str, ...]:

@@ -47,13 +47,21 @@ class Source:
         if self.stdin:
             return None
         st = Path(self.path).stat()
-        return {"input": str(Path(self.path).resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
-                "field": self.field, "skip_blank": self.skip_blank, "errors": self.errors, "rows": self.rows,
-                "model": model_fingerprint(model.backbone),
-                **{k: model.settings()[k] for k in ("pooling", "attention", "template", "max_length")}, **settings}
+        return {
+            "input": str(Path(self.path).resolve()),
+            "bytes": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "field": self.field,
+            "skip_blank": self.skip_blank,
+            "errors": self.errors,
+            "rows": self.rows,
+            "model": model_fingerprint(model.backbone),
+            **{k: model.settings()[k] for k in ("pooling", "attention", "template", "max_length")},
+            **settings,
+        }
 
     @classmethod
-    def from_records(cls, ids: list[str], texts: list[str]) -> "Source":
+    def from_records(cls, ids: list[str], texts: list[str]) -> Source:
         """A source of texts already in memory (with their ids), streamed like a file."""
         if not texts:
             raise Text2TokenError("no texts to encode")
@@ -99,32 +107,46 @@ class Source:
             yield first, ids, texts
 
 
-def recorded_progress(progress_file: Path, fingerprint: dict | None, resume: bool, what: str, leftovers: str,
-                      counts: tuple[str, ...] = ("rows_done",)) -> dict:
+def recorded_progress(
+    progress_file: Path,
+    fingerprint: dict | None,
+    resume: bool,
+    what: str,
+    leftovers: str,
+    counts: tuple[str, ...] = ("rows_done",),
+) -> dict:
     """The progress record of an interrupted ``what`` ("encode of OUT", "index build in DIR") if it may be
-    continued: readable (``counts`` are integers), ``resume`` asked for, and written for the same ``fingerprint`` (input, model, settings).
+    continued: readable (``counts`` are integers), ``resume`` asked for, and written for the same ``fingerprint``
+    (input, model, settings).
     Otherwise one line that says why and names ``leftovers`` (what to delete to start over)."""
     try:
         state = json.loads(progress_file.read_text())
         for key in counts:
             state[key] = int(state[key])
     except (OSError, ValueError, KeyError, TypeError):
-        raise Text2TokenError(f"{progress_file} is damaged (not the progress record of an interrupted {what}): delete "
-                              f"{leftovers} to start over") from None
+        raise Text2TokenError(
+            f"{progress_file} is damaged (not the progress record of an interrupted {what}): delete "
+            f"{leftovers} to start over"
+        ) from None
     if fingerprint is None:
-        raise Text2TokenError(f"{leftovers} hold an interrupted {what} of a file: continue it with --resume from that "
-                              "file, or delete them to start over")
+        raise Text2TokenError(
+            f"{leftovers} hold an interrupted {what} of a file: continue it with --resume from that "
+            "file, or delete them to start over"
+        )
     if not resume:
-        raise Text2TokenError(f"{leftovers} hold an interrupted {what}: pass --resume to continue it, or delete them "
-                              "to start over")
+        raise Text2TokenError(
+            f"{leftovers} hold an interrupted {what}: pass --resume to continue it, or delete them to start over"
+        )
     recorded = state.get("fingerprint") or {}
     if recorded != fingerprint:
         changed = sorted(k for k in set(recorded) | set(fingerprint) if recorded.get(k) != fingerprint.get(k))
         if {"bytes", "mtime_ns", "rows"} & set(changed):  # the same path, changed contents
             changed = ["input file contents"] + [k for k in changed if k not in ("bytes", "mtime_ns", "rows")]
-        raise Text2TokenError(f"{leftovers} were written for another corpus, model or settings (the interrupted "
-                              f"{what} used another {', '.join(changed)}): run it with the same settings, or delete "
-                              "them to start over")
+        raise Text2TokenError(
+            f"{leftovers} were written for another corpus, model or settings (the interrupted "
+            f"{what} used another {', '.join(changed)}): run it with the same settings, or delete "
+            "them to start over"
+        )
     return state
 
 
@@ -156,8 +178,14 @@ class NpyFile:
     @staticmethod
     def create(path: Path, rows: int, width: int, dtype: str = "<f4") -> None:
         with open(path, "wb") as fh:
-            np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-                                                      "fortran_order": False, "shape": (rows, width)})
+            np.lib.format.write_array_header_1_0(
+                fh,
+                {
+                    "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                    "fortran_order": False,
+                    "shape": (rows, width),
+                },
+            )
             fh.truncate(fh.tell() + rows * width * np.dtype(dtype).itemsize)
 
     def __init__(self, path: Path):

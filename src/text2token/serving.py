@@ -60,8 +60,19 @@ class EmbeddingAPI(litserve.LitAPI):
     """How LitServe's workers load and call a text2token folder (built in the server process, pickled into each
     worker, set up there): the folder is loaded once per worker and encodes exactly as ``Text2TokenModel.encode``."""
 
-    def __init__(self, model: str, *, device: str | None, dtype: str, batch_size: int, api_key: str | None,
-                 max_texts: int, max_chars: int, max_batch_size: int, batch_timeout: float):
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str | None,
+        dtype: str,
+        batch_size: int,
+        api_key: str | None,
+        max_texts: int,
+        max_chars: int,
+        max_batch_size: int,
+        batch_timeout: float,
+    ):
         super().__init__(spec=EmbeddingSpec(), max_batch_size=max_batch_size, batch_timeout=batch_timeout)
         self.model_path, self.device, self.dtype, self.batch_size = model, device, dtype, batch_size
         self.api_key, self.max_texts, self.max_chars = api_key, max_texts, max_chars
@@ -72,8 +83,9 @@ class EmbeddingAPI(litserve.LitAPI):
         from .model import Text2TokenModel
 
         dtypes = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-        self.model = Text2TokenModel.from_pretrained(self.model_path, device=self.device or device,
-                                                     dtype=dtypes[self.dtype])
+        self.model = Text2TokenModel.from_pretrained(
+            self.model_path, device=self.device or device, dtype=dtypes[self.dtype]
+        )
         self.model.eval()
 
     def authorize(self, request: Request) -> None:
@@ -81,8 +93,11 @@ class EmbeddingAPI(litserve.LitAPI):
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_key.encode()):
-            raise HTTPException(status_code=401, detail="missing or wrong API key (send 'Authorization: Bearer KEY')",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                status_code=401,
+                detail="missing or wrong API key (send 'Authorization: Bearer KEY')",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     def decode_request(self, request, **kwargs):
         texts = request.input
@@ -91,19 +106,20 @@ class EmbeddingAPI(litserve.LitAPI):
         if not texts:
             raise HTTPException(status_code=400, detail="'input' is empty: give a text or a list of texts")
         if not all(isinstance(t, str) for t in texts):
-            raise HTTPException(status_code=400, detail="'input' must be a text or a list of texts "
-                                                        "(token-id input is not supported)")
+            raise HTTPException(
+                status_code=400, detail="'input' must be a text or a list of texts (token-id input is not supported)"
+            )
         if len(texts) > self.max_texts:
             raise HTTPException(status_code=413, detail=f"{len(texts)} texts in one request; at most {self.max_texts}")
         for i, text in enumerate(texts):
             if len(text) > self.max_chars:
-                raise HTTPException(status_code=413, detail=f"input[{i}] has {len(text)} characters; "
-                                                            f"at most {self.max_chars} per text")
+                raise HTTPException(
+                    status_code=413, detail=f"input[{i}] has {len(text)} characters; at most {self.max_chars} per text"
+                )
         return texts
 
     def predict(self, texts):
-        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                 show_progress_bar=False)
+        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False)
 
 
 class BatchedEmbeddingAPI(EmbeddingAPI):
@@ -116,28 +132,55 @@ class BatchedEmbeddingAPI(EmbeddingAPI):
         return [row[None, :] for row in output]
 
 
-def build_server(model: str, *, device: str | None = None, dtype: str = "auto", batch_size: int = 32,
-                 max_batch_size: int = 1, batch_timeout: float = 0.01, workers: int = 1,
-                 api_key: str | None = None, max_texts: int = DEFAULT_MAX_TEXTS, max_chars: int = DEFAULT_MAX_CHARS,
-                 timeout: float = 60.0) -> litserve.LitServer:
+def build_server(
+    model: str,
+    *,
+    device: str | None = None,
+    dtype: str = "auto",
+    batch_size: int = 32,
+    max_batch_size: int = 1,
+    batch_timeout: float = 0.01,
+    workers: int = 1,
+    api_key: str | None = None,
+    max_texts: int = DEFAULT_MAX_TEXTS,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    timeout: float = 60.0,
+) -> litserve.LitServer:
     """A ``litserve.LitServer`` serving ``model`` (a folder or a named backbone) at ``/v1/embeddings``.
 
     ``max_batch_size`` > 1 turns on LitServe's dynamic batching across requests (up to that many requests,
     waiting at most ``batch_timeout`` s); LitServe then requires one text per request. With 1 (the default) a
     request may carry a list of up to ``max_texts`` texts, encoded ``batch_size`` at a time."""
     api_class = BatchedEmbeddingAPI if max_batch_size > 1 else EmbeddingAPI
-    api = api_class(model, device=device, dtype=dtype, batch_size=batch_size, api_key=api_key, max_texts=max_texts,
-                    max_chars=max_chars, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+    api = api_class(
+        model,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        api_key=api_key,
+        max_texts=max_texts,
+        max_chars=max_chars,
+        max_batch_size=max_batch_size,
+        batch_timeout=batch_timeout,
+    )
     accelerator = "auto" if device is None else "cpu" if device.startswith("cpu") else device.split(":")[0]
-    return litserve.LitServer(api, accelerator=accelerator, devices=1, workers_per_device=workers, timeout=timeout,
-                              max_payload_size=max_texts * max_chars * 4 + 65_536)
+    return litserve.LitServer(
+        api,
+        accelerator=accelerator,
+        devices=1,
+        workers_per_device=workers,
+        timeout=timeout,
+        max_payload_size=max_texts * max_chars * 4 + 65_536,
+    )
 
 
 def check_exposure(host: str, api_key: str | None, allow_no_key: bool) -> None:
     """Refuse to bind beyond this machine without an API key (unless ``allow_no_key``)."""
     if not is_loopback(host) and api_key is None and not allow_no_key:
-        raise ConfigError(f"--host {host} exposes the server beyond this machine: give an API key (--api-key-file "
-                          f"or ${API_KEY_ENV}), or pass --no-api-key to serve without one")
+        raise ConfigError(
+            f"--host {host} exposes the server beyond this machine: give an API key (--api-key-file "
+            f"or ${API_KEY_ENV}), or pass --no-api-key to serve without one"
+        )
 
 
 def read_api_key(path: str | None) -> str | None:
@@ -162,8 +205,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def background_server(model: str, *options: str, env: dict | None = None, api_key: str | None = None,
-                      startup_s: float = 300):
+def background_server(
+    model: str, *options: str, env: dict | None = None, api_key: str | None = None, startup_s: float = 300
+):
     """Run ``text2token serve MODEL OPTIONS`` on a free localhost port in a subprocess (its own process group) until
     the block ends; yields the base URL once ``/health`` answers (sent with ``api_key`` as a Bearer token, if any).
     A server that exits or does not come up in ``startup_s`` is an error quoting the end of its output."""
@@ -171,8 +215,13 @@ def background_server(model: str, *options: str, env: dict | None = None, api_ke
 
     port = free_port()
     command = [sys.executable, "-m", "text2token", "serve", str(model), "--port", str(port), "--quiet", *options]
-    proc = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,  # noqa: S603 — our CLI
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(  # noqa: S603 — this interpreter running our own CLI
+        command,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:

@@ -30,13 +30,14 @@ def chat_template_for(template: str, tokenizer) -> str:
     plain = tokenizer("x", add_special_tokens=False)["input_ids"]
     start = with_special.index(plain[0]) if plain and plain[0] in with_special else 0
     head = tokenizer.convert_ids_to_tokens(with_special[:start])
-    tail = tokenizer.convert_ids_to_tokens(with_special[start + len(plain):])
+    tail = tokenizer.convert_ids_to_tokens(with_special[start + len(plain) :])
     body = '{% for m in messages %}{% if m["role"] != "system" %}{{ m["content"] }}{% endif %}{% endfor %}'
     return "".join(head) + _jinja_literal(prefix) + body + _jinja_literal(suffix) + "".join(tail)
 
 
-def write_sentence_transformers_files(folder: str | Path, *, pooling: str, template: str | None, max_length: int,
-                                      hidden_size: int, tokenizer) -> None:
+def write_sentence_transformers_files(
+    folder: str | Path, *, pooling: str, template: str | None, max_length: int, hidden_size: int, tokenizer
+) -> None:
     """Write modules.json, sentence_bert_config.json, 1_Pooling/config.json,
     config_sentence_transformers.json (and chat_template.jinja for a template) into ``folder``."""
     import sentence_transformers
@@ -44,25 +45,48 @@ def write_sentence_transformers_files(folder: str | Path, *, pooling: str, templ
     folder = Path(folder)
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling",
-         "type": "sentence_transformers.sentence_transformer.modules.pooling.Pooling"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.sentence_transformer.modules.pooling.Pooling",
+        },
     ]
     (folder / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
     st_config: dict = {"max_seq_length": max_length}
     if template is not None:
-        st_config.update({
-            "transformer_task": "feature-extraction", "module_output_name": "token_embeddings",
-            "modality_config": {"text": {"method": "forward", "method_output_name": "last_hidden_state"},
-                                "message": {"method": "forward", "method_output_name": "last_hidden_state",
-                                            "format": "flat"}}})
+        st_config.update(
+            {
+                "transformer_task": "feature-extraction",
+                "module_output_name": "token_embeddings",
+                "modality_config": {
+                    "text": {"method": "forward", "method_output_name": "last_hidden_state"},
+                    "message": {"method": "forward", "method_output_name": "last_hidden_state", "format": "flat"},
+                },
+            }
+        )
         (folder / "chat_template.jinja").write_text(chat_template_for(template, tokenizer))
     (folder / "sentence_bert_config.json").write_text(json.dumps(st_config, indent=2) + "\n")
     (folder / "1_Pooling").mkdir(exist_ok=True)
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"embedding_dimension": hidden_size, "pooling_mode": ST_POOLING[pooling], "include_prompt": True}, indent=2) + "\n")
-    (folder / "config_sentence_transformers.json").write_text(json.dumps(
-        {"model_type": "SentenceTransformer", "__version__": {"sentence_transformers": sentence_transformers.__version__},
-         "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "cosine"}, indent=2) + "\n")
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps(
+            {"embedding_dimension": hidden_size, "pooling_mode": ST_POOLING[pooling], "include_prompt": True}, indent=2
+        )
+        + "\n"
+    )
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps(
+            {
+                "model_type": "SentenceTransformer",
+                "__version__": {"sentence_transformers": sentence_transformers.__version__},
+                "prompts": {},
+                "default_prompt_name": None,
+                "similarity_fn_name": "cosine",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     tok_config = folder / "tokenizer_config.json"
     if tok_config.is_file():  # text2token pads on the right; make ST do the same
         cfg = json.loads(tok_config.read_text())

@@ -20,12 +20,22 @@ from .errors import Text2TokenError
 from .progress import progress_bar
 from .resumable import CHUNK, NpyFile, Source, process_group, recorded_progress
 from .textio import write_json_atomic
+
 FORMATS = (".npy", ".jsonl", ".parquet")
 
 
-def encode_file(model, source: Source, output: str, *, batch_size: int = 32, normalize: bool = False,
-                prompt: str | None = None, resume: bool = False, chunk: int = CHUNK,
-                show_progress_bar: bool = True) -> dict:
+def encode_file(
+    model,
+    source: Source,
+    output: str,
+    *,
+    batch_size: int = 32,
+    normalize: bool = False,
+    prompt: str | None = None,
+    resume: bool = False,
+    chunk: int = CHUNK,
+    show_progress_bar: bool = True,
+) -> dict:
     """Encode every text of ``source`` into ``output`` (.npy, .jsonl or .parquet), streaming; returns a summary
     (rows, dimension, rows resumed from, texts truncated). One encode writes an output at a time (a lock file beside
     it, ``.NAME.lock``, held by the main process): a second one is refused instead of wiping the first's work."""
@@ -38,8 +48,17 @@ def encode_file(model, source: Source, output: str, *, batch_size: int = 32, nor
         return _encode_file(model, source, output, batch_size, normalize, prompt, resume, chunk, show_progress_bar)
 
 
-def _encode_file(model, source: Source, output: str, batch_size: int, normalize: bool, prompt: str | None,
-                 resume: bool, chunk: int, show_progress_bar: bool) -> dict:
+def _encode_file(
+    model,
+    source: Source,
+    output: str,
+    batch_size: int,
+    normalize: bool,
+    prompt: str | None,
+    resume: bool,
+    chunk: int,
+    show_progress_bar: bool,
+) -> dict:
     output = Path(output)
     fmt = output.suffix.lower()
     if fmt not in FORMATS:
@@ -57,8 +76,9 @@ def _encode_file(model, source: Source, output: str, batch_size: int, normalize:
     partial = output.with_name(output.name + ".partial")
     progress_file = _progress_path(output, rank, world)
     shard = partial if world == 1 or fmt == ".npy" else _shard_path(partial, rank)
-    fingerprint = source.fingerprint(model, normalize=normalize, prompt=prompt, batch_size=batch_size, chunk=chunk,
-                                     format=fmt, processes=world)
+    fingerprint = source.fingerprint(
+        model, normalize=normalize, prompt=prompt, batch_size=batch_size, chunk=chunk, format=fmt, processes=world
+    )
     start, written = lo, 0
     if main and partial.exists() and not any(progress_file.parent.glob(output.name + ".progress*.json")):
         partial.unlink()  # interrupted before its first chunk was complete: nothing computed is lost
@@ -72,26 +92,28 @@ def _encode_file(model, source: Source, output: str, batch_size: int, normalize:
     if group is not None:
         group.wait_for_everyone()
     sink = _open_sink(fmt, shard, rows, dim, start, written)
-    bar = progress_bar(total=hi - lo, initial=start - lo, desc="encode", unit="text",
-                       disable=not (show_progress_bar and main))
+    bar = progress_bar(
+        total=hi - lo, initial=start - lo, desc="encode", unit="text", disable=not (show_progress_bar and main)
+    )
     truncated = 0
     try:
         for first, ids, texts in source.chunks(start, chunk, stop=hi):
             truncated += model.count_truncated(texts)
-            emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=normalize, prompt=prompt,
-                               show_progress_bar=False)
+            emb = model.encode(
+                texts, batch_size=batch_size, normalize_embeddings=normalize, prompt=prompt, show_progress_bar=False
+            )
             written = sink.write(first, ids, emb)
             if fingerprint is not None:
-                write_json_atomic(progress_file, {"rows_done": first + len(texts), "bytes_done": written,
-                                                  "fingerprint": fingerprint})
+                write_json_atomic(
+                    progress_file, {"rows_done": first + len(texts), "bytes_done": written, "fingerprint": fingerprint}
+                )
             bar.update(len(texts))
     finally:
         bar.close()
         sink.close()
     if group is not None:
-        from accelerate.utils import reduce
-
         import torch
+        from accelerate.utils import reduce
 
         truncated = int(reduce(torch.tensor([truncated], device=group.device), reduction="sum").item())
         group.wait_for_everyone()
@@ -113,8 +135,16 @@ def _encode_file(model, source: Source, output: str, batch_size: int, normalize:
     return {"rows": rows, "dim": dim, "resumed_from": start, "truncated": truncated, "processes": world}
 
 
-def _resumable_state(progress_file: Path, shard: Path, output: Path, fingerprint: dict | None, resume: bool,
-                     fmt: str, rows: int, dim: int) -> dict:
+def _resumable_state(
+    progress_file: Path,
+    shard: Path,
+    output: Path,
+    fingerprint: dict | None,
+    resume: bool,
+    fmt: str,
+    rows: int,
+    dim: int,
+) -> dict:
     """The progress an interrupted encode recorded, once it is checked that what it describes can be continued
     (:func:`text2token.resumable.recorded_progress`) and that the partial output exists and is as long as recorded.
     Otherwise one line naming the files to delete (both: the partial output and its progress file)."""
@@ -122,8 +152,10 @@ def _resumable_state(progress_file: Path, shard: Path, output: Path, fingerprint
     state = recorded_progress(progress_file, fingerprint, resume, "encode", leftovers, ("rows_done", "bytes_done"))
     done, written = state["rows_done"], state["bytes_done"]
     if not shard.is_file():
-        raise Text2TokenError(f"cannot resume {output}: {progress_file} records {done} rows written to {shard}, which "
-                              f"no longer exists; delete {progress_file} to start over")
+        raise Text2TokenError(
+            f"cannot resume {output}: {progress_file} records {done} rows written to {shard}, which "
+            f"no longer exists; delete {progress_file} to start over"
+        )
     size = shard.stat().st_size
     if fmt == ".npy":
         try:
@@ -131,11 +163,15 @@ def _resumable_state(progress_file: Path, shard: Path, output: Path, fingerprint
         except (OSError, ValueError):
             expected = -1
         if size != expected:
-            raise Text2TokenError(f"cannot resume {output}: {shard} is not the {rows}×{dim} float32 array this encode "
-                                  f"writes ({size} bytes); delete {leftovers} to start over")
+            raise Text2TokenError(
+                f"cannot resume {output}: {shard} is not the {rows}×{dim} float32 array this encode "
+                f"writes ({size} bytes); delete {leftovers} to start over"
+            )
     elif size < written:
-        raise Text2TokenError(f"cannot resume {output}: {shard} holds {size} bytes but {progress_file} records {written} "
-                              f"written; delete {leftovers} to start over")
+        raise Text2TokenError(
+            f"cannot resume {output}: {shard} holds {size} bytes but {progress_file} records {written} "
+            f"written; delete {leftovers} to start over"
+        )
     return state
 
 
@@ -172,8 +208,9 @@ class _JsonlSink:
         self.fh.seek(written)
 
     def write(self, first, ids, emb) -> int:
-        self.fh.write("".join(json.dumps({"id": i, "embedding": row.tolist()}) + "\n" for i, row in zip(ids, emb))
-                      .encode("utf-8"))
+        self.fh.write(
+            "".join(json.dumps({"id": i, "embedding": row.tolist()}) + "\n" for i, row in zip(ids, emb)).encode("utf-8")
+        )
         self.fh.flush()
         os.fsync(self.fh.fileno())
         return self.fh.tell()

@@ -14,13 +14,14 @@ from pathlib import Path
 
 from .errors import InputFileError
 
-
 ERROR_MODES = ("strict", "replace")
 STDIN = "-"  # as an input path: standard input, read as plain text, one text per line
 STDIN_NAME = "<stdin>"
 
 
-def read_texts(path: str | os.PathLike, field: str = "text", skip_blank: bool = False, errors: str = "strict") -> list[str]:
+def read_texts(
+    path: str | os.PathLike, field: str = "text", skip_blank: bool = False, errors: str = "strict"
+) -> list[str]:
     """Read texts from ``path``.
 
     ``.jsonl`` files hold one JSON object per line with a string ``field``; any other
@@ -43,8 +44,13 @@ def read_texts_counted(
     return texts, counts
 
 
-def iter_texts(path: str | os.PathLike, field: str = "text", skip_blank: bool = False, errors: str = "strict",
-               counts: dict | None = None):
+def iter_texts(
+    path: str | os.PathLike,
+    field: str = "text",
+    skip_blank: bool = False,
+    errors: str = "strict",
+    counts: dict | None = None,
+):
     """Stream ``(byte offset of the line, text)`` for every text of the file, validating each line as
     :func:`read_texts` does (so memory does not grow with the file). ``counts`` (if given) receives
     ``blank_lines_skipped`` and ``invalid_utf8_lines_replaced``; an empty file is an error at the end."""
@@ -52,8 +58,14 @@ def iter_texts(path: str | os.PathLike, field: str = "text", skip_blank: bool = 
         yield offset, text
 
 
-def iter_records(path: str | os.PathLike, field: str = "text", skip_blank: bool = False, errors: str = "strict",
-                 counts: dict | None = None, id_field: str = "id"):
+def iter_records(
+    path: str | os.PathLike,
+    field: str = "text",
+    skip_blank: bool = False,
+    errors: str = "strict",
+    counts: dict | None = None,
+    id_field: str = "id",
+):
     """Stream ``(id, text)``: like :func:`iter_texts`, with an id per text — a JSONL object's ``id_field`` (as a
     string) where it has one, else the text's row number from 0 (the row it gets in an embedding matrix)."""
     for row, (_, text, obj) in enumerate(_iter_lines(path, field, skip_blank, errors, counts)):
@@ -63,10 +75,21 @@ def iter_records(path: str | os.PathLike, field: str = "text", skip_blank: bool 
 
 # Formats that a line reader would silently turn into garbage texts (a JSON array as one "text", CSV rows with their
 # commas and quotes, binary bytes): refused with a line that says what to give instead.
-STRUCTURED_SUFFIXES = {".json": "a JSON document is not one text per line", ".csv": "CSV rows are not texts",
-                       ".tsv": "TSV rows are not texts", ".parquet": "binary", ".npy": "binary", ".npz": "binary",
-                       ".gz": "compressed", ".bz2": "compressed", ".xz": "compressed", ".zst": "compressed",
-                       ".zip": "compressed", ".xlsx": "binary", ".pdf": "binary"}
+STRUCTURED_SUFFIXES = {
+    ".json": "a JSON document is not one text per line",
+    ".csv": "CSV rows are not texts",
+    ".tsv": "TSV rows are not texts",
+    ".parquet": "binary",
+    ".npy": "binary",
+    ".npz": "binary",
+    ".gz": "compressed",
+    ".bz2": "compressed",
+    ".xz": "compressed",
+    ".zst": "compressed",
+    ".zip": "compressed",
+    ".xlsx": "binary",
+    ".pdf": "binary",
+}
 
 
 def _iter_lines(path, field: str, skip_blank: bool, errors: str, counts: dict | None):
@@ -81,32 +104,41 @@ def _iter_lines(path, field: str, skip_blank: bool, errors: str, counts: dict | 
         raise InputFileError(path, "is a directory, expected a .txt or .jsonl file")
     is_jsonl = path.suffix.lower() == ".jsonl"
     if not stdin and path.suffix.lower() in STRUCTURED_SUFFIXES:
-        raise InputFileError(path, f"{path.suffix} files are not read as texts ({STRUCTURED_SUFFIXES[path.suffix.lower()]}); "
-                                   "give a .jsonl file (one JSON object per line, field 'text') or a .txt file "
-                                   "(one text per line)")
+        raise InputFileError(
+            path,
+            f"{path.suffix} files are not read as texts ({STRUCTURED_SUFFIXES[path.suffix.lower()]}); "
+            "give a .jsonl file (one JSON object per line, field 'text') or a .txt file "
+            "(one text per line)",
+        )
     counts = counts if counts is not None else {}
     counts.update(blank_lines_skipped=0, invalid_utf8_lines_replaced=0)
     found = 0
     offset = 0
-    with (nullcontext(sys.stdin.buffer) if stdin else open(path, "rb")) as fh:
+    with nullcontext(sys.stdin.buffer) if stdin else open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             line_offset, offset = offset, offset + len(raw)
             text, obj = _decode(path, lineno, raw, field if is_jsonl else None, errors, counts)
             if text is None:
                 if not skip_blank:
-                    what = f"field '{field}' is empty or whitespace-only" if is_jsonl and raw.strip() else \
-                        "empty or whitespace-only line (--skip-blank to skip blank lines)"
+                    what = (
+                        f"field '{field}' is empty or whitespace-only"
+                        if is_jsonl and raw.strip()
+                        else "empty or whitespace-only line (--skip-blank to skip blank lines)"
+                    )
                     raise InputFileError(path, what, lineno)
                 counts["blank_lines_skipped"] += 1
                 continue
             found += 1
             yield line_offset, text, obj
     if not found:
-        raise InputFileError(path, "file holds no texts" + (" (only blank lines)" if counts["blank_lines_skipped"] else " (empty)"))
+        raise InputFileError(
+            path, "file holds no texts" + (" (only blank lines)" if counts["blank_lines_skipped"] else " (empty)")
+        )
 
 
-def decode_line(path: Path, lineno: int, raw: bytes, field: str | None, errors: str = "strict",
-                counts: dict | None = None) -> str | None:
+def decode_line(
+    path: Path, lineno: int, raw: bytes, field: str | None, errors: str = "strict", counts: dict | None = None
+) -> str | None:
     """The text of one raw line (``field`` of a JSONL object, or the line itself); None if blank."""
     return _decode(path, lineno, raw, field, errors, counts)[0]
 
@@ -121,8 +153,12 @@ def _decode(path: Path, lineno: int, raw: bytes, field: str | None, errors: str,
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         if errors == "strict":
-            raise InputFileError(path, f"invalid UTF-8 at byte {exc.start} of the line "
-                                       "(use --errors replace to decode it with U+FFFD and go on)", lineno) from None
+            raise InputFileError(
+                path,
+                f"invalid UTF-8 at byte {exc.start} of the line "
+                "(use --errors replace to decode it with U+FFFD and go on)",
+                lineno,
+            ) from None
         line = raw.decode("utf-8", errors="replace")
         if counts is not None:
             counts["invalid_utf8_lines_replaced"] += 1
@@ -139,8 +175,9 @@ def _decode(path: Path, lineno: int, raw: bytes, field: str | None, errors: str,
     return (text if text.strip() else None), obj
 
 
-def read_records(path: str | os.PathLike, field: str = "text", skip_blank: bool = False, errors: str = "strict",
-                 id_field: str = "id") -> tuple[list[str], list[str], dict]:
+def read_records(
+    path: str | os.PathLike, field: str = "text", skip_blank: bool = False, errors: str = "strict", id_field: str = "id"
+) -> tuple[list[str], list[str], dict]:
     """``(ids, texts, counts)`` of :func:`iter_records`, read whole; duplicate ids are an error naming them."""
     from collections import Counter
 

@@ -15,8 +15,9 @@ def template_overhead(tokenizer, template: str) -> int:
     return len(tokenizer(template.replace("{text}", ""))["input_ids"])
 
 
-def token_ids(tokenizer, texts: list[str], template: str | None, max_length: int,
-              overhead: int | None = None) -> list[list[int]]:
+def token_ids(
+    tokenizer, texts: list[str], template: str | None, max_length: int, overhead: int | None = None
+) -> list[list[int]]:
     """Token ids of ``texts`` in ``template``, at most ``max_length`` each, unpadded (``overhead``: the template's
     :func:`template_overhead`, if the caller caches it). A text that gives no tokens at all (an empty string
     without a template or BOS) has no embedding: that is an error naming its position, not a zero vector."""
@@ -24,8 +25,10 @@ def token_ids(tokenizer, texts: list[str], template: str | None, max_length: int
     empty = [i for i, x in enumerate(ids) if not x]
     if empty:
         shown = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
-        raise Text2TokenError(f"{len(empty)} text(s) give no tokens (position(s) {shown} of {len(ids)}): "
-                              "empty texts have no embedding; drop them or use a template")
+        raise Text2TokenError(
+            f"{len(empty)} text(s) give no tokens (position(s) {shown} of {len(ids)}): "
+            "empty texts have no embedding; drop them or use a template"
+        )
     return ids
 
 

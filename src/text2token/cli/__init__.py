@@ -82,18 +82,27 @@ def _main(argv: list[str] | None) -> int:
     quiet_before = os.environ.get("TEXT2TOKEN_QUIET")
     if args.quiet:
         os.environ["TEXT2TOKEN_QUIET"] = "1"  # progress bars off everywhere (text2token.progress)
-    from transformers.utils import logging as hf_logging
-
     import warnings
+
+    from transformers.utils import logging as hf_logging
 
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # raised inside peft, not actionable
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     from ..errors import Text2TokenError
 
-    handler = {"train": cmd_train, "encode": cmd_encode, "explain": cmd_explain, "eval": cmd_eval, "index": cmd_index,
-               "search": cmd_search, "export": cmd_export, "report": cmd_report, "analyze": cmd_analyze,
-               "serve": cmd_serve}[args.command]
+    handler = {
+        "train": cmd_train,
+        "encode": cmd_encode,
+        "explain": cmd_explain,
+        "eval": cmd_eval,
+        "index": cmd_index,
+        "search": cmd_search,
+        "export": cmd_export,
+        "report": cmd_report,
+        "analyze": cmd_analyze,
+        "serve": cmd_serve,
+    }[args.command]
     try:
         return handler(args)
     except Text2TokenError as exc:
@@ -103,14 +112,16 @@ def _main(argv: list[str] | None) -> int:
         if exc.errno not in _DISK_ERRORS:
             raise
         where = f" writing {exc.filename}" if exc.filename else ""
-        resume = " (work saved so far is kept: rerun with --resume)" if args.command in ("train", "encode", "index") \
-            else ""
-        print(f"text2token {args.command}: error: {exc.strerror or os.strerror(exc.errno)}{where}{resume}",
-              file=sys.stderr)
+        resume = (
+            " (work saved so far is kept: rerun with --resume)" if args.command in ("train", "encode", "index") else ""
+        )
+        print(
+            f"text2token {args.command}: error: {exc.strerror or os.strerror(exc.errno)}{where}{resume}",
+            file=sys.stderr,
+        )
         return 2
     finally:
         if quiet_before is None:
             os.environ.pop("TEXT2TOKEN_QUIET", None)
         else:
             os.environ["TEXT2TOKEN_QUIET"] = quiet_before
-

@@ -14,14 +14,16 @@ def positive(name: str):
         if value < 1:
             raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {value}")
         return value
+
     return parse
 
 
 def max_length_arg(text: str) -> int:
     value = positive("--max-length")(text)
     if value < 8:
-        raise argparse.ArgumentTypeError(f"--max-length must be >= 8 (the template and special tokens need room), "
-                                         f"got {value}")
+        raise argparse.ArgumentTypeError(
+            f"--max-length must be >= 8 (the template and special tokens need room), got {value}"
+        )
     return value
 
 
@@ -54,5 +56,7 @@ def device_arg(text: str) -> str:
     elif device.type == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
         raise argparse.ArgumentTypeError(f"'{text}': no XPU on this machine; use --device cpu")
     elif device.type not in ("cpu", "cuda", "mps", "xpu"):
-        raise argparse.ArgumentTypeError(f"'{text}': device type '{device.type}' is not supported here (cpu, cuda, mps)")
+        raise argparse.ArgumentTypeError(
+            f"'{text}': device type '{device.type}' is not supported here (cpu, cuda, mps)"
+        )
     return text

@@ -20,11 +20,20 @@ def load_model(args):
 
     if is_checkpoint(args.model):
         return load_checkpoint_model(args.model)
-    model = Text2TokenModel.from_pretrained(args.model, pooling=args.pooling, attention=args.attention,
-                                            max_length=args.max_length, device=args.device, dtype=torch_dtype(args))
+    model = Text2TokenModel.from_pretrained(
+        args.model,
+        pooling=args.pooling,
+        attention=args.attention,
+        max_length=args.max_length,
+        device=args.device,
+        dtype=torch_dtype(args),
+    )
     if not model.is_trained:
-        note(args, f"{args.model} is an untrained backbone ({model.pooling} pooling, {model.attention} attention), "
-                    "not a text2token-trained model")
+        note(
+            args,
+            f"{args.model} is an untrained backbone ({model.pooling} pooling, {model.attention} attention), "
+            "not a text2token-trained model",
+        )
     return model
 
 

@@ -16,7 +16,9 @@ def cmd_encode(args) -> int:
     if Path(args.output).suffix.lower() not in FORMATS:
         raise Text2TokenError(f"--output must end in .npy, .jsonl or .parquet, got '{args.output}'")
     if args.input != "-" and Path(args.output).expanduser().resolve() == Path(args.input).expanduser().resolve():
-        raise Text2TokenError(f"--output {args.output} is the input file: choose another output (it would be overwritten)")
+        raise Text2TokenError(
+            f"--output {args.output} is the input file: choose another output (it would be overwritten)"
+        )
     source = Source(args.input, args.field, args.skip_blank, args.errors)  # every line checked before the model loads
     output_folder(args.output)  # created (as explain, index and export do) and checked before the model loads
     args.device, main_process = process_placement(args.device)  # under accelerate launch: each on its own device
@@ -24,11 +26,23 @@ def cmd_encode(args) -> int:
     input_notes(args, args.input, source.counts)
     model = load_model(args)
     prompt = model.resolve_prompt(args.prompt, args.prompt_name)
-    summary = encode_file(model, source, args.output, batch_size=args.batch_size, normalize=args.normalize,
-                          prompt=prompt, resume=args.resume, chunk=args.chunk_size, show_progress_bar=not args.quiet)
+    summary = encode_file(
+        model,
+        source,
+        args.output,
+        batch_size=args.batch_size,
+        normalize=args.normalize,
+        prompt=prompt,
+        resume=args.resume,
+        chunk=args.chunk_size,
+        show_progress_bar=not args.quiet,
+    )
     if summary["truncated"]:
-        note(args, f"{summary['truncated']} of {summary['rows']} texts are longer than {model.max_length} tokens and "
-                    "are truncated (--max-length to change)")
+        note(
+            args,
+            f"{summary['truncated']} of {summary['rows']} texts are longer than {model.max_length} tokens and "
+            "are truncated (--max-length to change)",
+        )
     resumed = f" (resumed at row {summary['resumed_from']})" if summary["resumed_from"] else ""
     note(args, f"wrote {summary['rows']}×{summary['dim']} float32 embeddings to {args.output}{resumed}")
     return 0
@@ -54,15 +68,21 @@ def cmd_explain(args) -> int:
             print(json.dumps({"text_a": texts[0], "text_b": texts[1], **result}, ensure_ascii=False))
         else:
             print(f"A: {texts[0]}\nB: {texts[1]}")
-            print(f"cosine {result['cosine']:.4f}; vocabulary overlap sum_v p_a*p_b = {result['overlap']:.4g}, carried by:")
+            print(
+                f"cosine {result['cosine']:.4f}; vocabulary overlap sum_v p_a*p_b = {result['overlap']:.4g}, carried by:"
+            )
             print(f"  {'share':>7}  {'p_a':>7}  {'p_b':>7}  token")
             for t in result["tokens"]:
                 print(f"  {t['share']:7.1%}  {t['p_a']:7.4f}  {t['p_b']:7.4f}  {t['token']!r}")
         return 0
     explained = model.explain(texts, top_k=args.top_k)
-    rows = [json.dumps({**({"id": ids[n]} if ids else {}), "text": text,
-                        "tokens": [{"token": t, "prob": p} for t, p in tokens]}, ensure_ascii=False)
-            for n, (text, tokens) in enumerate(zip(texts, explained))]
+    rows = [
+        json.dumps(
+            {**({"id": ids[n]} if ids else {}), "text": text, "tokens": [{"token": t, "prob": p} for t, p in tokens]},
+            ensure_ascii=False,
+        )
+        for n, (text, tokens) in enumerate(zip(texts, explained))
+    ]
     if args.input:
         if args.output:
             with atomic_path(args.output) as tmp:

@@ -17,8 +17,10 @@ def cmd_eval(args) -> int:
     if args.remove_directions and args.card:
         from ..errors import Text2TokenError
 
-        raise Text2TokenError("--card records the saved model's own scores; it cannot be combined with "
-                              "--remove-directions (the folder does not apply that filter)")
+        raise Text2TokenError(
+            "--card records the saved model's own scores; it cannot be combined with "
+            "--remove-directions (the folder does not apply that filter)"
+        )
     model = load_model(args)
     columns = {}
     if args.baseline:
@@ -26,13 +28,17 @@ def cmd_eval(args) -> int:
         base.remove_head_directions(args.remove_directions)
         print(f"evaluating baseline {args.baseline} ({model.pooling} pooling, {model.attention} attention)")
         columns[f"untrained ({args.baseline})" if args.baseline == "default" else args.baseline] = evaluate_suite(
-            base, args.suite, batch_size=args.batch_size, classification=args.classification_protocol)
+            base, args.suite, batch_size=args.batch_size, classification=args.classification_protocol
+        )
         del base
     model.remove_head_directions(args.remove_directions)
-    print(f"evaluating {args.model}" + (f" (LM head's top {args.remove_directions} direction(s) removed)"
-                                        if args.remove_directions else ""))
-    columns[args.model] = evaluate_suite(model, args.suite, batch_size=args.batch_size,
-                                         classification=args.classification_protocol)
+    print(
+        f"evaluating {args.model}"
+        + (f" (LM head's top {args.remove_directions} direction(s) removed)" if args.remove_directions else "")
+    )
+    columns[args.model] = evaluate_suite(
+        model, args.suite, batch_size=args.batch_size, classification=args.classification_protocol
+    )
     print()
     print(format_table(columns))
     if args.output:
@@ -45,7 +51,9 @@ def cmd_eval(args) -> int:
         from ..model_card import record_evaluation
 
         if not (Path(args.model) / MODEL_CONFIG_NAME).is_file():
-            raise Text2TokenError(f"--card needs a saved text2token model folder; {args.model} has no {MODEL_CONFIG_NAME}")
+            raise Text2TokenError(
+                f"--card needs a saved text2token model folder; {args.model} has no {MODEL_CONFIG_NAME}"
+            )
         record_evaluation(args.model, columns[args.model])
         print(f"evaluation recorded in {Path(args.model) / 'README.md'}")
     return 0
@@ -61,7 +69,9 @@ def _eval_mteb(args) -> int:
         raise Text2TokenError("give either --mteb BENCHMARK or --mteb-tasks, not both")
     if args.baseline:
         raise Text2TokenError("--baseline works with the offline suite; for MTEB run eval once per model")
-    tasks = resolve_tasks(args.mteb, [t.strip() for t in args.mteb_tasks.split(",") if t.strip()] if args.mteb_tasks else None)
+    tasks = resolve_tasks(
+        args.mteb, [t.strip() for t in args.mteb_tasks.split(",") if t.strip()] if args.mteb_tasks else None
+    )
     prompts = None
     if args.prompts:
         try:

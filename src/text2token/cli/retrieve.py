@@ -10,28 +10,42 @@ from .common import input_notes, load_model, note, torch_dtype
 
 
 def cmd_index(args) -> int:
-    from ..retrieval.build import build_index
     from ..resumable import Source
+    from ..retrieval.build import build_index
 
     source = Source(args.corpus, args.field, args.skip_blank, args.errors)  # every line checked before the model loads
     source.check_unique_ids()
     input_notes(args, args.corpus, source.counts)
     model = load_model(args)
-    summary = build_index(model, source, args.output, top_k=args.top_k, batch_size=args.batch_size,
-                          model_ref=args.model, show_progress_bar=not args.quiet, ann=args.ann,
-                          query_top_k=args.query_top_k, resume=args.resume, chunk=args.chunk_size,
-                          ann_dtype=args.ann_dtype)
-    ann = (f", ANN graph ({summary['ann']['dtype']}) {summary['ann']['bytes'] / 1024:.0f} KiB"
-           if summary.get("ann") else "")
-    print(f"indexed {summary['documents']} documents into {args.output}: sparse {summary['sparse_bytes'] / 1024:.0f} KiB "
-          f"({args.top_k} tokens each), dense {summary['dense_bytes'] / 1024:.0f} KiB{ann}")
+    summary = build_index(
+        model,
+        source,
+        args.output,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        model_ref=args.model,
+        show_progress_bar=not args.quiet,
+        ann=args.ann,
+        query_top_k=args.query_top_k,
+        resume=args.resume,
+        chunk=args.chunk_size,
+        ann_dtype=args.ann_dtype,
+    )
+    ann = (
+        f", ANN graph ({summary['ann']['dtype']}) {summary['ann']['bytes'] / 1024:.0f} KiB"
+        if summary.get("ann")
+        else ""
+    )
+    print(
+        f"indexed {summary['documents']} documents into {args.output}: sparse {summary['sparse_bytes'] / 1024:.0f} KiB "
+        f"({args.top_k} tokens each), dense {summary['dense_bytes'] / 1024:.0f} KiB{ann}"
+    )
     return 0
 
 
 def cmd_search(args) -> int:
     from ..errors import Text2TokenError
     from ..retrieval import SearchIndex
-
     from ..textio import read_records
 
     queries = list(args.query)
@@ -43,8 +57,15 @@ def cmd_search(args) -> int:
     index = SearchIndex(args.index, model_path=args.model, device=args.device, dtype=torch_dtype(args))
     if not args.model:  # a path recorded in the index: say which model answers
         note(args, f"model: {index.model_source} (recorded in {Path(args.index) / 'index.json'}; --model to change)")
-    results = index.search(queries, top=args.top, mode=mode, alpha=args.hybrid, fusion=args.fusion, exact=args.exact,
-                           rescore=not args.no_rescore)
+    results = index.search(
+        queries,
+        top=args.top,
+        mode=mode,
+        alpha=args.hybrid,
+        fusion=args.fusion,
+        exact=args.exact,
+        rescore=not args.no_rescore,
+    )
     label = f"hybrid α={args.hybrid:g}, {args.fusion}" if mode == "hybrid" else mode
     for query, hits in zip(queries, results):
         if args.json:
@@ -71,8 +92,9 @@ def cmd_export(args) -> int:
         folder = args.onnx or args.openvino
         info = export(model, folder, onnx=bool(args.onnx), int8=args.int8, openvino=bool(args.openvino))
         checks = ", ".join(f"{k} cosine {v:.6f}" for k, v in info["check_cosine"].items())
-        print(f"exported {args.model} to {folder} ({', '.join(info['files'].values())}; checked against encode: "
-              f"{checks})")
+        print(
+            f"exported {args.model} to {folder} ({', '.join(info['files'].values())}; checked against encode: {checks})"
+        )
         return 0
     if not args.index or args.model:
         raise ConfigError("--qdrant-path / --qdrant-url export an index: give --index (and no --model)")
@@ -83,6 +105,8 @@ def cmd_export(args) -> int:
     client = qdrant_client(path=args.qdrant_path, url=args.qdrant_url)
     summary = export_qdrant(index, client, args.collection, show_progress_bar=not args.quiet)
     client.close()
-    print(f"exported {summary['points']} documents of {args.index} to Qdrant collection '{args.collection}' at "
-          f"{args.qdrant_path or args.qdrant_url} (vectors 'dense' ({summary['dense_size']}, cosine) and 'sparse')")
+    print(
+        f"exported {summary['points']} documents of {args.index} to Qdrant collection '{args.collection}' at "
+        f"{args.qdrant_path or args.qdrant_url} (vectors 'dense' ({summary['dense_size']}, cosine) and 'sparse')"
+    )
     return 0

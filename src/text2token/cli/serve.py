@@ -16,11 +16,24 @@ def cmd_serve(args) -> int:
     model = resolve_model_path(args.model)  # converted once here, not by each worker
     if model == args.model and not Path(model).exists():
         check_hub_id(model)
-    server = build_server(model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                          max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout, workers=args.workers,
-                          api_key=api_key, max_texts=args.max_texts, max_chars=args.max_chars)
-    note(args, f"serving {args.model} at http://{args.host}:{args.port}/v1/embeddings"
-                + (" (API key required)" if api_key else ""))
-    server.run(host=args.host, port=args.port, generate_client_file=False,
-               log_level="warning" if args.quiet else "info")
+    server = build_server(
+        model,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        max_batch_size=args.max_batch_size,
+        batch_timeout=args.batch_timeout,
+        workers=args.workers,
+        api_key=api_key,
+        max_texts=args.max_texts,
+        max_chars=args.max_chars,
+    )
+    note(
+        args,
+        f"serving {args.model} at http://{args.host}:{args.port}/v1/embeddings"
+        + (" (API key required)" if api_key else ""),
+    )
+    server.run(
+        host=args.host, port=args.port, generate_client_file=False, log_level="warning" if args.quiet else "info"
+    )
     return 0

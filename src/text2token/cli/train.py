@@ -30,9 +30,11 @@ def cmd_train(args) -> int:
         from ..errors import ConfigError
 
         held = (", ".join(sorted(p.name for p in run_dir.iterdir())[:8]) or "nothing") if run_dir.is_dir() else None
-        raise ConfigError(f"--resume: {run_dir} holds no run (no {RUN_CONFIG_NAME}; "
-                          + (f"it holds {held}" if held is not None else "no such folder")
-                          + "); check the path, or give --config to start a new run there")
+        raise ConfigError(
+            f"--resume: {run_dir} holds no run (no {RUN_CONFIG_NAME}; "
+            + (f"it holds {held}" if held is not None else "no such folder")
+            + "); check the path, or give --config to start a new run there"
+        )
     if args.print_config:
         import yaml
 
@@ -42,13 +44,18 @@ def cmd_train(args) -> int:
     from ..training.trainer import is_finished
 
     if args.resume and is_finished(config):
-        print(f"{run_dir} is already finished ({', '.join(config.run_stages())}): nothing to do; the model is "
-              f"{run_dir / 'model'} (give more steps, e.g. stage2.steps=N, to train further)")
+        print(
+            f"{run_dir} is already finished ({', '.join(config.run_stages())}): nothing to do; the model is "
+            f"{run_dir / 'model'} (give more steps, e.g. stage2.steps=N, to train further)"
+        )
         return 0
     model_dir = train(config, resume=args.resume, show_progress_bar=not args.quiet)
     summary = json.loads((Path(config.output_dir) / "train_summary.json").read_text())
-    per_stage = ", ".join(f"{k[6:]}: {v['steps']} steps at {v['seconds_per_step']} s/step"
-                          for k, v in summary.items() if k.startswith("stage_"))
+    per_stage = ", ".join(
+        f"{k[6:]}: {v['steps']} steps at {v['seconds_per_step']} s/step"
+        for k, v in summary.items()
+        if k.startswith("stage_")
+    )
     print(f"model saved to {model_dir}  ({per_stage}; peak memory {summary['peak_memory_mb']:.0f} MB)")
     return 0
 

@@ -18,15 +18,30 @@ def mteb_task(task: Task, classification: str = "mteb"):
     from mteb.abstasks.task_metadata import TaskMetadata
 
     if classification not in CLASSIFICATION_PROTOCOLS:
-        raise Text2TokenError(f"classification protocol must be one of {', '.join(CLASSIFICATION_PROTOCOLS)}, "
-                              f"got '{classification}'")
+        raise Text2TokenError(
+            f"classification protocol must be one of {', '.join(CLASSIFICATION_PROTOCOLS)}, got '{classification}'"
+        )
     spec = task_type(task.type)
     metadata = TaskMetadata(
-        name=task.name, type=spec.mteb_type, main_score=spec.main_score,
-        description=f"bundled text2token task {task.name}", reference=None,
-        dataset={"path": f"text2token/{task.name}", "revision": "bundled"}, category="t2t", modalities=["text"],
-        eval_splits=["test"], eval_langs=["eng-Latn"], date=None, domains=None, task_subtypes=None, license=None,
-        annotations_creators=None, dialect=None, sample_creation=None, bibtex_citation=None)
+        name=task.name,
+        type=spec.mteb_type,
+        main_score=spec.main_score,
+        description=f"bundled text2token task {task.name}",
+        reference=None,
+        dataset={"path": f"text2token/{task.name}", "revision": "bundled"},
+        category="t2t",
+        modalities=["text"],
+        eval_splits=["test"],
+        eval_langs=["eng-Latn"],
+        date=None,
+        domains=None,
+        task_subtypes=None,
+        license=None,
+        annotations_creators=None,
+        dialect=None,
+        sample_creation=None,
+        bibtex_citation=None,
+    )
     module, name = spec.mteb_base.split(":")
     base = getattr(importlib.import_module(module), name)
 

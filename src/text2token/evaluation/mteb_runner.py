@@ -30,12 +30,15 @@ def _abs_encoder():
 
 class MTEBEncoder(_abs_encoder()):
     """Wrap a :class:`~text2token.Text2TokenModel` (or anything ``from_pretrained`` accepts) for mteb."""
-    def __init__(self, model, prompts: dict[str, str] | None = None, batch_size: int = 32, name: str | None = None,
-                 **load_kwargs):
+
+    def __init__(
+        self, model, prompts: dict[str, str] | None = None, batch_size: int = 32, name: str | None = None, **load_kwargs
+    ):
         from mteb.models import ModelMeta
 
-
-        self.model = model if isinstance(model, Text2TokenModel) else Text2TokenModel.from_pretrained(model, **load_kwargs)
+        self.model = (
+            model if isinstance(model, Text2TokenModel) else Text2TokenModel.from_pretrained(model, **load_kwargs)
+        )
         self.batch_size = batch_size
         self.model_prompts = dict(prompts or {})
         if self.model_prompts:
@@ -50,15 +53,29 @@ class MTEBEncoder(_abs_encoder()):
                 except KeyError:
                     raise Text2TokenError(
                         f"prompt keys must be MTEB task names, task types (e.g. STS, Retrieval), 'query' or 'document', "
-                        f"optionally joined as 'Name-query'; got {sorted(self.model_prompts)}") from None
+                        f"optionally joined as 'Name-query'; got {sorted(self.model_prompts)}"
+                    ) from None
         label = name or _meta_name(self.model)
         self.mteb_model_meta = ModelMeta(
-            loader=None, name=label, revision=self.revision(), release_date=None, languages=None,
-            n_parameters=sum(p.numel() for p in self.model.backbone.parameters()), memory_usage_mb=None,
-            max_tokens=self.model.max_length, embed_dim=self.model.backbone.config.hidden_size, license=None,
-            open_weights=True, public_training_code=None, public_training_data=None, framework=["PyTorch"],
-            similarity_fn_name="cosine", use_instructions=bool(self.model_prompts), training_datasets=None,
-            model_type=["dense"])
+            loader=None,
+            name=label,
+            revision=self.revision(),
+            release_date=None,
+            languages=None,
+            n_parameters=sum(p.numel() for p in self.model.backbone.parameters()),
+            memory_usage_mb=None,
+            max_tokens=self.model.max_length,
+            embed_dim=self.model.backbone.config.hidden_size,
+            license=None,
+            open_weights=True,
+            public_training_code=None,
+            public_training_data=None,
+            framework=["PyTorch"],
+            similarity_fn_name="cosine",
+            use_instructions=bool(self.model_prompts),
+            training_datasets=None,
+            model_type=["dense"],
+        )
 
     def revision(self) -> str:
         """Identifies exactly what produces the embeddings (weights and settings), so that mteb's result
@@ -66,10 +83,17 @@ class MTEBEncoder(_abs_encoder()):
         import hashlib
         import json
 
-
         m = self.model
-        key = json.dumps([model_fingerprint(m.backbone), m.pooling, m.attention, m.template, m.max_length,
-                          sorted(self.model_prompts.items())])
+        key = json.dumps(
+            [
+                model_fingerprint(m.backbone),
+                m.pooling,
+                m.attention,
+                m.template,
+                m.max_length,
+                sorted(self.model_prompts.items()),
+            ]
+        )
         return hashlib.sha256(key.encode()).hexdigest()[:12]
 
     def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
@@ -97,19 +121,25 @@ def resolve_tasks(benchmark: str | None = None, task_names: list[str] | None = N
         names = [b.name for b in mteb.get_benchmarks()]
         if benchmark not in names:
             close = difflib.get_close_matches(benchmark, names, n=5, cutoff=0.4)
-            raise Text2TokenError(f"unknown MTEB benchmark '{benchmark}'" + (f"; close matches: {', '.join(close)}" if close else ""))
+            raise Text2TokenError(
+                f"unknown MTEB benchmark '{benchmark}'" + (f"; close matches: {', '.join(close)}" if close else "")
+            )
         return list(mteb.get_benchmark(benchmark).tasks)
     known = sorted({t.metadata.name for t in mteb.get_tasks(exclude_superseded=False)})
     bad = [n for n in task_names or [] if n not in known]
     if bad:
-        hints = "; ".join(f"'{n}'" + (f" (close: {', '.join(c)})" if (c := difflib.get_close_matches(n, known, n=3, cutoff=0.6)) else "")
-                          for n in bad)
+        hints = "; ".join(
+            f"'{n}'"
+            + (f" (close: {', '.join(c)})" if (c := difflib.get_close_matches(n, known, n=3, cutoff=0.6)) else "")
+            for n in bad
+        )
         raise Text2TokenError(f"unknown MTEB task(s): {hints}")
     return list(mteb.get_tasks(tasks=task_names, exclude_superseded=False))
 
 
-def run_mteb(encoder: MTEBEncoder, tasks: list, cache_dir: str | os.PathLike | None = None,
-             show_progress_bar: bool = True) -> dict:
+def run_mteb(
+    encoder: MTEBEncoder, tasks: list, cache_dir: str | os.PathLike | None = None, show_progress_bar: bool = True
+) -> dict:
     """Run ``mteb.evaluate`` (results cached under ``cache_dir``); return
     ``{"tasks": {name: {"type", "main_score"}}, "categories": {type: mean}, "mean"}`` with 0–100 scores."""
     import mteb
@@ -126,18 +156,25 @@ def run_mteb(encoder: MTEBEncoder, tasks: list, cache_dir: str | os.PathLike | N
     for info in out.values():
         categories.setdefault(info["type"], []).append(info["main_score"])
     cat_means = {k: round(float(np.mean(v)), 2) for k, v in categories.items()}
-    return {"tasks": out, "categories": cat_means,
-            "mean": round(float(np.mean([v["main_score"] for v in out.values()])), 2) if out else None,
-            "mean_of_categories": round(float(np.mean(list(cat_means.values()))), 2) if cat_means else None}
+    return {
+        "tasks": out,
+        "categories": cat_means,
+        "mean": round(float(np.mean([v["main_score"] for v in out.values()])), 2) if out else None,
+        "mean_of_categories": round(float(np.mean(list(cat_means.values()))), 2) if cat_means else None,
+    }
 
 
 def format_mteb_table(result: dict) -> str:
     """Markdown: per task, then per category (MTEB(eng, v2)'s task types), then the means."""
     lines = ["| task | type | main score |", "|---|---|---|"]
-    lines += [f"| {name} | {info['type']} | {info['main_score']:.2f} |" for name, info in sorted(result["tasks"].items())]
+    lines += [
+        f"| {name} | {info['type']} | {info['main_score']:.2f} |" for name, info in sorted(result["tasks"].items())
+    ]
     lines += ["", "| category | mean |", "|---|---|"]
     order = [c for c in CATEGORIES if c in result["categories"]] + sorted(set(result["categories"]) - set(CATEGORIES))
     lines += [f"| {c} | {result['categories'][c]:.2f} |" for c in order]
-    lines += [f"| **mean over tasks** | **{result['mean']:.2f}** |",
-              f"| **mean over categories** | **{result['mean_of_categories']:.2f}** |"]
+    lines += [
+        f"| **mean over tasks** | **{result['mean']:.2f}** |",
+        f"| **mean over categories** | **{result['mean_of_categories']:.2f}** |",
+    ]
     return "\n".join(lines)

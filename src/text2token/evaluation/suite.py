@@ -27,25 +27,56 @@ import numpy as np
 from ..errors import Text2TokenError
 from .task_types import TASKS_DIR, Task, load_task, protocol
 
-__all__ = ["ALL_TASKS", "DEV_TASKS", "HELD_OUT", "SUITES", "TASKS_DIR", "Task", "evaluate_suite", "evaluate_task",
-           "format_table", "load_task", "ndcg_at_10"]
+__all__ = [
+    "ALL_TASKS",
+    "DEV_TASKS",
+    "HELD_OUT",
+    "SUITES",
+    "TASKS_DIR",
+    "Task",
+    "evaluate_suite",
+    "evaluate_task",
+    "format_table",
+    "load_task",
+    "ndcg_at_10",
+]
 HELD_OUT = ("RottenTomatoesClassification", "MiniNewsgroupsClustering", "WordNetNounDefinitionRetrieval", "WordSim353")
 ALL_TASKS = HELD_OUT + ("ConventionSpeechClassification", "BrownGenreClustering")
 # Built for the dev suite from Debian packages (data/tasks/README.md): the task types the first six cover least.
-DEV_TASKS = ("FortuneTopicClassification", "DebianPackageSectionClustering", "DebianSynopsisReranking",
-             "WordNetVerbSensePairClassification")
+DEV_TASKS = (
+    "FortuneTopicClassification",
+    "DebianPackageSectionClustering",
+    "DebianSynopsisReranking",
+    "WordNetVerbSensePairClassification",
+)
 # Per-suite task → subset size (None = whole task). Subsets are seeded samples.
 SUITES: dict[str, dict[str, int | None]] = {
-    "demo": {"RottenTomatoesClassification": 400, "MiniNewsgroupsClustering": None,
-             "WordNetNounDefinitionRetrieval": 200, "WordSim353": None},
-    "quick": {"RottenTomatoesClassification": 200, "MiniNewsgroupsClustering": None,
-              "WordNetNounDefinitionRetrieval": 100, "WordSim353": None},
+    "demo": {
+        "RottenTomatoesClassification": 400,
+        "MiniNewsgroupsClustering": None,
+        "WordNetNounDefinitionRetrieval": 200,
+        "WordSim353": None,
+    },
+    "quick": {
+        "RottenTomatoesClassification": 200,
+        "MiniNewsgroupsClustering": None,
+        "WordNetNounDefinitionRetrieval": 100,
+        "WordSim353": None,
+    },
     # the suite studies choose recipes on: all ten bundled tasks, seeded subsets sized so that SmolLM2-135M scores
     # the whole suite in about 5 minutes on 2 CPU cores; six task types
-    "dev": {"RottenTomatoesClassification": 300, "ConventionSpeechClassification": 60,
-            "FortuneTopicClassification": 300, "BrownGenreClustering": 300, "MiniNewsgroupsClustering": 120,
-            "DebianPackageSectionClustering": 240, "WordNetNounDefinitionRetrieval": 150,
-            "DebianSynopsisReranking": 100, "WordNetVerbSensePairClassification": 400, "WordSim353": None},
+    "dev": {
+        "RottenTomatoesClassification": 300,
+        "ConventionSpeechClassification": 60,
+        "FortuneTopicClassification": 300,
+        "BrownGenreClustering": 300,
+        "MiniNewsgroupsClustering": 120,
+        "DebianPackageSectionClustering": 240,
+        "WordNetNounDefinitionRetrieval": 150,
+        "DebianSynopsisReranking": 100,
+        "WordNetVerbSensePairClassification": 400,
+        "WordSim353": None,
+    },
     "held-out": {name: None for name in HELD_OUT},
     "full": {name: None for name in ALL_TASKS},
     "offline": {name: None for name in ALL_TASKS},  # the name the docs use for "every bundled task, complete"
@@ -85,8 +116,9 @@ def _encoder(model, batch_size: int):
     return model
 
 
-def evaluate_suite(model, suite: str = "demo", batch_size: int = 32, progress=print,
-                   classification: str = "mteb") -> dict:
+def evaluate_suite(
+    model, suite: str = "demo", batch_size: int = 32, progress=print, classification: str = "mteb"
+) -> dict:
     """Evaluate on a named suite; returns ``{"suite", "tasks": {name: {type, main_score, metric, protocol, subset,
     seconds}}, "mean", "categories", "max_length"}`` (``max_length``: the encoding length in tokens the texts were
     truncated to)."""
@@ -98,9 +130,14 @@ def evaluate_suite(model, suite: str = "demo", batch_size: int = 32, progress=pr
         task = load_task(name, limit=limit)
         t0 = time.perf_counter()
         score = evaluate_task(encoder, task, batch_size=batch_size, classification=classification)
-        results[name] = {"type": task.type, "metric": task.main_score, "main_score": round(score, 2),
-                         "protocol": protocol(task.type, classification), "subset": limit,
-                         "seconds": round(time.perf_counter() - t0, 1)}
+        results[name] = {
+            "type": task.type,
+            "metric": task.main_score,
+            "main_score": round(score, 2),
+            "protocol": protocol(task.type, classification),
+            "subset": limit,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         if progress:
             progress(f"  {name}: {task.main_score} = {score:.2f} ({results[name]['seconds']} s)")
     mean = float(np.mean([r["main_score"] for r in results.values()]))
@@ -108,9 +145,15 @@ def evaluate_suite(model, suite: str = "demo", batch_size: int = 32, progress=pr
     for r in results.values():
         categories.setdefault(r["type"], []).append(r["main_score"])
     max_length = getattr(getattr(encoder, "model", None), "max_length", None)
-    return {"suite": suite, "tasks": results, "mean": round(mean, 2),
-            "categories": {k: round(float(np.mean(v)), 2) for k, v in categories.items()},
-            "evaluator": "mteb", "classification_protocol": classification, "max_length": max_length}
+    return {
+        "suite": suite,
+        "tasks": results,
+        "mean": round(mean, 2),
+        "categories": {k: round(float(np.mean(v)), 2) for k, v in categories.items()},
+        "evaluator": "mteb",
+        "classification_protocol": classification,
+        "max_length": max_length,
+    }
 
 
 def format_table(columns: dict[str, dict]) -> str:
@@ -121,7 +164,9 @@ def format_table(columns: dict[str, dict]) -> str:
     lines = [header, "|" + "---|" * (4 + len(names))]
     for task, info in first["tasks"].items():
         subset = "all" if info.get("subset") is None else f"{info['subset']} (seeded)"
-        cells = [f"{columns[n]['tasks'][task]['main_score']:.2f}" if task in columns[n]["tasks"] else "–" for n in names]
+        cells = [
+            f"{columns[n]['tasks'][task]['main_score']:.2f}" if task in columns[n]["tasks"] else "–" for n in names
+        ]
         lines.append(f"| {task} | {info['type']} | {info['metric']} | {subset} | " + " | ".join(cells) + " |")
     lines.append("| **mean** | | | | " + " | ".join(f"**{columns[n]['mean']:.2f}**" for n in names) + " |")
     cats = [c for c in first.get("categories", {}) if all(c in columns[n].get("categories", {}) for n in names)]
@@ -130,7 +175,12 @@ def format_table(columns: dict[str, dict]) -> str:
         lines += [f"| {c} | " + " | ".join(f"{columns[n]['categories'][c]:.2f}" for n in names) + " |" for c in cats]
     if first.get("evaluator") == "mteb":
         lengths = sorted({columns[n].get("max_length") for n in names} - {None})
-        lines += ["", "Scored by mteb's evaluators. Protocols: " + "; ".join(
-            f"{kind}: {text}" for kind, text in {i["type"]: i["protocol"] for i in first["tasks"].values()}.items())
-            + (f". Texts encoded up to {', '.join(map(str, lengths))} tokens." if lengths else ".")]
+        lines += [
+            "",
+            "Scored by mteb's evaluators. Protocols: "
+            + "; ".join(
+                f"{kind}: {text}" for kind, text in {i["type"]: i["protocol"] for i in first["tasks"].values()}.items()
+            )
+            + (f". Texts encoded up to {', '.join(map(str, lengths))} tokens." if lengths else "."),
+        ]
     return "\n".join(lines)

@@ -22,9 +22,10 @@ task stays light.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -51,8 +52,10 @@ Sampler = Callable[[list, "int | None"], list]
 
 
 def _read_labelled(folder: Path, limit, sample) -> dict:
-    return {"train": sample(read_jsonl(folder / "train.jsonl"), limit),
-            "test": sample(read_jsonl(folder / "test.jsonl"), limit)}
+    return {
+        "train": sample(read_jsonl(folder / "train.jsonl"), limit),
+        "test": sample(read_jsonl(folder / "test.jsonl"), limit),
+    }
 
 
 def _read_test_rows(folder: Path, limit, sample) -> dict:
@@ -77,12 +80,18 @@ def _read_reranking(folder: Path, limit, sample) -> dict:
     """Each query with its own candidate list; the corpus is every candidate kept."""
     queries = sample(read_jsonl(folder / "queries.jsonl"), limit)
     keep_q = {q["id"] for q in queries}
-    candidates = {r["query_id"]: [str(d) for d in r["doc_ids"]] for r in read_jsonl(folder / "candidates.jsonl")
-                  if r["query_id"] in keep_q}
+    candidates = {
+        r["query_id"]: [str(d) for d in r["doc_ids"]]
+        for r in read_jsonl(folder / "candidates.jsonl")
+        if r["query_id"] in keep_q
+    }
     wanted = {d for ids in candidates.values() for d in ids}
-    return {"queries": queries, "candidates": candidates,
-            "qrels": [r for r in read_jsonl(folder / "qrels.jsonl") if r["query_id"] in keep_q],
-            "corpus": [d for d in read_jsonl(folder / "corpus.jsonl") if d["id"] in wanted]}
+    return {
+        "queries": queries,
+        "candidates": candidates,
+        "qrels": [r for r in read_jsonl(folder / "qrels.jsonl") if r["query_id"] in keep_q],
+        "corpus": [d for d in read_jsonl(folder / "corpus.jsonl") if d["id"] in wanted],
+    }
 
 
 # ---- the rows as the dataset mteb's evaluator of the type reads
@@ -93,28 +102,44 @@ def _classification_dataset(task: Task):
 
     d = task.data  # labels as integers (mteb's binary metrics take label 1 as positive)
     label_id = {label: i for i, label in enumerate(sorted({r["label"] for s in ("train", "test") for r in d[s]}))}
-    return DatasetDict({split: Dataset.from_dict({"text": [r["text"] for r in d[split]],
-                                                  "label": [label_id[r["label"]] for r in d[split]]})
-                        for split in ("train", "test")})
+    return DatasetDict(
+        {
+            split: Dataset.from_dict(
+                {"text": [r["text"] for r in d[split]], "label": [label_id[r["label"]] for r in d[split]]}
+            )
+            for split in ("train", "test")
+        }
+    )
 
 
 def _clustering_dataset(task: Task):
     from datasets import Dataset, DatasetDict
 
     rows = task.data["test"]
-    return DatasetDict({"test": Dataset.from_dict({"sentences": [r["text"] for r in rows],
-                                                   "labels": [r["label"] for r in rows]})})
+    return DatasetDict(
+        {"test": Dataset.from_dict({"sentences": [r["text"] for r in rows], "labels": [r["label"] for r in rows]})}
+    )
 
 
 def _pair_dataset(column: str, row_key: str, cast):
     """Text pairs with a value per pair: mteb's ``column`` from each row's ``row_key``, cast."""
+
     def build(task: Task):
         from datasets import Dataset, DatasetDict
 
         rows = task.data["test"]
-        return DatasetDict({"test": Dataset.from_dict({"sentence1": [r["text1"] for r in rows],
-                                                       "sentence2": [r["text2"] for r in rows],
-                                                       column: [cast(r[row_key]) for r in rows]})})
+        return DatasetDict(
+            {
+                "test": Dataset.from_dict(
+                    {
+                        "sentence1": [r["text1"] for r in rows],
+                        "sentence2": [r["text2"] for r in rows],
+                        column: [cast(r[row_key]) for r in rows],
+                    }
+                )
+            }
+        )
+
     return build
 
 
@@ -129,7 +154,9 @@ def _retrieval_dataset(task: Task):
     split = RetrievalSplitData(
         queries=Dataset.from_list([{"id": str(q["id"]), "text": q["text"]} for q in d["queries"]]),
         corpus=Dataset.from_list([{"id": str(c["id"]), "text": c["text"]} for c in d["corpus"]]),
-        relevant_docs=relevant, top_ranked=d.get("candidates"))
+        relevant_docs=relevant,
+        top_ranked=d.get("candidates"),
+    )
     return {"default": {"test": split}}
 
 
@@ -170,35 +197,89 @@ class TaskTypeSpec:
 
 _STS = ("mteb.abstasks.sts:AbsTaskSTS", "cosine_spearman")
 _RETRIEVAL = "mteb.abstasks.retrieval:AbsTaskRetrieval"
-TASK_TYPES: dict[str, TaskTypeSpec] = {t.name.value: t for t in (
-    TaskTypeSpec(TaskType.CLASSIFICATION, "Classification", "mteb.abstasks.classification:AbsTaskClassification",
-                 "accuracy", "mteb few-shot: logistic regression (max_iter 100) on 8 train examples per label, "
-                 "10 resampled experiments, mean accuracy", _read_labelled, _classification_dataset,
-                 _classification_attrs),
-    TaskTypeSpec(TaskType.CLUSTERING, "Clustering", "mteb.abstasks.clustering:AbsTaskClustering", "v_measure",
-                 "mteb clustering: mini-batch k-means (k = number of labels) on 10 bootstrap samples of all texts, "
-                 "mean V-measure", _read_test_rows, _clustering_dataset, _clustering_attrs),
-    TaskTypeSpec(TaskType.RETRIEVAL, "Retrieval", _RETRIEVAL, "ndcg_at_10", "mteb retrieval: cosine similarity, "
-                 "nDCG@10", _read_retrieval, _retrieval_dataset),
-    TaskTypeSpec(TaskType.RERANKING, "Reranking", _RETRIEVAL, "map_at_1000", "mteb reranking: each query's "
-                 "candidates ranked by cosine similarity, MAP@1000", _read_reranking, _retrieval_dataset),
-    TaskTypeSpec(TaskType.PAIR_CLASSIFICATION, "PairClassification",
-                 "mteb.abstasks.pair_classification:AbsTaskPairClassification", "max_ap",
-                 "mteb pair classification: average precision of the best of cosine/dot/distance scores (max_ap)",
-                 _read_test_rows, _pair_dataset("labels", "label", int)),
-    TaskTypeSpec(TaskType.WORD_SIMILARITY, "STS", _STS[0], _STS[1], "mteb STS: Spearman correlation of the cosine "
-                 "of the two words' embeddings", _read_test_rows, _pair_dataset("score", "score", float), _sts_attrs),
-    TaskTypeSpec(TaskType.STS, "STS", _STS[0], _STS[1], "mteb STS: Spearman correlation of the cosine of the two "
-                 "texts' embeddings", _read_test_rows, _pair_dataset("score", "score", float), _sts_attrs),
-)}
-ALL_TRAIN_PROTOCOL = ("mteb classifier (logistic regression, max_iter 100) fit once on all train rows, accuracy")
+TASK_TYPES: dict[str, TaskTypeSpec] = {
+    t.name.value: t
+    for t in (
+        TaskTypeSpec(
+            TaskType.CLASSIFICATION,
+            "Classification",
+            "mteb.abstasks.classification:AbsTaskClassification",
+            "accuracy",
+            "mteb few-shot: logistic regression (max_iter 100) on 8 train examples per label, "
+            "10 resampled experiments, mean accuracy",
+            _read_labelled,
+            _classification_dataset,
+            _classification_attrs,
+        ),
+        TaskTypeSpec(
+            TaskType.CLUSTERING,
+            "Clustering",
+            "mteb.abstasks.clustering:AbsTaskClustering",
+            "v_measure",
+            "mteb clustering: mini-batch k-means (k = number of labels) on 10 bootstrap samples of all texts, "
+            "mean V-measure",
+            _read_test_rows,
+            _clustering_dataset,
+            _clustering_attrs,
+        ),
+        TaskTypeSpec(
+            TaskType.RETRIEVAL,
+            "Retrieval",
+            _RETRIEVAL,
+            "ndcg_at_10",
+            "mteb retrieval: cosine similarity, nDCG@10",
+            _read_retrieval,
+            _retrieval_dataset,
+        ),
+        TaskTypeSpec(
+            TaskType.RERANKING,
+            "Reranking",
+            _RETRIEVAL,
+            "map_at_1000",
+            "mteb reranking: each query's candidates ranked by cosine similarity, MAP@1000",
+            _read_reranking,
+            _retrieval_dataset,
+        ),
+        TaskTypeSpec(
+            TaskType.PAIR_CLASSIFICATION,
+            "PairClassification",
+            "mteb.abstasks.pair_classification:AbsTaskPairClassification",
+            "max_ap",
+            "mteb pair classification: average precision of the best of cosine/dot/distance scores (max_ap)",
+            _read_test_rows,
+            _pair_dataset("labels", "label", int),
+        ),
+        TaskTypeSpec(
+            TaskType.WORD_SIMILARITY,
+            "STS",
+            _STS[0],
+            _STS[1],
+            "mteb STS: Spearman correlation of the cosine of the two words' embeddings",
+            _read_test_rows,
+            _pair_dataset("score", "score", float),
+            _sts_attrs,
+        ),
+        TaskTypeSpec(
+            TaskType.STS,
+            "STS",
+            _STS[0],
+            _STS[1],
+            "mteb STS: Spearman correlation of the cosine of the two texts' embeddings",
+            _read_test_rows,
+            _pair_dataset("score", "score", float),
+            _sts_attrs,
+        ),
+    )
+}
+ALL_TRAIN_PROTOCOL = "mteb classifier (logistic regression, max_iter 100) fit once on all train rows, accuracy"
 
 
 def task_type(name: str, where: str = "") -> TaskTypeSpec:
     """The entry for task type ``name``; an error naming ``where`` the type came from if there is none."""
     if name not in TASK_TYPES:
-        raise Text2TokenError(f"{where + ': ' if where else ''}unsupported task type '{name}' "
-                              f"(supported: {', '.join(TASK_TYPES)})")
+        raise Text2TokenError(
+            f"{where + ': ' if where else ''}unsupported task type '{name}' (supported: {', '.join(TASK_TYPES)})"
+        )
     return TASK_TYPES[name]
 
 

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from .base import Objective, ObjectiveOutput
 
 
-def simcse_loss(view_a: torch.Tensor, view_b: torch.Tensor, temperature: float = 0.05,
-                gather_negatives: bool = False) -> torch.Tensor:
+def simcse_loss(
+    view_a: torch.Tensor, view_b: torch.Tensor, temperature: float = 0.05, gather_negatives: bool = False
+) -> torch.Tensor:
     """``view_a``/``view_b``: B×H pooled embeddings of the same texts under two dropout masks.
 
     With ``gather_negatives`` (several processes), ``view_b`` is all-gathered with gradients so that

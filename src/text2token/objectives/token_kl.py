@@ -64,8 +64,10 @@ class TokenKL(Objective):
             return ObjectiveOutput({self.name: loss}, {"hit_rate": hit})
         q = batch.target_probs
         top_q = q.topk(16, dim=-1).indices
-        metrics = {"q_mass_top64": q.topk(64, dim=-1).values.sum(dim=-1).mean(),
-                   "hit_rate": topk_hit_rate(logits.detach(), top_q, torch.ones_like(top_q, dtype=torch.bool))}
+        metrics = {
+            "q_mass_top64": q.topk(64, dim=-1).values.sum(dim=-1).mean(),
+            "hit_rate": topk_hit_rate(logits.detach(), top_q, torch.ones_like(top_q, dtype=torch.bool)),
+        }
         return ObjectiveOutput({self.name: dense_kl_loss(logits, q)}, metrics)
 
     def describe(self) -> str:

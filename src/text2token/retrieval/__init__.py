@@ -7,5 +7,18 @@ from .build import build_index
 from .search import ANN_CANDIDATES, DEFAULT_ALPHA, DEFAULT_FUSION, MODES, SearchIndex, fuse
 from .top_tokens import DEFAULT_QUERY_TOP_K, DEFAULT_TOP_K, INDEX_FILE, TopTokens, sparse_vectors, weights
 
-__all__ = ["ANN_CANDIDATES", "DEFAULT_ALPHA", "DEFAULT_FUSION", "DEFAULT_QUERY_TOP_K", "DEFAULT_TOP_K", "INDEX_FILE",
-           "MODES", "SearchIndex", "TopTokens", "build_index", "fuse", "sparse_vectors", "weights"]
+__all__ = [
+    "ANN_CANDIDATES",
+    "DEFAULT_ALPHA",
+    "DEFAULT_FUSION",
+    "DEFAULT_QUERY_TOP_K",
+    "DEFAULT_TOP_K",
+    "INDEX_FILE",
+    "MODES",
+    "SearchIndex",
+    "TopTokens",
+    "build_index",
+    "fuse",
+    "sparse_vectors",
+    "weights",
+]

@@ -41,8 +41,14 @@ def _index(ndim: int, dtype: str = "f16"):
     if not AnnDtype.has(dtype):
         raise ValueError(f"ANN dtype must be one of {', '.join(AnnDtype.values())}, got '{dtype}'")
     kind, metric = _USEARCH[dtype]
-    return Index(ndim=ndim, metric=metric, dtype=kind, connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD,
-                 expansion_search=EXPANSION_SEARCH)
+    return Index(
+        ndim=ndim,
+        metric=metric,
+        dtype=kind,
+        connectivity=CONNECTIVITY,
+        expansion_add=EXPANSION_ADD,
+        expansion_search=EXPANSION_SEARCH,
+    )
 
 
 def _as_stored(rows: np.ndarray, dtype: str) -> np.ndarray:

@@ -43,10 +43,21 @@ TOP_IDS_FILE, TOP_PROBS_FILE = "top_ids.npy", "top_probs.npy"  # pass 1's per-do
 BLOCK = 8192  # rows per block in pass 2 (its memory: the block's sparse_vectors.jsonl text, ~25 MB at 256 tokens)
 
 
-def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP_K, batch_size: int = 32,
-                model_ref: str = "", show_progress_bar: bool = True, ann: str = "auto",
-                query_top_k: int = DEFAULT_QUERY_TOP_K, weighting: str = "prior_ratio", resume: bool = False,
-                chunk: int = CHUNK, ann_dtype: str = "f16") -> dict:
+def build_index(
+    model,
+    docs,
+    output: str | os.PathLike,
+    top_k: int = DEFAULT_TOP_K,
+    batch_size: int = 32,
+    model_ref: str = "",
+    show_progress_bar: bool = True,
+    ann: str = "auto",
+    query_top_k: int = DEFAULT_QUERY_TOP_K,
+    weighting: str = "prior_ratio",
+    resume: bool = False,
+    chunk: int = CHUNK,
+    ann_dtype: str = "f16",
+) -> dict:
     """Index ``docs`` — a list of dicts with ``id`` and ``text``, or a :class:`~text2token.streaming.Source`
     (a file read in chunks) — into the folder ``output``; returns its summary.
 
@@ -67,21 +78,51 @@ def build_index(model, docs, output: str | os.PathLike, top_k: int = DEFAULT_TOP
     model.check_top_k(top_k)
     model.check_top_k(query_top_k)
     if process_group() is not None:
-        raise Text2TokenError("index runs in one process (not under accelerate launch with several); 'encode' "
-                              "splits a corpus across processes")
-    source = docs if isinstance(docs, Source) else Source.from_records([d["id"] for d in docs], [d["text"] for d in docs])
+        raise Text2TokenError(
+            "index runs in one process (not under accelerate launch with several); 'encode' "
+            "splits a corpus across processes"
+        )
+    source = (
+        docs if isinstance(docs, Source) else Source.from_records([d["id"] for d in docs], [d["text"] for d in docs])
+    )
     if resume and source.stdin:
         raise Text2TokenError("--resume needs a file input, not standard input")
     source.check_unique_ids()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with RunLock.for_output(output, "index build"):  # one writer at a time: a second build is refused
-        return _build_locked(model, source, output, top_k, batch_size, model_ref, show_progress_bar, ann, query_top_k,
-                             weighting, resume, chunk, ann_dtype)
+        return _build_locked(
+            model,
+            source,
+            output,
+            top_k,
+            batch_size,
+            model_ref,
+            show_progress_bar,
+            ann,
+            query_top_k,
+            weighting,
+            resume,
+            chunk,
+            ann_dtype,
+        )
 
 
-def _build_locked(model, source, output: Path, top_k, batch_size, model_ref, show_progress_bar, ann, query_top_k,
-                  weighting, resume, chunk, ann_dtype) -> dict:
+def _build_locked(
+    model,
+    source,
+    output: Path,
+    top_k,
+    batch_size,
+    model_ref,
+    show_progress_bar,
+    ann,
+    query_top_k,
+    weighting,
+    resume,
+    chunk,
+    ann_dtype,
+) -> dict:
 
     rows, dim = source.rows, model.backbone.config.hidden_size
     partial = output.with_name(output.name + ".partial")
@@ -106,15 +147,20 @@ def _build_locked(model, source, output: Path, top_k, batch_size, model_ref, sho
             top = TopTokens(model, texts, top_k, batch_size, on_batch=bar.update)
             for sink, block in zip(sinks, (top.dense, top.ids.astype(np.int32), top.probs)):
                 sink.write(first, block)
-            docs_fh.write("".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n"
-                                  for i, t in zip(ids, texts)).encode("utf-8"))
+            docs_fh.write(
+                "".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in zip(ids, texts)).encode(
+                    "utf-8"
+                )
+            )
             docs_fh.flush()
             os.fsync(docs_fh.fileno())
             logit_sum += top.logit_sum
             if fingerprint is not None:
-                write_atomic(partial / LOGIT_SUM_FILE, lambda tmp: np.save(tmp, logit_sum), suffix=".npy")
-                write_json_atomic(partial / PROGRESS_FILE, {"rows_done": first + len(texts), "docs_bytes": docs_fh.tell(),
-                                                            "fingerprint": fingerprint})
+                write_atomic(partial / LOGIT_SUM_FILE, lambda tmp, total=logit_sum: np.save(tmp, total), suffix=".npy")
+                write_json_atomic(
+                    partial / PROGRESS_FILE,
+                    {"rows_done": first + len(texts), "docs_bytes": docs_fh.tell(), "fingerprint": fingerprint},
+                )
     finally:
         bar.close()
         docs_fh.close()
@@ -125,22 +171,42 @@ def _build_locked(model, source, output: Path, top_k, batch_size, model_ref, sho
     np.save(partial / "prior.npy", prior)
     nnz = write_sparse(partial, prior, weighting, model.lm_head.weight.shape[0], (r["id"] for r in _doc_ids(partial)))
     local = bool(model_ref) and Path(model_ref).exists()
-    where = {"model": os.path.relpath(Path(model_ref).resolve(), output.resolve()), "model_relative_to_index": True,
-             "model_absolute": str(Path(model_ref).resolve())} if local else {"model": model_ref}
+    where = (
+        {
+            "model": os.path.relpath(Path(model_ref).resolve(), output.resolve()),
+            "model_relative_to_index": True,
+            "model_absolute": str(Path(model_ref).resolve()),
+        }
+        if local
+        else {"model": model_ref}
+    )
     weights_id = fingerprint["model"] if fingerprint else model_fingerprint(model.backbone)  # hashed once
-    summary = {**where, "model_fingerprint": weights_id, "pooling": model.pooling,
-               "attention": model.attention, "template": model.template, "max_length": model.max_length,
-               "top_k": top_k, "query_top_k": query_top_k, "weighting": weighting,
-               "documents": rows, "vocab_size": int(len(prior)), "sparse_nnz": nnz}
+    summary = {
+        **where,
+        "model_fingerprint": weights_id,
+        "pooling": model.pooling,
+        "attention": model.attention,
+        "template": model.template,
+        "max_length": model.max_length,
+        "top_k": top_k,
+        "query_top_k": query_top_k,
+        "weighting": weighting,
+        "documents": rows,
+        "vocab_size": int(len(prior)),
+        "sparse_nnz": nnz,
+    }
     if ann == "on" or (ann == "auto" and rows >= ANN_AUTO_MIN_DOCUMENTS):
-
         dense = NpyFile(partial / "dense.npy")
         try:
             build_ann(dense.blocks(BLOCK), partial / ANN_FILE, dim, ann_dtype)
         finally:
             dense.close()
-        summary["ann"] = {"file": ANN_FILE, "bytes": (partial / ANN_FILE).stat().st_size, "library": "usearch",
-                          "dtype": ann_dtype}
+        summary["ann"] = {
+            "file": ANN_FILE,
+            "bytes": (partial / ANN_FILE).stat().st_size,
+            "library": "usearch",
+            "dtype": ann_dtype,
+        }
     summary["sparse_bytes"] = (partial / "sparse.npz").stat().st_size
     summary["dense_bytes"] = (partial / "dense.npy").stat().st_size
     summary["seconds"] = round(time.perf_counter() - t0, 1)
@@ -159,8 +225,9 @@ def _start(partial: Path, fingerprint: dict | None, resume: bool) -> dict | None
     finished chunk."""
     progress = partial / PROGRESS_FILE
     if progress.is_file():
-        return recorded_progress(progress, fingerprint, resume, "index build", str(partial),
-                                 ("rows_done", "docs_bytes"))
+        return recorded_progress(
+            progress, fingerprint, resume, "index build", str(partial), ("rows_done", "docs_bytes")
+        )
     if partial.exists():
         shutil.rmtree(partial)
     return None
@@ -181,14 +248,18 @@ def write_sparse(folder: Path, prior: np.ndarray, weighting: str, vocab: int, id
     index_dtype = np.dtype("<i4") if nnz < 2**31 else np.dtype("<i8")
     ids = iter(ids)
     try:
-        with zipfile.ZipFile(folder / "sparse.npz", "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf, \
-                open(folder / "sparse_vectors.jsonl", "w", encoding="utf-8") as vectors:
+        with (
+            zipfile.ZipFile(folder / "sparse.npz", "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf,
+            open(folder / "sparse_vectors.jsonl", "w", encoding="utf-8") as vectors,
+        ):
             with _npy_member(zf, "indices.npy", (nnz,), index_dtype) as fh:
                 for _, tok in top_ids.blocks(BLOCK):
                     fh.write(np.sort(tok, axis=1).astype(index_dtype).tobytes())
             with _npy_member(zf, "indptr.npy", (rows + 1,), index_dtype) as fh:
                 for lo in range(0, rows + 1, BLOCK):
-                    fh.write((np.arange(lo, min(lo + BLOCK, rows + 1), dtype=np.int64) * k).astype(index_dtype).tobytes())
+                    fh.write(
+                        (np.arange(lo, min(lo + BLOCK, rows + 1), dtype=np.int64) * k).astype(index_dtype).tobytes()
+                    )
             _npy_whole(zf, "format.npy", np.array("csr"))
             _npy_whole(zf, "shape.npy", np.array([rows, vocab], dtype=np.int64))
             with _npy_member(zf, "data.npy", (nnz,), np.dtype("<f4")) as fh:
@@ -197,9 +268,15 @@ def write_sparse(folder: Path, prior: np.ndarray, weighting: str, vocab: int, id
                     order = np.argsort(tok, axis=1)
                     tok, w = np.take_along_axis(tok, order, 1), np.take_along_axis(w, order, 1)
                     fh.write(w.astype("<f4").tobytes())
-                    vectors.write("".join(json.dumps({"id": next(ids), "indices": t.tolist(),
-                                                      "values": [round(float(x), 6) for x in v]}) + "\n"
-                                          for t, v in zip(tok, w)))
+                    vectors.write(
+                        "".join(
+                            json.dumps(
+                                {"id": next(ids), "indices": t.tolist(), "values": [round(float(x), 6) for x in v]}
+                            )
+                            + "\n"
+                            for t, v in zip(tok, w)
+                        )
+                    )
     finally:
         top_ids.close()
         top_probs.close()
@@ -208,10 +285,12 @@ def write_sparse(folder: Path, prior: np.ndarray, weighting: str, vocab: int, id
 
 class _npy_member:
     """A ``.npy`` member of a zip archive written block by block (header first; the caller writes the data)."""
+
     def __init__(self, zf: zipfile.ZipFile, name: str, shape: tuple, dtype: np.dtype):
         self.fh = zf.open(_member(name), "w", force_zip64=True)
-        np.lib.format.write_array_header_1_0(self.fh, {"descr": np.lib.format.dtype_to_descr(dtype),
-                                                       "fortran_order": False, "shape": shape})
+        np.lib.format.write_array_header_1_0(
+            self.fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+        )
 
     def __enter__(self):
         return self.fh

@@ -22,7 +22,9 @@ def qdrant_client(path: str | os.PathLike | None = None, url: str | None = None)
     try:
         from qdrant_client import QdrantClient
     except ImportError:
-        raise Text2TokenError("exporting to Qdrant needs the qdrant-client package: pip install 'text2token[qdrant]'") from None
+        raise Text2TokenError(
+            "exporting to Qdrant needs the qdrant-client package: pip install 'text2token[qdrant]'"
+        ) from None
     if (path is None) == (url is None):
         raise Text2TokenError("give a Qdrant folder (local mode) or a server url, exactly one")
     if path is not None:
@@ -30,8 +32,10 @@ def qdrant_client(path: str | os.PathLike | None = None, url: str | None = None)
             return QdrantClient(path=str(path))
         except RuntimeError as exc:  # qdrant's local mode locks its folder for one client at a time
             if "already accessed" in str(exc):
-                raise Text2TokenError(f"the Qdrant folder {path} is in use by another Qdrant client (local mode allows "
-                                      "one at a time): close it, or export to a Qdrant server with --qdrant-url") from None
+                raise Text2TokenError(
+                    f"the Qdrant folder {path} is in use by another Qdrant client (local mode allows "
+                    "one at a time): close it, or export to a Qdrant server with --qdrant-url"
+                ) from None
             raise
     client = QdrantClient(url=url, timeout=10)
     try:
@@ -39,8 +43,10 @@ def qdrant_client(path: str | os.PathLike | None = None, url: str | None = None)
     except Exception as exc:  # noqa: BLE001 — qdrant-client wraps httpx/grpc errors in its own classes
         client.close()
         cause = exc.__cause__ or exc.__context__ or exc
-        raise Text2TokenError(f"cannot reach a Qdrant server at {url} ({type(cause).__name__}: "
-                              f"{str(cause).splitlines()[0] if str(cause) else 'no answer'})") from None
+        raise Text2TokenError(
+            f"cannot reach a Qdrant server at {url} ({type(cause).__name__}: "
+            f"{str(cause).splitlines()[0] if str(cause) else 'no answer'})"
+        ) from None
     return client
 
 
@@ -55,8 +61,11 @@ def export_qdrant(index, client, collection: str, batch_size: int = 256, show_pr
     n, dim = index.dense.shape
     if client.collection_exists(collection):
         client.delete_collection(collection)
-    client.create_collection(collection, vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
-                             sparse_vectors_config={SPARSE: models.SparseVectorParams()})
+    client.create_collection(
+        collection,
+        vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
+        sparse_vectors_config={SPARSE: models.SparseVectorParams()},
+    )
     sparse = index.sparse
     bar = progress_bar(total=n, desc="export to qdrant", disable=not show_progress_bar)
     for start in range(0, n, batch_size):
@@ -65,11 +74,18 @@ def export_qdrant(index, client, collection: str, batch_size: int = 256, show_pr
         points = []
         for k, i in enumerate(rows):
             lo, hi = sparse.indptr[i], sparse.indptr[i + 1]
-            points.append(models.PointStruct(
-                id=i, payload={"id": index.docs[i]["id"], "text": index.docs[i]["text"]},
-                vector={DENSE: dense[k].tolist(),
-                        SPARSE: models.SparseVector(indices=sparse.indices[lo:hi].tolist(),
-                                                    values=sparse.data[lo:hi].astype(float).tolist())}))
+            points.append(
+                models.PointStruct(
+                    id=i,
+                    payload={"id": index.docs[i]["id"], "text": index.docs[i]["text"]},
+                    vector={
+                        DENSE: dense[k].tolist(),
+                        SPARSE: models.SparseVector(
+                            indices=sparse.indices[lo:hi].tolist(), values=sparse.data[lo:hi].astype(float).tolist()
+                        ),
+                    },
+                )
+            )
         client.upsert(collection, points=points, wait=True)
         bar.update(len(points))
     bar.close()

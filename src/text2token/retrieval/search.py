@@ -46,7 +46,9 @@ RESCORE_FACTOR = 4  # with an ANN graph, dense search rescores this many times `
 ANN_CANDIDATES = 100  # with an ANN graph, hybrid search fuses this many dense and this many sparse candidates
 
 
-def fuse(dense: np.ndarray, sparse: np.ndarray, alpha: float = DEFAULT_ALPHA, fusion: str = DEFAULT_FUSION) -> np.ndarray:
+def fuse(
+    dense: np.ndarray, sparse: np.ndarray, alpha: float = DEFAULT_ALPHA, fusion: str = DEFAULT_FUSION
+) -> np.ndarray:
     """Hybrid scores (queries × documents) from the two modes' scores. ``minmax``: each mode's scores rescaled to
     [0, 1] per query, then ``alpha·dense + (1−alpha)·sparse``; ``rrf``: reciprocal-rank fusion with the same
     weights, ``alpha/(60+rank_dense) + (1−alpha)/(60+rank_sparse)``; ``raw``: the unnormalised mix (the two
@@ -54,16 +56,20 @@ def fuse(dense: np.ndarray, sparse: np.ndarray, alpha: float = DEFAULT_ALPHA, fu
     if fusion == "raw":
         return alpha * dense + (1 - alpha) * sparse
     if fusion == "minmax":
+
         def scaled(x):
             lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
             return (x - lo) / np.maximum(hi - lo, 1e-12)
+
         return alpha * scaled(dense) + (1 - alpha) * scaled(sparse)
     if fusion == "rrf":
+
         def ranks(x):
             r = np.empty_like(x, dtype=np.float64)
             order = np.argsort(-x, axis=1, kind="stable")
             np.put_along_axis(r, order, np.arange(1, x.shape[1] + 1, dtype=np.float64)[None, :].repeat(len(x), 0), 1)
             return r
+
         return alpha / (RRF_K + ranks(dense)) + (1 - alpha) / (RRF_K + ranks(sparse))
     raise Text2TokenError(f"fusion must be one of {', '.join(Fusion.values())}, got '{fusion}'")
 
@@ -79,24 +85,32 @@ def _read_index_json(folder: Path) -> dict:
     try:
         info = json.loads((folder / INDEX_FILE).read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Text2TokenError(f"index {folder}: {INDEX_FILE} is damaged (not valid JSON: {exc}); rebuild the index") from None
+        raise Text2TokenError(
+            f"index {folder}: {INDEX_FILE} is damaged (not valid JSON: {exc}); rebuild the index"
+        ) from None
     if not isinstance(info, dict):
         raise Text2TokenError(f"index {folder}: {INDEX_FILE} is damaged (expected a JSON object); rebuild the index")
     # numbers and names from a file someone handed over are checked like the command line's
     for key, low in (("documents", 0), ("top_k", 1), ("query_top_k", 1), ("max_length", 8)):
         value = info.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 10**12):
-            raise Text2TokenError(f"index {folder}: {INDEX_FILE} field '{key}' must be an integer >= {low}, got {value!r}")
+            raise Text2TokenError(
+                f"index {folder}: {INDEX_FILE} field '{key}' must be an integer >= {low}, got {value!r}"
+            )
     for key, allowed in (("pooling", Pooling), ("attention", Attention), ("weighting", SparseWeighting)):
         if key in info and not allowed.has(info[key]):
-            raise Text2TokenError(f"index {folder}: {INDEX_FILE} field '{key}' must be one of {', '.join(allowed.values())}, "
-                                  f"got {info[key]!r}")
+            raise Text2TokenError(
+                f"index {folder}: {INDEX_FILE} field '{key}' must be one of {', '.join(allowed.values())}, "
+                f"got {info[key]!r}"
+            )
     ann = info.get("ann")
     if ann and (not isinstance(ann, dict) or Path(str(ann.get("file", ""))).name != ann.get("file")):
         raise Text2TokenError(f"index {folder}: {INDEX_FILE} field 'ann' must name a file inside the index")
     if ann and not AnnDtype.has(ann.get("dtype", "f16")):
-        raise Text2TokenError(f"index {folder}: {INDEX_FILE} field 'ann.dtype' must be one of {', '.join(AnnDtype.values())}, "
-                              f"got {ann.get('dtype')!r}")
+        raise Text2TokenError(
+            f"index {folder}: {INDEX_FILE} field 'ann.dtype' must be one of {', '.join(AnnDtype.values())}, "
+            f"got {ann.get('dtype')!r}"
+        )
     return info
 
 
@@ -119,8 +133,10 @@ def check_index_files(folder: Path, info: dict) -> None:
             raise Text2TokenError(f"index {folder}: {name} is missing; rebuild the index")
         actual = path.stat().st_size
         if actual != size:
-            raise Text2TokenError(f"index {folder}: {name} has {actual} bytes, {INDEX_FILE} records {size} "
-                                  f"({'truncated' if actual < size else 'changed'}); rebuild the index")
+            raise Text2TokenError(
+                f"index {folder}: {name} has {actual} bytes, {INDEX_FILE} records {size} "
+                f"({'truncated' if actual < size else 'changed'}); rebuild the index"
+            )
 
 
 class SearchIndex:
@@ -128,11 +144,21 @@ class SearchIndex:
 
     The model is the one the index was built with (found relative to the index, then at its absolute path),
     or ``model`` (a loaded model) / ``model_path`` (a relocated folder, checked against the recorded weights)."""
-    def __init__(self, folder: str | os.PathLike, model=None, model_path: str | None = None, device=None, dtype=None,
-                 load_model: bool = True):
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        model=None,
+        model_path: str | None = None,
+        device=None,
+        dtype=None,
+        load_model: bool = True,
+    ):
         folder = Path(folder)
         if not (folder / INDEX_FILE).is_file():
-            raise Text2TokenError(f"{folder} is not a text2token index (no {INDEX_FILE}); build one with text2token index")
+            raise Text2TokenError(
+                f"{folder} is not a text2token index (no {INDEX_FILE}); build one with text2token index"
+            )
         self.folder = folder
         for attempt in range(5):  # a rebuild may swap the folder while it is read: read until one generation is whole
             try:
@@ -148,21 +174,28 @@ class SearchIndex:
             raise Text2TokenError(f"index {folder} kept changing while it was opened (is it being rebuilt?); try again")
         self.ann = None
         if self.info.get("ann"):
-
-            self.ann = DenseANN(folder / self.info["ann"]["file"], self.dense.shape[1], self.info["ann"].get("dtype", "f16"))
+            self.ann = DenseANN(
+                folder / self.info["ann"]["file"], self.dense.shape[1], self.info["ann"].get("dtype", "f16")
+            )
         if model is None and load_model:
-
             self.model_source = model_path or self._recorded_model()
             if not model_path:  # a path taken from the index file: resolved and said before it is loaded
                 logger.info("index %s: loading the model it records, %s", folder, self.model_source)
-            model = Text2TokenModel.from_pretrained(self.model_source, pooling=self.info["pooling"],
-                                                    attention=self.info["attention"], template=self.info["template"],
-                                                    max_length=self.info["max_length"], device=device, dtype=dtype)
+            model = Text2TokenModel.from_pretrained(
+                self.model_source,
+                pooling=self.info["pooling"],
+                attention=self.info["attention"],
+                template=self.info["template"],
+                max_length=self.info["max_length"],
+                device=device,
+                dtype=dtype,
+            )
             if model_path and self.info.get("model_fingerprint"):
-
                 if model_fingerprint(model.backbone) != self.info["model_fingerprint"]:
-                    raise Text2TokenError(f"--model {model_path} is not the model {folder} was built with (its weights "
-                                          "differ): use that model, or rebuild the index with this one")
+                    raise Text2TokenError(
+                        f"--model {model_path} is not the model {folder} was built with (its weights "
+                        "differ): use that model, or rebuild the index with this one"
+                    )
         self.model = model
 
     def _open_files(self, folder: Path) -> None:
@@ -180,15 +213,21 @@ class SearchIndex:
         except FileNotFoundError as exc:
             raise Text2TokenError(f"index {folder}: {Path(exc.filename).name} is missing; rebuild the index") from None
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # truncated .npz/.npy/.jsonl
-            raise Text2TokenError(f"index {folder}: a file is damaged ({type(exc).__name__}: {exc}); rebuild the "
-                                  "index") from None
+            raise Text2TokenError(
+                f"index {folder}: a file is damaged ({type(exc).__name__}: {exc}); rebuild the index"
+            ) from None
         docs = self.info.get("documents")
-        shapes = {"dense.npy rows": self.dense.shape[0], "sparse.npz rows": self.sparse.shape[0],
-                  "docs.jsonl lines": len(self.docs)}
+        shapes = {
+            "dense.npy rows": self.dense.shape[0],
+            "sparse.npz rows": self.sparse.shape[0],
+            "docs.jsonl lines": len(self.docs),
+        }
         wrong = {k: v for k, v in shapes.items() if docs is not None and v != docs}
         if wrong:
-            raise Text2TokenError(f"index {folder}: {', '.join(f'{k} = {v}' for k, v in wrong.items())}, but "
-                                  f"{INDEX_FILE} records {docs} documents; rebuild the index")
+            raise Text2TokenError(
+                f"index {folder}: {', '.join(f'{k} = {v}' for k, v in wrong.items())}, but "
+                f"{INDEX_FILE} records {docs} documents; rebuild the index"
+            )
 
     def _recorded_model(self) -> str:
         ref = self.info["model"]
@@ -197,8 +236,10 @@ class SearchIndex:
         for candidate in (self.folder / ref, Path(self.info.get("model_absolute", ""))):
             if candidate.exists():
                 return str(candidate.resolve())
-        raise Text2TokenError(f"the model {self.folder} was built with is not at {self.folder / ref} nor at "
-                              f"{self.info.get('model_absolute')} (moved?): pass --model PATH")
+        raise Text2TokenError(
+            f"the model {self.folder} was built with is not at {self.folder / ref} nor at "
+            f"{self.info.get('model_absolute')} (moved?): pass --model PATH"
+        )
 
     def query_vectors(self, queries: list[str]) -> tuple[np.ndarray, sp.csr_matrix]:
         """The queries' L2-normalised dense vectors (Q×H) and sparse vectors (Q×V CSR), as search scores them
@@ -206,8 +247,9 @@ class SearchIndex:
         top = TopTokens(self.model, queries, self.info.get("query_top_k", self.info["top_k"]), desc="queries")
         return top.dense, top.sparse(self.weighting, self.prior)
 
-    def scores(self, queries: list[str], mode: str = "hybrid", alpha: float = DEFAULT_ALPHA,
-               fusion: str = DEFAULT_FUSION) -> np.ndarray:
+    def scores(
+        self, queries: list[str], mode: str = "hybrid", alpha: float = DEFAULT_ALPHA, fusion: str = DEFAULT_FUSION
+    ) -> np.ndarray:
         """Queries × documents scores. ``mode``: sparse (dot product of the sparse vectors), dense (cosine), or
         hybrid (the two fused, see :func:`fuse`)."""
         _check_search(mode, alpha)
@@ -216,8 +258,16 @@ class SearchIndex:
         d = q_dense @ self.dense.T if mode != "sparse" else None
         return {"sparse": s, "dense": d}.get(mode) if mode != "hybrid" else fuse(d, s, alpha, fusion)
 
-    def search(self, query: str | list[str], top: int = 10, mode: str = "hybrid", alpha: float = DEFAULT_ALPHA,
-               fusion: str = DEFAULT_FUSION, exact: bool = False, rescore: bool = True) -> list[dict] | list[list[dict]]:
+    def search(
+        self,
+        query: str | list[str],
+        top: int = 10,
+        mode: str = "hybrid",
+        alpha: float = DEFAULT_ALPHA,
+        fusion: str = DEFAULT_FUSION,
+        exact: bool = False,
+        rescore: bool = True,
+    ) -> list[dict] | list[list[dict]]:
         """The ``top`` best documents (rank, score, id, text) for a query, or a list of such lists for a list
         of queries (encoded together)."""
         if top < 1:
@@ -225,12 +275,21 @@ class SearchIndex:
         queries = [query] if isinstance(query, str) else list(query)
         out = []
         for rows, scores in self.ranked(queries, top, mode, alpha, fusion, exact, rescore):
-            out.append([{"rank": r + 1, "score": float(s), **self.docs[i]} for r, (i, s) in enumerate(zip(rows, scores))])
+            out.append(
+                [{"rank": r + 1, "score": float(s), **self.docs[i]} for r, (i, s) in enumerate(zip(rows, scores))]
+            )
         return out[0] if isinstance(query, str) else out
 
-    def ranked(self, queries: list[str], top: int = 10, mode: str = "hybrid", alpha: float = DEFAULT_ALPHA,
-               fusion: str = DEFAULT_FUSION, exact: bool | None = None,
-               rescore: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    def ranked(
+        self,
+        queries: list[str],
+        top: int = 10,
+        mode: str = "hybrid",
+        alpha: float = DEFAULT_ALPHA,
+        fusion: str = DEFAULT_FUSION,
+        exact: bool | None = None,
+        rescore: bool = True,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """For each query, the ``top`` document rows and their scores, best first. Exact (every document scored)
         unless the index has an ANN graph (then dense candidates come from the graph and hybrid fuses the union of
         the dense and sparse candidate lists); ``exact=True`` forces the exact path. With a graph, dense search

@@ -23,8 +23,16 @@ class TopTokens:
     """One pass over texts: L2-normalised dense embeddings (N×H), each text's ``top_k`` most probable tokens and
     their probabilities (N×k), and the sum of the LM-head logits (V, float64) for a corpus prior."""
 
-    def __init__(self, model, texts: list[str], top_k: int, batch_size: int = 32, show_progress_bar: bool = False,
-                 desc: str = "index", on_batch=None):
+    def __init__(
+        self,
+        model,
+        texts: list[str],
+        top_k: int,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        desc: str = "index",
+        on_batch=None,
+    ):
         if not texts:
             raise Text2TokenError("no texts to encode")
         model.check_top_k(top_k)
@@ -50,7 +58,9 @@ class TopTokens:
         """``π = softmax(mean logits)`` over these texts (float32, V): the corpus prior stage 2 uses."""
         return prior_from_logit_sum(torch.from_numpy(self.logit_sum), len(self.dense)).numpy()
 
-    def sparse(self, weighting: str = "prior_ratio", prior: np.ndarray | None = None, top_k: int | None = None) -> sp.csr_matrix:
+    def sparse(
+        self, weighting: str = "prior_ratio", prior: np.ndarray | None = None, top_k: int | None = None
+    ) -> sp.csr_matrix:
         """Texts × vocabulary CSR: the first ``top_k`` tokens of each text, weighted by :func:`weights`."""
         k = top_k or self.ids.shape[1]
         ids = self.ids[:, :k]
@@ -72,8 +82,9 @@ def weights(p: np.ndarray, ids: np.ndarray, prior: np.ndarray | None, weighting:
     return (w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
-def sparse_vectors(model, texts: list[str], top_k: int = 128, batch_size: int = 32,
-                   show_progress_bar: bool = False) -> sp.csr_matrix:
+def sparse_vectors(
+    model, texts: list[str], top_k: int = 128, batch_size: int = 32, show_progress_bar: bool = False
+) -> sp.csr_matrix:
     """Texts × vocabulary CSR matrix: each row the top-``top_k`` probabilities of softmax(lm_head(pooled)),
     L2-normalised (so the dot product of two rows is their cosine in vocabulary space) — the model's own view of
     a text, without the corpus prior an index divides by."""

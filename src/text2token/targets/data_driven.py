@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-from ..progress import progress_bar
 
 from ..modes import TargetWeighting
+from ..progress import progress_bar
 from .store import SparseTargets
 
 _NON_WORD = re.compile(r"[\W_]+")
@@ -141,11 +141,11 @@ class DataDrivenTargetBuilder:
     def fingerprint(self) -> dict:
         vocab = self.tokenizer.get_vocab()
         digest = hashlib.sha256(repr(sorted(vocab.items())).encode()).hexdigest()[:16]
-        return {"kind": "data_driven", "tokenizer": digest, "max_length": self.max_length,
-                "weighting": self.weighting}
+        return {"kind": "data_driven", "tokenizer": digest, "max_length": self.max_length, "weighting": self.weighting}
 
-    def build(self, texts: list[str], batch_size: int = 4096, show_progress_bar: bool = False,
-              num_proc: int = 1) -> tuple[SparseTargets, BuildReport]:
+    def build(
+        self, texts: list[str], batch_size: int = 4096, show_progress_bar: bool = False, num_proc: int = 1
+    ) -> tuple[SparseTargets, BuildReport]:
         """Targets for every text that has content tokens; the report counts skipped ones.
 
         ``num_proc > 1`` splits the texts into that many contiguous shards built in forked worker
@@ -155,8 +155,12 @@ class DataDrivenTargetBuilder:
             lengths, flat = self._build_parallel(texts, batch_size, num_proc, show_progress_bar)
         else:
             lengths, flat = _ids_to_arrays(
-                ids for start in progress_bar(range(0, len(texts), batch_size), desc="targets", disable=not show_progress_bar)
-                for ids in self._ids_batch(texts[start : start + batch_size]))
+                ids
+                for start in progress_bar(
+                    range(0, len(texts), batch_size), desc="targets", disable=not show_progress_bar
+                )
+                for ids in self._ids_batch(texts[start : start + batch_size])
+            )
         keep = lengths > 0
         indptr = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
         np.cumsum(lengths[keep], out=indptr[1:])
@@ -180,8 +184,14 @@ class DataDrivenTargetBuilder:
         _WORKER_STATE = (self, texts, batch_size)
         try:
             with mp.get_context("fork").Pool(num_proc) as pool:
-                parts = list(progress_bar(pool.imap(_build_shard, [(int(s[0]), int(s[-1]) + 1) for s in shards if len(s)]),
-                                  total=num_proc, desc="targets", disable=not show_progress_bar))
+                parts = list(
+                    progress_bar(
+                        pool.imap(_build_shard, [(int(s[0]), int(s[-1]) + 1) for s in shards if len(s)]),
+                        total=num_proc,
+                        desc="targets",
+                        disable=not show_progress_bar,
+                    )
+                )
         finally:
             _WORKER_STATE = None
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -193,8 +203,11 @@ _WORKER_STATE = None  # (builder, texts, batch_size), inherited by forked worker
 def _build_shard(bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     builder, texts, batch_size = _WORKER_STATE
     lo, hi = bounds
-    return _ids_to_arrays(ids for start in range(lo, hi, batch_size)
-                          for ids in builder._ids_batch(texts[start : min(start + batch_size, hi)]))
+    return _ids_to_arrays(
+        ids
+        for start in range(lo, hi, batch_size)
+        for ids in builder._ids_batch(texts[start : min(start + batch_size, hi)])
+    )
 
 
 def idf_weights(flat: np.ndarray, lengths: np.ndarray, n_texts: int) -> np.ndarray:

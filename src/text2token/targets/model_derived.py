@@ -15,16 +15,22 @@ from .store import SparseTargets
 RATIO_EPS = 1e-8
 
 
-def logit_sum(model, texts: list[str], batch_size: int = 32, show_progress_bar: bool = False) -> tuple[torch.Tensor, int]:
+def logit_sum(
+    model, texts: list[str], batch_size: int = 32, show_progress_bar: bool = False
+) -> tuple[torch.Tensor, int]:
     """Sum of ``lm_head(pool(h(x)))`` over ``texts`` (fp64, streamed in batches) and the count."""
     total = None
-    for _, logits in model.iter_vocab_logits(texts, batch_size, desc="corpus prior", show_progress_bar=show_progress_bar):
+    for _, logits in model.iter_vocab_logits(
+        texts, batch_size, desc="corpus prior", show_progress_bar=show_progress_bar
+    ):
         batch_sum = logits.double().sum(dim=0)
         total = batch_sum if total is None else total + batch_sum
     return total, len(texts)
 
 
-def corpus_prior(model, texts: list[str], batch_size: int = 32, accelerator=None, show_progress_bar: bool = False) -> torch.Tensor:
+def corpus_prior(
+    model, texts: list[str], batch_size: int = 32, accelerator=None, show_progress_bar: bool = False
+) -> torch.Tensor:
     """``π = softmax(mean_x l(x))`` (fp32, V). With ``accelerator``, each process passes its own
     shard of ``texts`` and the sums and counts are all-reduced, so every process gets the same π."""
     total, count = logit_sum(model, texts, batch_size, show_progress_bar)
@@ -72,6 +78,7 @@ def truncate_top_k(q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor,
 class FrozenModelTargets:
     """Dense stage-2 targets computed on the fly, exactly: the same network with its adapter disabled
     (the frozen stage-1 model) in eval mode, ``q = softmax(r / τ)`` against ``prior``."""
+
     def __init__(self, peft_model, prior: torch.Tensor, tau: float, autocast=None):
         from contextlib import nullcontext
 
@@ -82,28 +89,41 @@ class FrozenModelTargets:
 
     def __call__(self, batch, model) -> torch.Tensor:
         with torch.no_grad(), self.peft_model.disable_adapter(), model._eval_mode(), self.autocast():
-            logits = model.vocab_logits(model(batch.input_ids, batch.attention_mask, batch.position_ids,
-                                              batch.segment_ids))
+            logits = model.vocab_logits(
+                model(batch.input_ids, batch.attention_mask, batch.position_ids, batch.segment_ids)
+            )
             return model_derived_targets(logits, self.prior, self.tau)
 
 
-def precompute_top_k_targets(model, texts: list[str], prior: torch.Tensor, tau: float, top_k: int, batch_size: int,
-                             fingerprint: dict, show_progress_bar: bool = False):
+def precompute_top_k_targets(
+    model,
+    texts: list[str],
+    prior: torch.Tensor,
+    tau: float,
+    top_k: int,
+    batch_size: int,
+    fingerprint: dict,
+    show_progress_bar: bool = False,
+):
     """Top-k sparse model-derived targets for every text (rows in input order) and a report of the mass kept."""
     import numpy as np
-
 
     model.eval()
     ids_list: list = [None] * len(texts)
     w_list: list = [None] * len(texts)
     masses = []
-    for idx, logits in model.iter_vocab_logits(texts, batch_size, desc="stage-2 targets",
-                                               show_progress_bar=show_progress_bar):
+    for idx, logits in model.iter_vocab_logits(
+        texts, batch_size, desc="stage-2 targets", show_progress_bar=show_progress_bar
+    ):
         ids, w, mass = truncate_top_k(model_derived_targets(logits, prior, tau), top_k)
         for row, i, v in zip(idx, ids.cpu().numpy(), w.cpu().numpy()):
             ids_list[row], w_list[row] = i, v
         masses.append(mass.cpu())
     targets = SparseTargets.from_lists(ids_list, w_list, np.arange(len(texts)), fingerprint)
     mass = torch.cat(masses)
-    return targets, {"texts": len(texts), "top_k": top_k, "mass_kept_mean": round(mass.mean().item(), 4),
-                     "mass_kept_min": round(mass.min().item(), 4)}
+    return targets, {
+        "texts": len(texts),
+        "top_k": top_k,
+        "mass_kept_mean": round(mass.mean().item(), 4),
+        "mass_kept_min": round(mass.min().item(), 4),
+    }

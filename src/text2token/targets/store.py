@@ -55,7 +55,9 @@ class SparseTargets:
         np.cumsum(lengths, out=indptr[1:])
         ids = np.concatenate([np.asarray(x, dtype=np.int32) for x in id_lists]) if id_lists else np.zeros(0, np.int32)
         weights = (
-            np.concatenate([np.asarray(w, dtype=np.float32) for w in weight_lists]) if weight_lists else np.zeros(0, np.float32)
+            np.concatenate([np.asarray(w, dtype=np.float32) for w in weight_lists])
+            if weight_lists
+            else np.zeros(0, np.float32)
         )
         return cls(indptr, ids, weights, np.asarray(text_index, dtype=np.int64), dict(fingerprint or {}))
 

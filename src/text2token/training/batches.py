@@ -21,6 +21,7 @@ class Batch:
     the stage's sparse targets (B×K, weight 0 = padding), if it has precomputed ones; ``target_probs``
     dense targets (B×V) an objective computed for this batch (stage 2 on the fly).
     """
+
     rows: np.ndarray
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
@@ -38,13 +39,19 @@ class Batch:
 
     def to(self, device) -> Batch:
         """On ``device``; copies from pinned memory (:meth:`pin_memory`) do not block the host."""
-        moved = {f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)
-                 if isinstance(getattr(self, f.name), torch.Tensor)}
+        moved = {
+            f.name: getattr(self, f.name).to(device, non_blocking=True)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
         return replace(self, **moved)
 
     def pin_memory(self) -> Batch:
-        pinned = {f.name: getattr(self, f.name).pin_memory() for f in fields(self)
-                  if isinstance(getattr(self, f.name), torch.Tensor)}
+        pinned = {
+            f.name: getattr(self, f.name).pin_memory()
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
         return replace(self, **pinned)
 
 
@@ -61,6 +68,7 @@ class Collator:
     ``fixed_shapes`` (for a compiled step): packed rows are always ``pack_length`` wide and their number is
     rounded up to a multiple of 8 with empty rows; padded rows are padded to a multiple of 32 tokens. A run
     then sees a few batch shapes (buckets) instead of one per step, so the compiled graph is reused."""
+
     def __init__(self, model, texts: list[str], text_of_row: np.ndarray, targets=None):
         self.model = model
         self.texts = texts
@@ -86,17 +94,22 @@ class Collator:
     def __call__(self, rows: np.ndarray) -> Batch:
         rows = np.asarray(rows)
         if self.pack_length:
-
             if self._ids is None:
                 self.token_lengths()
             fixed = {"pad_to": self.pack_length, "rows_multiple_of": ROW_BUCKET} if self.fixed_shapes else {}
             packed = pack([self._ids[r] for r in rows], self.pack_length, self.model.tokenizer.pad_token_id, **fixed)
             rows = rows[packed.texts]  # the order the pooled vectors come out in
-            batch = Batch(rows=rows, input_ids=packed.input_ids, attention_mask=(packed.segment_ids > 0).long(),
-                          position_ids=packed.position_ids, segment_ids=packed.segment_ids)
+            batch = Batch(
+                rows=rows,
+                input_ids=packed.input_ids,
+                attention_mask=(packed.segment_ids > 0).long(),
+                position_ids=packed.position_ids,
+                segment_ids=packed.segment_ids,
+            )
         else:
-            enc = self.model.tokenize([self.texts[self.text_of_row[r]] for r in rows],
-                                      WIDTH_BUCKET if self.fixed_shapes else 1)
+            enc = self.model.tokenize(
+                [self.texts[self.text_of_row[r]] for r in rows], WIDTH_BUCKET if self.fixed_shapes else 1
+            )
             batch = Batch(rows=rows, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
         if self.targets is not None:
             batch.target_ids, batch.target_weights = self.targets.batch(rows)

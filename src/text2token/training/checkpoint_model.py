@@ -25,8 +25,9 @@ def load_checkpoint_model(checkpoint_dir: str | os.PathLike):
     stage_dir = ckpt.parent.parent
     run_dir = stage_dir.parent
     if not is_checkpoint(ckpt) or not (run_dir / RUN_CONFIG_NAME).is_file():
-        raise Text2TokenError(f"{ckpt} is not a training checkpoint (needs adapter.safetensors and "
-                              f"{run_dir / RUN_CONFIG_NAME})")
+        raise Text2TokenError(
+            f"{ckpt} is not a training checkpoint (needs adapter.safetensors and {run_dir / RUN_CONFIG_NAME})"
+        )
     if (problem := verify_checkpoint(ckpt)) is not None:
         raise Text2TokenError(f"{ckpt} is damaged ({problem}); use an earlier checkpoint")
     cfg = load_config(run_dir / RUN_CONFIG_NAME)

@@ -48,8 +48,12 @@ def restore_rng_states(saved: dict) -> None:
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
         else:
-            logger.warning("checkpoint has CUDA random states for %d devices, this machine has %d: dropout after "
-                           "resume will not repeat the interrupted run's", len(cuda), torch.cuda.device_count())
+            logger.warning(
+                "checkpoint has CUDA random states for %d devices, this machine has %d: dropout after "
+                "resume will not repeat the interrupted run's",
+                len(cuda),
+                torch.cuda.device_count(),
+            )
 
 
 def save_checkpoint(stage_dir: Path, step: int, model, optimizer, scheduler, keep: int) -> Path:
@@ -64,11 +68,15 @@ def save_checkpoint(stage_dir: Path, step: int, model, optimizer, scheduler, kee
 
     with atomic_directory(final) as tmp:
         save_file(trainable_state(model), str(tmp / "adapter.safetensors"))
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **rng_states()},
-                   tmp / "optimizer.pt")
+        torch.save(
+            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **rng_states()},
+            tmp / "optimizer.pt",
+        )
         (tmp / "state.json").write_text(json.dumps({"step": step, "time": time.time()}))
-        manifest = {"step": step, "files": {f: {"sha256": _sha256(tmp / f), "bytes": (tmp / f).stat().st_size}
-                                            for f in CHECKPOINT_FILES}}
+        manifest = {
+            "step": step,
+            "files": {f: {"sha256": _sha256(tmp / f), "bytes": (tmp / f).stat().st_size} for f in CHECKPOINT_FILES},
+        }
         for f in CHECKPOINT_FILES:  # on disk before the rename makes the checkpoint visible
             with open(tmp / f, "rb+") as fh:
                 os.fsync(fh.fileno())
@@ -124,15 +132,20 @@ def load_training_state(path: Path) -> dict:
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
-        raise Text2TokenError(f"{path} holds objects a safe load refuses ({str(exc).splitlines()[0][:160]}); it was not "
-                              "written by text2token, or by a version that stored more than tensors and numbers: "
-                              "resume from another checkpoint, or start the run again") from None
+        raise Text2TokenError(
+            f"{path} holds objects a safe load refuses ({str(exc).splitlines()[0][:160]}); it was not "
+            "written by text2token, or by a version that stored more than tensors and numbers: "
+            "resume from another checkpoint, or start the run again"
+        ) from None
 
 
 def truncate_log(path: Path, last_step: int) -> None:
     """Drop log records after the checkpoint a run resumes from (those steps will be redone)."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= last_step]
+    keep = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and json.loads(line).get("step", 0) <= last_step
+    ]
     write_atomic(path, lambda p: p.write_text("".join(k + "\n" for k in keep), encoding="utf-8"))

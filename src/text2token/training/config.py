@@ -13,17 +13,32 @@ from pathlib import Path
 import yaml
 
 from ..errors import ConfigError
-from ..modes import (Attention, Choice, InputErrors, MixedPrecision, Objective, Pooling, Scheduler, Stage2Targets,
-                     TargetWeighting)
+from ..modes import (
+    Attention,
+    Choice,
+    InputErrors,
+    MixedPrecision,
+    Objective,
+    Pooling,
+    Scheduler,
+    Stage2Targets,
+    TargetWeighting,
+)
 from ..recipes import STAGES, TEXT2TOKEN_STAGES, recipe, resume_safe_keys
 
 logger = logging.getLogger(__name__)
 # The settings with a fixed set of values, and those values (validation, the CLI's choices and the configuration
 # reference's test read them here).
 CHOICES: dict[str, type[Choice]] = {
-    "objective": Objective, "model.pooling": Pooling, "model.attention": Attention, "data.errors": InputErrors,
-    "training.scheduler": Scheduler, "training.mixed_precision": MixedPrecision, "stage1.weighting": TargetWeighting,
-    "stage2.targets": Stage2Targets}
+    "objective": Objective,
+    "model.pooling": Pooling,
+    "model.attention": Attention,
+    "data.errors": InputErrors,
+    "training.scheduler": Scheduler,
+    "training.mixed_precision": MixedPrecision,
+    "stage1.weighting": TargetWeighting,
+    "stage2.targets": Stage2Targets,
+}
 # Keys that moved into each stage's own section: old key -> the sections that now hold it.
 MOVED_KEYS = {"training.steps": ("stage1.steps", "simcse.steps"), "training.lr": ("stage1.lr", "simcse.lr")}
 
@@ -106,7 +121,9 @@ class SimCSEConfig:
 
     steps: int = 20
     lr: float = 5e-5
-    dropout: float = 0.3  # attention dropout of the backbone while training (LLM2Vec: 0.3); LoRA dropout is lora.dropout
+    dropout: float = (
+        0.3  # attention dropout of the backbone while training (LLM2Vec: 0.3); LoRA dropout is lora.dropout
+    )
     temperature: float = 0.05  # cosine similarities are divided by this
 
 
@@ -132,7 +149,9 @@ class CombinedConfig:
 class RunConfig:
     output_dir: str = "runs/demo"
     description: str = ""  # what this recipe is and why (free text; shown on the saved model's card)
-    objective: str = "text2token"  # text2token (stages below) | simcse (the contrastive baseline) | combined (KL + SimCSE)
+    objective: str = (
+        "text2token"  # text2token (stages below) | simcse (the contrastive baseline) | combined (KL + SimCSE)
+    )
     #                                | llm2vec (MNTP then SimCSE: LLM2Vec's unsupervised recipe)
     stages: list[str] = field(default_factory=lambda: ["data", "model"])  # data (stage 1), model (stage 2), in order
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -166,16 +185,26 @@ class RunConfig:
         write_atomic(path, lambda p: p.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8"))
 
     def validate(self) -> RunConfig:
-        m, d, l, t, s2 = self.model, self.data, self.lora, self.training, self.stage2
-        _check(bool(self.stages) and all(x in TEXT2TOKEN_STAGES for x in self.stages) and len(set(self.stages)) == len(self.stages),
-               "stages", f"must be a list of distinct stages from: {', '.join(TEXT2TOKEN_STAGES)} (got {self.stages})")
-        _check(self.stages == [s for s in TEXT2TOKEN_STAGES if s in self.stages], "stages",
-               f"must run in the order {', '.join(TEXT2TOKEN_STAGES)}")
+        m, d, lora, t, s2 = self.model, self.data, self.lora, self.training, self.stage2
+        _check(
+            bool(self.stages)
+            and all(x in TEXT2TOKEN_STAGES for x in self.stages)
+            and len(set(self.stages)) == len(self.stages),
+            "stages",
+            f"must be a list of distinct stages from: {', '.join(TEXT2TOKEN_STAGES)} (got {self.stages})",
+        )
+        _check(
+            self.stages == [s for s in TEXT2TOKEN_STAGES if s in self.stages],
+            "stages",
+            f"must run in the order {', '.join(TEXT2TOKEN_STAGES)}",
+        )
         for key, names in CHOICES.items():  # every setting with a fixed set of values
             _choice(self.get(key), names, key)
         _check(0 < self.mntp.mask_ratio < 1, "mntp.mask_ratio", f"must be in (0, 1), got {self.mntp.mask_ratio}")
         for section in (s.section for s in STAGES.values()):
-            _check(getattr(self, section).steps > 0, f"{section}.steps", f"must be > 0, got {getattr(self, section).steps}")
+            _check(
+                getattr(self, section).steps > 0, f"{section}.steps", f"must be > 0, got {getattr(self, section).steps}"
+            )
             _check(getattr(self, section).lr > 0, f"{section}.lr", f"must be > 0, got {getattr(self, section).lr}")
         c = self.combined
         _check(c.token_weight >= 0, "combined.token_weight", f"must be >= 0, got {c.token_weight}")
@@ -186,27 +215,46 @@ class RunConfig:
         _check(s2.tau > 0, "stage2.tau", f"must be > 0, got {s2.tau}")
         _check(s2.max_texts is None or s2.max_texts > 0, "stage2.max_texts", f"must be > 0, got {s2.max_texts}")
         _check(s2.top_k > 0, "stage2.top_k", f"must be > 0, got {s2.top_k}")
-        _check(m.template is None or m.template == "auto" or "{text}" in m.template, "model.template", "must contain '{text}', or be 'auto' or null")
-        _check(m.max_length is None or m.max_length >= 8, "model.max_length", f"must be null or >= 8, got {m.max_length}")
+        _check(
+            m.template is None or m.template == "auto" or "{text}" in m.template,
+            "model.template",
+            "must contain '{text}', or be 'auto' or null",
+        )
+        _check(
+            m.max_length is None or m.max_length >= 8, "model.max_length", f"must be null or >= 8, got {m.max_length}"
+        )
         _check(d.max_texts is None or d.max_texts > 0, "data.max_texts", f"must be > 0, got {d.max_texts}")
         from .corpus import BUNDLED, BUNDLED_PREFIX
 
         for key, name in (("data.train_file", d.train_file), ("stage2.train_file", s2.train_file)):
-            _check(not (name or "").startswith(BUNDLED_PREFIX) or name[len(BUNDLED_PREFIX):] in BUNDLED, key,
-                   f"names no bundled corpus (bundled: {', '.join(BUNDLED_PREFIX + n for n in BUNDLED)}), got '{name}'")
+            _check(
+                not (name or "").startswith(BUNDLED_PREFIX) or name[len(BUNDLED_PREFIX) :] in BUNDLED,
+                key,
+                f"names no bundled corpus (bundled: {', '.join(BUNDLED_PREFIX + n for n in BUNDLED)}), got '{name}'",
+            )
         _check(d.target_max_length > 0, "data.target_max_length", "must be > 0")
         _check(d.num_proc >= 0, "data.num_proc", f"must be >= 0 (0 = auto), got {d.num_proc}")
-        _check(l.r > 0, "lora.r", f"must be > 0, got {l.r}")
-        _check(l.alpha > 0, "lora.alpha", f"must be > 0, got {l.alpha}")
-        _check(0 <= l.dropout < 1, "lora.dropout", f"must be in [0, 1), got {l.dropout}")
-        _check(bool(l.target_modules), "lora.target_modules", "must name at least one module")
+        _check(lora.r > 0, "lora.r", f"must be > 0, got {lora.r}")
+        _check(lora.alpha > 0, "lora.alpha", f"must be > 0, got {lora.alpha}")
+        _check(0 <= lora.dropout < 1, "lora.dropout", f"must be in [0, 1), got {lora.dropout}")
+        _check(bool(lora.target_modules), "lora.target_modules", "must name at least one module")
         _check(t.max_length >= 8, "training.max_length", f"must be >= 8, got {t.max_length}")
         _check(t.batch_size > 0, "training.batch_size", f"must be > 0, got {t.batch_size}")
-        _check(t.tokens_per_step >= 0, "training.tokens_per_step", f"must be >= 0 (0: batch_size texts), got {t.tokens_per_step}")
-        _check(t.pack_length == 0 or t.pack_length >= t.max_length, "training.pack_length",
-               f"must be 0 (2 × max_length) or >= training.max_length ({t.max_length}), got {t.pack_length}")
-        _check(t.tokens_per_step == 0 or t.tokens_per_step >= t.max_length, "training.tokens_per_step",
-               f"must hold at least one text of training.max_length ({t.max_length}) tokens, got {t.tokens_per_step}")
+        _check(
+            t.tokens_per_step >= 0,
+            "training.tokens_per_step",
+            f"must be >= 0 (0: batch_size texts), got {t.tokens_per_step}",
+        )
+        _check(
+            t.pack_length == 0 or t.pack_length >= t.max_length,
+            "training.pack_length",
+            f"must be 0 (2 × max_length) or >= training.max_length ({t.max_length}), got {t.pack_length}",
+        )
+        _check(
+            t.tokens_per_step == 0 or t.tokens_per_step >= t.max_length,
+            "training.tokens_per_step",
+            f"must hold at least one text of training.max_length ({t.max_length}) tokens, got {t.tokens_per_step}",
+        )
         _check(t.warmup_steps >= 0, "training.warmup_steps", "must be >= 0")
         _check(t.weight_decay >= 0, "training.weight_decay", "must be >= 0")
         _check(t.grad_clip >= 0, "training.grad_clip", "must be >= 0 (0 disables clipping)")
@@ -234,9 +282,7 @@ def _build(cls, values: dict, prefix: str, source: str):
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(
-                f"{source}: unknown config key '{prefix}{key}'{hint}; valid keys: {', '.join(fields)}"
-            )
+            raise ConfigError(f"{source}: unknown config key '{prefix}{key}'{hint}; valid keys: {', '.join(fields)}")
         f = fields[key]
         if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
             kwargs[key] = _build(f.default_factory, value or {}, f"{prefix}{key}.", source)
@@ -297,8 +343,14 @@ def _moved(key: str, where: str) -> tuple[str, ...]:
     if key not in MOVED_KEYS:
         return (key,)
     new = MOVED_KEYS[key]
-    logger.warning("%s: config field '%s' is deprecated, each stage has its own now: read as %s (Text2Token stage 1 "
-                   "and SimCSE); write %s instead", where, key, " and ".join(new), " or ".join(new))
+    logger.warning(
+        "%s: config field '%s' is deprecated, each stage has its own now: read as %s (Text2Token stage 1 "
+        "and SimCSE); write %s instead",
+        where,
+        key,
+        " and ".join(new),
+        " or ".join(new),
+    )
     return new
 
 
@@ -364,8 +416,6 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         raise ConfigError(f"{source}: {exc}") from None
 
 
-
-
 def flatten(tree: dict, prefix: str = "") -> dict:
     """``{"a": {"b": 1}}`` → ``{"a.b": 1}``."""
     out = {}
@@ -388,13 +438,16 @@ def check_resumable(recorded: RunConfig, wanted: RunConfig, where: str) -> None:
         changed.remove("stages")  # more stages after the recorded ones: the finished ones are kept
     if changed:
         shown = "; ".join(f"{k}: {before.get(k)!r} → {after[k]!r}" for k in changed)
-        raise ConfigError(f"--resume continues {where} as recorded in its config, but these settings differ: {shown}. "
-                          f"Drop them to resume (only {', '.join(safe[1:])} and added stages may change), "
-                          "or start a new run with another --output")
+        raise ConfigError(
+            f"--resume continues {where} as recorded in its config, but these settings differ: {shown}. "
+            f"Drop them to resume (only {', '.join(safe[1:])} and added stages may change), "
+            "or start a new run with another --output"
+        )
 
 
-def resume_config(run_dir: str | os.PathLike, config_path: str | os.PathLike | None = None,
-                  overrides: list[str] | None = None) -> RunConfig:
+def resume_config(
+    run_dir: str | os.PathLike, config_path: str | os.PathLike | None = None, overrides: list[str] | None = None
+) -> RunConfig:
     """The config of a run being resumed: the run's own ``config.yaml``, with ``overrides`` (and ``config_path``,
     if given) allowed to change only what :func:`check_resumable` allows."""
     from ..layout import RUN_CONFIG_NAME

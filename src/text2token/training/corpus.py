@@ -23,11 +23,12 @@ def corpus_path(train_file: str | None) -> Path:
     if not train_file:
         return BUNDLED_CORPUS
     if train_file.startswith(BUNDLED_PREFIX):
-
-        name = train_file[len(BUNDLED_PREFIX):]
+        name = train_file[len(BUNDLED_PREFIX) :]
         if name not in BUNDLED:
-            raise ConfigError(f"data.train_file: no bundled corpus '{name}'; bundled: "
-                              f"{', '.join(BUNDLED_PREFIX + n for n in BUNDLED)}")
+            raise ConfigError(
+                f"data.train_file: no bundled corpus '{name}'; bundled: "
+                f"{', '.join(BUNDLED_PREFIX + n for n in BUNDLED)}"
+            )
         return BUNDLED[name]
     return Path(train_file)
 
@@ -51,8 +52,13 @@ def read_corpus(path: Path, field: str, seed: int, limit: int | None, errors: st
     order = np.random.default_rng(seed).permutation(len(offsets))[:limit]
     is_jsonl = Path(path).suffix.lower() == ".jsonl"
     texts = read_lines_at(path, offsets[order], field if is_jsonl else None, errors)
-    return texts, {"file": str(path), "sha256_16": digest.hexdigest()[:16], "lines": len(offsets), **counts,
-                   "used": len(order)}
+    return texts, {
+        "file": str(path),
+        "sha256_16": digest.hexdigest()[:16],
+        "lines": len(offsets),
+        **counts,
+        "used": len(order),
+    }
 
 
 def texts_digest(texts: list[str]) -> str:

@@ -33,6 +33,7 @@ from ..progress import progress_bar
 @dataclass
 class StepRecord:
     """What one optimizer step produced. Tensors stay on the device until a callback reads them."""
+
     stage: str
     step: int
     loss: torch.Tensor  # 0-d, on the device: reading it syncs
@@ -53,8 +54,9 @@ class StepRecord:
         out.update(lr=self.lr, grad_norm=float(self.grad_norm) if self.grad_norm is not None else None)
         out.update({k: round(float(v), 4) for k, v in self.metrics.items()})
         now = time.perf_counter()
-        out.update(seconds=round(now - self.started, 3), elapsed_s=round(now - self.loop_started, 3),
-                   tokens=self.tokens)
+        out.update(
+            seconds=round(now - self.started, 3), elapsed_s=round(now - self.loop_started, 3), tokens=self.tokens
+        )
         return out
 
 
@@ -68,6 +70,7 @@ class Callback:
 
 class ProgressBar(Callback):
     """Steps done, with the loss refreshed at most once a second (reading it waits for the device)."""
+
     def __init__(self, title: str, steps: int, start_step: int, enabled: bool):
 
         self.bar = progress_bar(total=steps, initial=start_step, desc=title, disable=not enabled)
@@ -85,6 +88,7 @@ class ProgressBar(Callback):
 
 class JsonlLog(Callback):
     """Every ``every`` steps and at the last step: one JSON line with every component and metric."""
+
     def __init__(self, path: Path, every: int, last_step: int, tensorboard=None):
         self.path, self.every, self.last_step, self.tensorboard = path, every, last_step, tensorboard
 
@@ -108,6 +112,7 @@ class Checkpointer(Callback):
     """A checkpoint every ``every`` steps (0: never in between), at the last step, and when interrupted — only of
     finite weights: an update that made them non-finite (a finite loss, then a blown-up step) stops the run and
     keeps the previous checkpoint. ``save`` is None on processes that do not write (the check runs on all)."""
+
     def __init__(self, save, every: int, last_step: int, params: list, where: str, checkpoint_dir: Path):
         self.save, self.every, self.last_step = save, every, last_step
         self.params, self.where, self.checkpoint_dir = params, where, checkpoint_dir
@@ -115,15 +120,18 @@ class Checkpointer(Callback):
     def on_step(self, record, interrupted):
         if interrupted or record.step == self.last_step or (self.every and record.step % self.every == 0):
             if not all(bool(torch.isfinite(p).all()) for p in self.params):
-                raise Text2TokenError(f"weights became non-finite at {self.where} step {record.step}; the last good "
-                                      f"checkpoint is kept in {self.checkpoint_dir}. Try a lower learning rate or "
-                                      "training.grad_clip > 0")
+                raise Text2TokenError(
+                    f"weights became non-finite at {self.where} step {record.step}; the last good "
+                    f"checkpoint is kept in {self.checkpoint_dir}. Try a lower learning rate or "
+                    "training.grad_clip > 0"
+                )
             if self.save is not None:
                 self.save(record.step)
 
 
 class InterruptFlag:
     """Turns SIGINT/SIGTERM into a flag so the loop can checkpoint and stop cleanly; a second signal stops at once."""
+
     def __init__(self):
         self.hit = False
         self._old = {}
@@ -149,6 +157,7 @@ class InterruptFlag:
 @dataclass
 class Trainee:
     """What the loop updates: the model (and its DDP-wrapped twin), optimizer, scheduler, the trainable tensors."""
+
     model: torch.nn.Module  # the Text2TokenModel (for the LM head and the objective)
     wrapped: torch.nn.Module  # what accelerate prepared (DDP on several processes)
     optimizer: object
@@ -166,11 +175,15 @@ class Trainee:
 
 def _nonfinite_error(what: str, where: str, checkpoint_dir: Path | None) -> Text2TokenError:
     kept = f" in {checkpoint_dir}" if checkpoint_dir is not None else ""
-    return Text2TokenError(f"loss is {what} at {where}; the last good checkpoint is kept{kept}. "
-                           "Try a lower learning rate or training.mixed_precision=no")
+    return Text2TokenError(
+        f"loss is {what} at {where}; the last good checkpoint is kept{kept}. "
+        "Try a lower learning rate or training.mixed_precision=no"
+    )
 
 
-def optimizer_step(t: Trainee, accelerator, objective: Objective, batch, where: str, checkpoint_dir: Path | None = None):
+def optimizer_step(
+    t: Trainee, accelerator, objective: Objective, batch, where: str, checkpoint_dir: Path | None = None
+):
     """Forward the batch's views, backward the summed loss, clip, step — never updating the weights from a
     non-finite loss: with ``check_every == 1`` it stops here (a host read), otherwise the update is skipped on
     the device and counted. Returns ``(loss, objective output, grad norm)``, tensors on the device."""
@@ -212,6 +225,7 @@ class Prefetcher:
     """Yields ``make(i)`` for ``i`` in ``items``, computed ``depth`` ahead in one background thread (tokenizing and
     collating the next batches while the device runs this one). Deterministic: the same order and values as a plain
     loop. An error in the thread is raised in the consumer at that item."""
+
     def __init__(self, make, items, depth: int = 2):
         self._make, self._items = make, list(items)
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -248,8 +262,19 @@ class Prefetcher:
         self._stop.set()
 
 
-def train_loop(trainee: Trainee, accelerator, objective: Objective, schedule, collate, stage_key: str, title: str,
-               start_step: int, steps: int, callbacks: list[Callback], checkpoint_dir: Path | None = None) -> None:
+def train_loop(
+    trainee: Trainee,
+    accelerator,
+    objective: Objective,
+    schedule,
+    collate,
+    stage_key: str,
+    title: str,
+    start_step: int,
+    steps: int,
+    callbacks: list[Callback],
+    checkpoint_dir: Path | None = None,
+) -> None:
     """Steps ``start_step+1 … steps``: each process takes its slice of the step's global batch."""
     world, rank, device = accelerator.num_processes, accelerator.process_index, accelerator.device
     pin = device.type == "cuda"
@@ -266,17 +291,30 @@ def train_loop(trainee: Trainee, accelerator, objective: Objective, schedule, co
                 started = time.perf_counter()
                 tokens = batch.num_tokens * world
                 where = f"{title} step {step}"
-                loss, out, grad_norm = optimizer_step(trainee, accelerator, objective, batch.to(device), where,
-                                                      checkpoint_dir)
+                loss, out, grad_norm = optimizer_step(
+                    trainee, accelerator, objective, batch.to(device), where, checkpoint_dir
+                )
                 if trainee.check_every > 1 and (step % trainee.check_every == 0 or step == steps or interrupt.hit):
                     check_skipped_steps(trainee, where, checkpoint_dir)
                 components = {k: v.detach() for k, v in out.losses.items()}
-                record = StepRecord(stage_key, step, loss, components, out.metrics, trainee.scheduler.get_last_lr()[0],
-                                    grad_norm, started, tokens, loop_started)
+                record = StepRecord(
+                    stage_key,
+                    step,
+                    loss,
+                    components,
+                    out.metrics,
+                    trainee.scheduler.get_last_lr()[0],
+                    grad_norm,
+                    started,
+                    tokens,
+                    loop_started,
+                )
                 for cb in callbacks:
                     cb.on_step(record, interrupt.hit)
                 if interrupt.hit:
-                    raise KeyboardInterrupt(f"interrupted at {title} step {step}; checkpoint saved, continue with --resume")
+                    raise KeyboardInterrupt(
+                        f"interrupted at {title} step {step}; checkpoint saved, continue with --resume"
+                    )
     finally:
         batches.close()
         for cb in callbacks:

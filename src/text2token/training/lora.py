@@ -15,11 +15,20 @@ def attach_lora(lora_cfg, backbone: torch.nn.Module):
     available = {n.rsplit(".", 1)[-1] for n, _ in backbone.named_modules()}
     unknown = [m for m in lora_cfg.target_modules if m not in available]
     if unknown:
-        raise ConfigError(f"config field 'lora.target_modules': {unknown} not found in the model; linear layers include "
-                          + ", ".join(sorted(n for n in available if n.endswith("proj"))[:12]))
-    return get_peft_model(backbone, LoraConfig(
-        r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
-        target_modules=list(lora_cfg.target_modules), bias="none"))
+        raise ConfigError(
+            f"config field 'lora.target_modules': {unknown} not found in the model; linear layers include "
+            + ", ".join(sorted(n for n in available if n.endswith("proj"))[:12])
+        )
+    return get_peft_model(
+        backbone,
+        LoraConfig(
+            r=lora_cfg.r,
+            lora_alpha=lora_cfg.alpha,
+            lora_dropout=lora_cfg.dropout,
+            target_modules=list(lora_cfg.target_modules),
+            bias="none",
+        ),
+    )
 
 
 def merge_adapter(model, lora_cfg, adapter_file) -> None:

@@ -48,9 +48,11 @@ class BF16Backbone:
         from peft.tuners.lora import LoraLayer
 
         wrapped = peft_model.base_model.model
-        deltas = {name: module.get_delta_weight("default").float().cpu()
-                  for name, module in wrapped.named_modules()
-                  if isinstance(module, LoraLayer) and "default" in getattr(module, "lora_A", {})}
+        deltas = {
+            name: module.get_delta_weight("default").float().cpu()
+            for name, module in wrapped.named_modules()
+            if isinstance(module, LoraLayer) and "default" in getattr(module, "lora_A", {})
+        }
         backbone = peft_model.unload()
         for p in backbone.parameters():
             p.data = p.data.float()

@@ -16,10 +16,26 @@ from ..layout import RUN_CONFIG_NAME, RUN_INFO_NAME, RUN_SUMMARY_NAME
 from ..recipes import RECIPES, STAGES
 from ..textio import atomic_path
 
-KEY_PACKAGES = ("text2token", "torch", "transformers", "peft", "accelerate", "safetensors", "sentence-transformers",
-                "mteb", "numpy")
+KEY_PACKAGES = (
+    "text2token",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "safetensors",
+    "sentence-transformers",
+    "mteb",
+    "numpy",
+)
 # The loop's own bookkeeping fields of a log record; every other numeric field is a loss component or a metric.
 BOOKKEEPING = ("stage", "step", "lr", "grad_norm", "seconds", "tokens")
+
+
+def _git(*args: str) -> subprocess.CompletedProcess:
+    """``git -C <this package's folder> ARGS``: fixed arguments, no shell; "git" from PATH on purpose (the user's
+    git, wherever it is installed)."""
+    command = ["git", "-C", str(Path(__file__).resolve().parent), *args]  # noqa: S607 — the user's git from PATH
+    return subprocess.run(command, capture_output=True, text=True, timeout=5)  # noqa: S603 — fixed arguments
 
 
 def environment_info() -> dict:
@@ -32,23 +48,23 @@ def environment_info() -> dict:
             versions[name] = None
     commit = None
     try:
-        here = Path(__file__).resolve().parent
-        # fixed arguments, no shell; "git" from PATH on purpose (the user's git, whatever its location)
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"],  # noqa: S603, S607
-                             capture_output=True, text=True, timeout=5)
+        out = _git("rev-parse", "HEAD")
         if out.returncode == 0:
-            dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain",  # noqa: S603, S607
-                                    "--untracked-files=no"],
-                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            dirty = _git("status", "--porcelain", "--untracked-files=no").stdout.strip()
             commit = out.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         pass
     import torch
 
-    return {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "python": sys.version.split()[0],
-            "platform": platform.platform(), "git_commit": commit, "versions": versions,
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-            "argv": sys.argv}
+    return {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "git_commit": commit,
+        "versions": versions,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "argv": sys.argv,
+    }
 
 
 def _read_log(path: Path) -> list[dict]:
@@ -74,8 +90,9 @@ def plot_training_curves(run_dir: str | Path) -> Path | None:
     offset = 0
     for stage, rows in logs.items():
         steps = [offset + r["step"] for r in rows]
-        keys = list(dict.fromkeys(k for r in rows for k, v in r.items()
-                                  if k not in BOOKKEEPING and isinstance(v, (int, float))))
+        keys = list(
+            dict.fromkeys(k for r in rows for k, v in r.items() if k not in BOOKKEEPING and isinstance(v, (int, float)))
+        )
         components = [k for k in keys if k.startswith("loss/")]
         for key in keys:
             if key.startswith("loss/") and len(components) < 2:
@@ -120,13 +137,18 @@ def summarize_run(run_dir: str | Path) -> str:
     cfg = yaml.safe_load((run_dir / RUN_CONFIG_NAME).read_text())
     info = json.loads((run_dir / RUN_INFO_NAME).read_text()) if (run_dir / RUN_INFO_NAME).is_file() else {}
     summary = json.loads((run_dir / RUN_SUMMARY_NAME).read_text()) if (run_dir / RUN_SUMMARY_NAME).is_file() else None
-    lines = [f"run {run_dir}", f"  backbone {cfg['model']['name']}: {cfg['model']['pooling']} pooling, "
-             f"{cfg['model']['attention']} attention; objective {cfg.get('objective', 'text2token')}"]
+    lines = [
+        f"run {run_dir}",
+        f"  backbone {cfg['model']['name']}: {cfg['model']['pooling']} pooling, "
+        f"{cfg['model']['attention']} attention; objective {cfg.get('objective', 'text2token')}",
+    ]
     if info:
         v = info.get("versions", {})
-        lines.append(f"  started {info.get('started')} on {info.get('device')}; text2token {v.get('text2token')}, "
-                     f"torch {v.get('torch')}, transformers {v.get('transformers')}, peft {v.get('peft')}; "
-                     f"commit {info.get('git_commit') or 'n/a'}")
+        lines.append(
+            f"  started {info.get('started')} on {info.get('device')}; text2token {v.get('text2token')}, "
+            f"torch {v.get('torch')}, transformers {v.get('transformers')}, peft {v.get('peft')}; "
+            f"commit {info.get('git_commit') or 'n/a'}"
+        )
     for stage in _run_stages(run_dir, cfg):
         info = STAGES[stage]
         folder = run_dir / info.folder
@@ -136,22 +158,31 @@ def summarize_run(run_dir: str | Path) -> str:
         if not rows:
             lines.append(f"  {info.folder}: not started ({planned} steps planned)")
             continue
-        state = "finished" if (folder / "summary.json").is_file() else "in progress / interrupted (resume with --resume)"
+        state = (
+            "finished" if (folder / "summary.json").is_file() else "in progress / interrupted (resume with --resume)"
+        )
         first, last = rows[0], rows[-1]
         hit = f", hit rate {first.get('hit_rate')} → {last.get('hit_rate')}" if "hit_rate" in last else ""
         secs = sum(r.get("seconds", 0) for r in rows)
-        lines.append(f"  {info.folder}: {last['step']}/{planned} steps, {state}; loss {first['loss']:.4f} → "
-                     f"{last['loss']:.4f}{hit}; {secs / max(1, len(rows)):.2f} s/step")
+        lines.append(
+            f"  {info.folder}: {last['step']}/{planned} steps, {state}; loss {first['loss']:.4f} → "
+            f"{last['loss']:.4f}{hit}; {secs / max(1, len(rows)):.2f} s/step"
+        )
         report = folder / "data_report.json"
         if report.is_file():
             d = json.loads(report.read_text())
             t = d.get("targets", {})
-            lines.append(f"    data {d.get('file')}: {d.get('used')} texts used of {d.get('lines')}, "
-                         f"{d.get('blank_lines_skipped', 0)} blank skipped, {d.get('texts_truncated_to_max_length', 0)} "
-                         f"truncated" + (f", {t.get('skipped_no_content')} without content tokens" if "skipped_no_content" in t else ""))
+            lines.append(
+                f"    data {d.get('file')}: {d.get('used')} texts used of {d.get('lines')}, "
+                f"{d.get('blank_lines_skipped', 0)} blank skipped, {d.get('texts_truncated_to_max_length', 0)} "
+                f"truncated"
+                + (f", {t.get('skipped_no_content')} without content tokens" if "skipped_no_content" in t else "")
+            )
     if summary:
-        lines.append(f"  model: {run_dir / 'model'} ({summary['steps']} steps, {summary['seconds']} s, peak memory "
-                     f"{summary['peak_memory_mb']:.0f} MB)")
+        lines.append(
+            f"  model: {run_dir / 'model'} ({summary['steps']} steps, {summary['seconds']} s, peak memory "
+            f"{summary['peak_memory_mb']:.0f} MB)"
+        )
     else:
         lines.append("  model: not saved yet")
     for name in ("training_curves.png", "eval_demo.json"):

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 class Stage:
     """Base class; subclasses set ``key`` and implement ``prepare`` and ``base_objective``."""
+
     key: str = ""
     seed_offset: int = 0  # added to training.seed for this stage's LoRA init, dropout and batch order
 
@@ -112,6 +113,7 @@ class Stage:
 
 class DataDrivenStage(Stage):
     """Stage 1: each text's target is uniform over its own content tokens (sparse, cached)."""
+
     key = "data"
     base_title = "stage 1 (data-driven)"
 
@@ -119,10 +121,15 @@ class DataDrivenStage(Stage):
 
         cfg = self.cfg
         texts, corpus_info = self._read_texts(cfg.data.train_file, cfg.training.seed, cfg.data.max_texts)
-        builder = DataDrivenTargetBuilder(model.tokenizer, max_length=cfg.data.target_max_length,
-                                          weighting=cfg.stage1.weighting)
-        fingerprint = {**builder.fingerprint(), "corpus": corpus_info["sha256_16"], "seed": cfg.training.seed,
-                       "max_texts": cfg.data.max_texts}
+        builder = DataDrivenTargetBuilder(
+            model.tokenizer, max_length=cfg.data.target_max_length, weighting=cfg.stage1.weighting
+        )
+        fingerprint = {
+            **builder.fingerprint(),
+            "corpus": corpus_info["sha256_16"],
+            "seed": cfg.training.seed,
+            "max_texts": cfg.data.max_texts,
+        }
         targets_file = self.dir / "targets.safetensors"
         if targets_file.is_file():
             targets = SparseTargets.load(targets_file, expect_fingerprint=fingerprint)  # a foreign cache: error
@@ -143,6 +150,7 @@ class DataDrivenStage(Stage):
 class ModelDerivedStage(Stage):
     """Stage 2: targets from the frozen stage-1 model, ``q = softmax(r/τ)`` against the corpus prior —
     exact on the fly (default) or precomputed top-k."""
+
     key = "model"
     seed_offset = 1
 
@@ -152,19 +160,36 @@ class ModelDerivedStage(Stage):
 
     def prepare(self, model, accelerator, frozen_fp, show_progress_bar):
         cfg, s2 = self.cfg, self.cfg.stage2
-        texts, corpus_info = self._read_texts(s2.train_file or cfg.data.train_file, cfg.training.seed + 1,
-                                              s2.max_texts or s2.steps * cfg.training.batch_size)
-        fingerprint = {"model": frozen_fp, "texts_sha256_16": texts_digest(texts), "texts": len(texts),
-                       "pooling": model.pooling, "attention": model.attention, "template": model.template,
-                       "max_length": model.max_length,  # and the precision the frozen network computes in:
-                       "dtype": str(next(model.backbone.parameters()).dtype)}
-        self.prior = _cached_corpus_prior(model, texts, fingerprint, self.dir / "prior.safetensors", accelerator,
-                                          cfg.training.batch_size, show_progress_bar).to(accelerator.device)
+        texts, corpus_info = self._read_texts(
+            s2.train_file or cfg.data.train_file,
+            cfg.training.seed + 1,
+            s2.max_texts or s2.steps * cfg.training.batch_size,
+        )
+        fingerprint = {
+            "model": frozen_fp,
+            "texts_sha256_16": texts_digest(texts),
+            "texts": len(texts),
+            "pooling": model.pooling,
+            "attention": model.attention,
+            "template": model.template,
+            "max_length": model.max_length,  # and the precision the frozen network computes in:
+            "dtype": str(next(model.backbone.parameters()).dtype),
+        }
+        self.prior = _cached_corpus_prior(
+            model,
+            texts,
+            fingerprint,
+            self.dir / "prior.safetensors",
+            accelerator,
+            cfg.training.batch_size,
+            show_progress_bar,
+        ).to(accelerator.device)
         targets, report = None, {}
         if s2.targets == "precomputed":
             fp = {**fingerprint, "tau": s2.tau, "top_k": s2.top_k}
-            targets, report = _cached_top_k_targets(model, texts, self.prior, fp, self.dir / "targets.safetensors",
-                                                    cfg, accelerator, show_progress_bar)
+            targets, report = _cached_top_k_targets(
+                model, texts, self.prior, fp, self.dir / "targets.safetensors", cfg, accelerator, show_progress_bar
+            )
         report.update(tau=s2.tau, mode=s2.targets)
         return Collator(model, texts, np.arange(len(texts)), targets), corpus_info, report
 
@@ -177,6 +202,7 @@ class ModelDerivedStage(Stage):
 
 class SimCSEStage(Stage):
     """The LLM2Vec-style unsupervised SimCSE baseline as one stage."""
+
     key = "simcse"
 
     @property
@@ -185,8 +211,9 @@ class SimCSEStage(Stage):
 
     def prepare(self, model, accelerator, frozen_fp, show_progress_bar):
         s = self.cfg.simcse
-        return self._plain_texts(model, {"objective": "simcse", "attention_dropout": s.dropout,
-                                         "temperature": s.temperature})
+        return self._plain_texts(
+            model, {"objective": "simcse", "attention_dropout": s.dropout, "temperature": s.temperature}
+        )
 
     def base_objective(self, peft_model, accelerator):
         s = self.cfg.simcse
@@ -195,6 +222,7 @@ class SimCSEStage(Stage):
 
 class MNTPStage(Stage):
     """LLM2Vec's masked next-token prediction (the first stage of ``objective: llm2vec``)."""
+
     key = "mntp"
     seed_offset = 2
 
@@ -205,8 +233,14 @@ class MNTPStage(Stage):
     def prepare(self, model, accelerator, frozen_fp, show_progress_bar):
 
         self.mask_id = mask_token_id(model.tokenizer)
-        return self._plain_texts(model, {"objective": "mntp", "mask_ratio": self.cfg.mntp.mask_ratio,
-                                         "mask_token": model.tokenizer.convert_ids_to_tokens(self.mask_id)})
+        return self._plain_texts(
+            model,
+            {
+                "objective": "mntp",
+                "mask_ratio": self.cfg.mntp.mask_ratio,
+                "mask_token": model.tokenizer.convert_ids_to_tokens(self.mask_id),
+            },
+        )
 
     def base_objective(self, peft_model, accelerator):
 
@@ -244,7 +278,6 @@ def _cached_corpus_prior(model, texts, fingerprint, run_file: Path, accelerator,
     τ sweep), else computed (sharded across processes) and saved to both."""
     import hashlib
 
-
     main = accelerator.is_main_process
     key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:24]
     shared_file = cache_dir() / "priors" / f"prior-{key}.safetensors"
@@ -254,8 +287,9 @@ def _cached_corpus_prior(model, texts, fingerprint, run_file: Path, accelerator,
     if prior is None:
         model.eval()
         shard = texts[accelerator.process_index :: accelerator.num_processes]
-        prior = corpus_prior(model, shard, batch_size=batch_size, accelerator=accelerator,
-                             show_progress_bar=show_progress_bar)
+        prior = corpus_prior(
+            model, shard, batch_size=batch_size, accelerator=accelerator, show_progress_bar=show_progress_bar
+        )
         if main:
             save_prior(run_file, prior, fingerprint)
             save_prior(shared_file, prior, fingerprint)
@@ -271,8 +305,9 @@ def _cached_top_k_targets(model, texts, prior, fingerprint, path: Path, cfg, acc
             return targets, {"texts": len(texts), "top_k": s2.top_k, "mass_kept_mean": None}
         except Text2TokenError:
             logger.warning("%s was built for other settings; rebuilding", path)
-    targets, report = precompute_top_k_targets(model, texts, prior, s2.tau, s2.top_k, cfg.training.batch_size,
-                                               fingerprint, show_progress_bar)
+    targets, report = precompute_top_k_targets(
+        model, texts, prior, s2.tau, s2.top_k, cfg.training.batch_size, fingerprint, show_progress_bar
+    )
     if accelerator.is_main_process:
         targets.save(path)
     return targets, report

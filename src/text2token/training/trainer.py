@@ -83,14 +83,19 @@ def template_of(cfg: RunConfig):
 def build_model(cfg: RunConfig, device, max_length: int | None):
     """The untrained model a run starts from (backbone, pooling, attention, template of ``cfg``), float32 on
     ``device``; ``max_length``: tokens per text (training length while training, the saved length when loading)."""
-    return Text2TokenModel.from_pretrained(cfg.model.name, pooling=cfg.model.pooling, attention=cfg.model.attention,
-                                           template=template_of(cfg), max_length=max_length, device=device,
-                                           dtype=torch.float32)
+    return Text2TokenModel.from_pretrained(
+        cfg.model.name,
+        pooling=cfg.model.pooling,
+        attention=cfg.model.attention,
+        template=template_of(cfg),
+        max_length=max_length,
+        device=device,
+        dtype=torch.float32,
+    )
 
 
 def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show_progress_bar: bool) -> Path:
     from accelerate.utils import set_seed
-
 
     main = accelerator.is_main_process
     stages = build_stages(cfg, out_dir)
@@ -102,7 +107,9 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
     if main:
         has_ckpt = out_dir.exists() and any(latest_checkpoint(out_dir / s.folder) for s in STAGES.values())
         if has_ckpt and not resume:
-            raise Text2TokenError(f"{out_dir} already holds checkpoints: pass --resume to continue, or choose another --output")
+            raise Text2TokenError(
+                f"{out_dir} already holds checkpoints: pass --resume to continue, or choose another --output"
+            )
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_run_record(cfg, out_dir, resume)
     accelerator.wait_for_everyone()
@@ -111,8 +118,7 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
     summaries = {}
     t_start = time.perf_counter()
     for stage in stages:
-        summaries[stage.key] = run_stage(stage, model, accelerator, resume, show_progress_bar,
-                                         first=stage is stages[0])
+        summaries[stage.key] = run_stage(stage, model, accelerator, resume, show_progress_bar, first=stage is stages[0])
     elapsed = time.perf_counter() - t_start
 
     model_dir = out_dir / "model"
@@ -120,10 +126,16 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
         model.eval()
 
         model.max_length = encoding_max_length(model.backbone.config, cfg.model.max_length)  # ≠ training length
-        summary = {"objective": cfg.objective, "stages": cfg.run_stages(), "steps": sum(s["steps"] for s in summaries.values()),
-                   "seconds": round(elapsed, 1), "peak_memory_mb": _peak_memory_mb(),
-                   "mixed_precision": accelerator.mixed_precision,
-                   "processes": accelerator.num_processes, **{f"stage_{k}": v for k, v in summaries.items()}}
+        summary = {
+            "objective": cfg.objective,
+            "stages": cfg.run_stages(),
+            "steps": sum(s["steps"] for s in summaries.values()),
+            "seconds": round(elapsed, 1),
+            "peak_memory_mb": _peak_memory_mb(),
+            "mixed_precision": accelerator.mixed_precision,
+            "processes": accelerator.num_processes,
+            **{f"stage_{k}": v for k, v in summaries.items()},
+        }
         model.save_pretrained(model_dir, extra={"training": {"config": cfg.to_dict(), **summary}})
         write_json_atomic(out_dir / RUN_SUMMARY_NAME, summary)
 
@@ -135,8 +147,11 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
 def is_finished(cfg: RunConfig) -> bool:
     """True if every stage of ``cfg`` has finished with its configured steps and the model folder was saved."""
     out_dir = Path(cfg.output_dir)
-    return ((out_dir / RUN_SUMMARY_NAME).is_file() and (out_dir / "model" / MODEL_CONFIG_NAME).is_file()
-            and all(stage.finished() for stage in build_stages(cfg, out_dir)))
+    return (
+        (out_dir / RUN_SUMMARY_NAME).is_file()
+        and (out_dir / "model" / MODEL_CONFIG_NAME).is_file()
+        and all(stage.finished() for stage in build_stages(cfg, out_dir))
+    )
 
 
 def _write_run_record(cfg: RunConfig, out_dir: Path, resume: bool) -> None:
@@ -182,8 +197,9 @@ def run_stage(stage, model, accelerator, resume: bool, show_progress_bar: bool, 
             truncate_log(log_path, start_step)
     elif main and log_path.exists():
         log_path.unlink()
-    trainee.wrapped, trainee.optimizer, trainee.scheduler = accelerator.prepare(model, trainee.optimizer,
-                                                                                 trainee.scheduler)
+    trainee.wrapped, trainee.optimizer, trainee.scheduler = accelerator.prepare(
+        model, trainee.optimizer, trainee.scheduler
+    )
     collate.fixed_shapes = tcfg.compile  # a few bucketed shapes: the compiled graph is reused
     if tcfg.tokens_per_step:  # packed batches: a token budget per step, several texts per row
         collate.pack_length = tcfg.pack_length or 2 * tcfg.max_length
@@ -195,19 +211,51 @@ def run_stage(stage, model, accelerator, resume: bool, show_progress_bar: bool, 
     callbacks = [ProgressBar(stage.title, stage.steps, start_step, progress)]
     if main:
         callbacks.append(JsonlLog(log_path, log_every, stage.steps, _tensorboard(stage.cfg, stage)))
-    save = (lambda step: save_checkpoint(stage.dir, step, model, trainee.optimizer, trainee.scheduler,  # noqa: E731
-                                         tcfg.keep_checkpoints)) if main else None
-    callbacks.append(Checkpointer(save, tcfg.save_every, stage.steps, trainee.params, stage.title,
-                                  stage.dir / "checkpoints"))
+    save = (
+        (
+            lambda step: save_checkpoint(
+                stage.dir,
+                step,
+                model,
+                trainee.optimizer,
+                trainee.scheduler,  # noqa: E731
+                tcfg.keep_checkpoints,
+            )
+        )
+        if main
+        else None
+    )
+    callbacks.append(
+        Checkpointer(save, tcfg.save_every, stage.steps, trainee.params, stage.title, stage.dir / "checkpoints")
+    )
     t_start = time.perf_counter()
-    train_loop(trainee, accelerator, objective, schedule, collate, stage.key, stage.title, start_step, stage.steps,
-               callbacks, checkpoint_dir=stage.dir / "checkpoints")
+    train_loop(
+        trainee,
+        accelerator,
+        objective,
+        schedule,
+        collate,
+        stage.key,
+        stage.title,
+        start_step,
+        stage.steps,
+        callbacks,
+        checkpoint_dir=stage.dir / "checkpoints",
+    )
     accelerator.wait_for_everyone()
     elapsed = time.perf_counter() - t_start
-    summary = {"stage": stage.key, "steps": stage.steps, "lr": stage.lr, "objective": objective.describe(),
-               "resumed_from": start_step, "trainable_parameters": sum(p.numel() for p in trainee.params),
-               "seconds": round(elapsed, 1), "seconds_per_step": round(elapsed / max(1, stage.steps - start_step), 2),
-               "targets": report, "frozen_model_fingerprint": frozen_fp}
+    summary = {
+        "stage": stage.key,
+        "steps": stage.steps,
+        "lr": stage.lr,
+        "objective": objective.describe(),
+        "resumed_from": start_step,
+        "trainable_parameters": sum(p.numel() for p in trainee.params),
+        "seconds": round(elapsed, 1),
+        "seconds_per_step": round(elapsed / max(1, stage.steps - start_step), 2),
+        "targets": report,
+        "frozen_model_fingerprint": frozen_fp,
+    }
     _finish_stage(stage, model, peft_model, old_dropout, summary, main, bf16)
     return summary
 
@@ -216,7 +264,6 @@ def _fresh_adapter(stage, model, accelerator):
     """A fresh LoRA (seeded per stage), the stage's objective and its attention dropout, AdamW and the scheduler."""
     from accelerate.utils import set_seed
     from transformers import get_scheduler
-
 
     tcfg = stage.cfg.training
     set_seed(stage.seed)
@@ -233,10 +280,15 @@ def _fresh_adapter(stage, model, accelerator):
             backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         model.backbone.enable_input_require_grads()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=tcfg.weight_decay,
-                                  fused=accelerator.device.type == "cuda")  # one kernel for all LoRA tensors
-    scheduler = get_scheduler(tcfg.scheduler if tcfg.scheduler != "constant" else "constant_with_warmup",
-                              optimizer, num_warmup_steps=tcfg.warmup_steps, num_training_steps=stage.steps)
+    optimizer = torch.optim.AdamW(
+        params, lr=stage.lr, weight_decay=tcfg.weight_decay, fused=accelerator.device.type == "cuda"
+    )  # one kernel for all LoRA tensors
+    scheduler = get_scheduler(
+        tcfg.scheduler if tcfg.scheduler != "constant" else "constant_with_warmup",
+        optimizer,
+        num_warmup_steps=tcfg.warmup_steps,
+        num_training_steps=stage.steps,
+    )
     model.train()
     if tcfg.compile:
         model.trunk.compile()  # in place: parameter names (checkpoints, merge) stay the same
@@ -247,7 +299,6 @@ def _finish_stage(stage, model, peft_model, old_dropout, summary: dict, main: bo
     """Save the final adapter and the summary, merge the adapter into the backbone (into the fp32 weights when the
     stage ran on a bf16 copy), restore the dropout."""
     from safetensors.torch import save_file
-
 
     if main:
         with atomic_path(stage.final_adapter, suffix=".safetensors") as tmp:
@@ -272,8 +323,10 @@ def _report_input_problems(stage_dir: Path, info: dict, max_length: int) -> None
     if info.get("invalid_utf8_lines_replaced"):
         notes.append(f"{info['invalid_utf8_lines_replaced']} lines with invalid UTF-8 decoded with U+FFFD")
     if info.get("texts_truncated_to_max_length"):
-        notes.append(f"{info['texts_truncated_to_max_length']} of {info['used']} texts truncated to "
-                     f"training.max_length={max_length} tokens")
+        notes.append(
+            f"{info['texts_truncated_to_max_length']} of {info['used']} texts truncated to "
+            f"training.max_length={max_length} tokens"
+        )
     if notes:
         logger.warning("%s: %s (counts in %s)", info["file"], "; ".join(notes), stage_dir / "data_report.json")
 
@@ -301,7 +354,8 @@ def _claim_stage_dir(stage_dir: Path, frozen_fp: str, first: bool) -> None:
         if first:
             raise Text2TokenError(
                 f"{stage_dir} was started from another model (weights fingerprint {recorded}, now {frozen_fp}); "
-                f"its checkpoints and targets do not belong to this one: choose another --output, or delete {stage_dir}")
+                f"its checkpoints and targets do not belong to this one: choose another --output, or delete {stage_dir}"
+            )
         logger.warning("%s was trained on top of a different model (earlier stage changed); restarting it", stage_dir)
         shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)
         for name in ("adapter_final.safetensors", "summary.json", "train_log.jsonl", "targets.safetensors"):
