@@ -4,12 +4,12 @@ tiny randomly initialised 2-layer llama built on it, saved as a normal model fol
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from helpers import make_tiny_model
+from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 hf_logging.set_verbosity_error()
@@ -32,27 +32,6 @@ def tokenizer(default_model_dir):
     return tok
 
 
-def make_tiny_model(folder: Path, tokenizer, tie: bool = True, seed: int = 0, layers: int = 2) -> Path:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=tie,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    model = LlamaForCausalLM(config)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model", tokenizer)
@@ -63,22 +42,3 @@ def tiny_model(tiny_model_dir):
     from text2token import Text2TokenModel
 
     return Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", device="cpu")
-
-
-@contextmanager
-def interrupted_at_call(owner, name: str, call: int):
-    """Within the block, the ``call``-th call of ``owner.name`` raises KeyboardInterrupt (a Ctrl-C at that moment);
-    the method is restored after."""
-    real, calls = getattr(owner, name), []
-
-    def interrupted(self, *a, **k):
-        calls.append(1)
-        if len(calls) == call:
-            raise KeyboardInterrupt
-        return real(self, *a, **k)
-
-    setattr(owner, name, interrupted)
-    try:
-        yield
-    finally:
-        setattr(owner, name, real)

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import SENTENCES, tiny_run_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
-from test_training import SENTENCES, _config
 
 from text2token import Text2TokenModel
 from text2token.cli import main
@@ -140,13 +140,13 @@ def test_encode_errors_replace_and_truncation_notes(tmp_path, tiny_model_dir, ca
 def test_foreign_targets_and_model_are_refused_with_the_fix(tmp_path, tiny_model_dir, tokenizer):
     import shutil
 
-    from conftest import make_tiny_model
+    from helpers import make_tiny_model
 
     from text2token.errors import ConfigError
 
     model = shutil.copytree(tiny_model_dir, tmp_path / "model")
     corpus = tmp_path / "corpus.txt"
-    train(_config(tmp_path, model, "stage1.steps=2"))  # continued below with 3 steps: the targets are read
+    train(tiny_run_config(tmp_path, model, "stage1.steps=2"))  # continued below with 3 steps: the targets are read
     # the corpus file changed under the same name: the cached targets' fingerprint says so
     changed = "\n".join(reversed(SENTENCES)) + "\nOne more line about rivers.\n"
     with pytest.raises(
@@ -158,23 +158,27 @@ def test_foreign_targets_and_model_are_refused_with_the_fix(tmp_path, tiny_model
     # another model named in the config: refused by the run's recorded config, before anything is written
     other_model = make_tiny_model(tmp_path / "other-model", tokenizer, seed=3)
     with pytest.raises(ConfigError, match="model.name: .* → .*other-model.*another --output"):
-        train(_config(tmp_path, other_model, "stage1.steps=3"), resume=True)
+        train(tiny_run_config(tmp_path, other_model, "stage1.steps=3"), resume=True)
     # other weights under the same model path: the stage folder's weight fingerprint says so
     shutil.rmtree(model)
     shutil.copytree(other_model, model)
     with pytest.raises(Text2TokenError, match="stage1-data was started from another model.*choose another --output"):
-        train(_config(tmp_path, model, "stage1.steps=3"), resume=True)
+        train(tiny_run_config(tmp_path, model, "stage1.steps=3"), resume=True)
     assert corpus.is_file()
 
 
 def _resume_with_corpus(tmp_path, model, content):
-    cfg = _config(tmp_path, model, "stage1.steps=3")  # writes the usual corpus ...
+    cfg = tiny_run_config(tmp_path, model, "stage1.steps=3")  # writes the usual corpus ...
     (tmp_path / "corpus.txt").write_text(content)  # ... then it changes under the same name
     return cfg
 
 
 def test_damaged_checkpoints_are_skipped_and_named(tmp_path, tiny_model_dir):
-    train(_config(tmp_path, tiny_model_dir, "stage1.steps=6", "training.save_every=2", "training.keep_checkpoints=5"))
+    train(
+        tiny_run_config(
+            tmp_path, tiny_model_dir, "stage1.steps=6", "training.save_every=2", "training.keep_checkpoints=5"
+        )
+    )
     stage = tmp_path / "run" / "stage1-data"
     assert latest_checkpoint(stage).name == "checkpoint-0000006"
     newest = stage / "checkpoints" / "checkpoint-0000006" / "adapter.safetensors"
@@ -213,14 +217,14 @@ def test_run_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
 
 @pytest.mark.slow
 def test_second_training_on_the_same_folder_refuses(tmp_path, tiny_model_dir, capsys):
-    from test_interrupt import _cmd, _wait_for_steps
+    from helpers import training_command, wait_for_steps
 
     run = tmp_path / "run"
     proc = subprocess.Popen(
-        _cmd(tmp_path, tiny_model_dir, run, 5000), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        training_command(tmp_path, tiny_model_dir, run, 5000), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        _wait_for_steps(run / "stage1-data" / "train_log.jsonl", 1, proc)
+        wait_for_steps(run / "stage1-data" / "train_log.jsonl", 1, proc)
         corpus = tmp_path / "corpus.txt"
         assert (
             main(
@@ -295,7 +299,10 @@ def test_same_seed_same_config_gives_identical_targets_weights_and_embeddings(tm
     runs = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        train(_config(tmp_path / name, tiny_model_dir, "stage1.steps=4", "lora.dropout=0.1"), show_progress_bar=False)
+        train(
+            tiny_run_config(tmp_path / name, tiny_model_dir, "stage1.steps=4", "lora.dropout=0.1"),
+            show_progress_bar=False,
+        )
         runs.append(tmp_path / name / "run")
     a, b = runs
     assert (a / "stage1-data" / "targets.safetensors").read_bytes() == (

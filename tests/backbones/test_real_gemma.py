@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REPO
 
 from text2token import Text2TokenModel
 from text2token.training import load_config, train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 TINY_RUN = [
     "model.name=gemma3-270m",
     "training.batch_size=4",

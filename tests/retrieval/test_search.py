@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import interrupted_at_call
+from helpers import interrupted_at_call
 
 from text2token.cli import main
 from text2token.retrieval import SearchIndex, sparse_vectors
@@ -107,7 +107,7 @@ def test_index_and_search_cli(tmp_path, tiny_model_dir, capsys):
 def test_index_moves_with_its_model_and_search_relocates_it(tmp_path, tiny_model_dir, tokenizer, capsys):
     import shutil
 
-    from conftest import make_tiny_model
+    from helpers import make_tiny_model
 
     model = shutil.copytree(tiny_model_dir, tmp_path / "project" / "model")
     corpus = tmp_path / "docs.txt"
@@ -215,11 +215,14 @@ def test_ann_index_finds_what_exact_search_finds(tmp_path, tiny_model):
     index = SearchIndex(tmp_path / "index", model=tiny_model)
     assert index.ann is not None and len(index.ann) == len(docs)
     queries = ["a cat chased a ball", "bank rates", "ash from the volcano", "the farmer planted corn"]
-    recall = []
-    for approx, exact in zip(index.ranked(queries, 10, "dense"), index.ranked(queries, 10, "dense", exact=True)):
-        recall.append(len(set(approx[0]) & set(exact[0])) / 10)
-        assert np.all(np.diff(approx[1]) <= 1e-6)  # best first
-    assert np.mean(recall) >= 0.95
+    dense = np.load(tmp_path / "index" / "dense.npy")
+    q = tiny_model.encode(queries, normalize_embeddings=True)
+    for qi, (rows, scores) in enumerate(index.ranked(queries, 10, "dense")):
+        assert len(set(rows.tolist())) == 10 and np.all(np.diff(scores) <= 1e-6)  # ten distinct documents, best first
+        np.testing.assert_allclose(scores, dense[rows] @ q[qi], atol=1e-4)  # rescored: their exact cosines
+    # a query that is a document's own text has that document as its nearest neighbour (cosine 1, far from the rest)
+    own = [docs[i]["text"] for i in (3, 40, 77)]
+    assert [rows[0] for rows, _ in index.ranked(own, 1, "dense")] == [3, 40, 77]
     for approx, exact in zip(index.ranked(queries, 10), index.ranked(queries, 10, exact=True)):
         assert approx[0].tolist() == exact[0].tolist()
     small = build_index(tiny_model, docs[:5], tmp_path / "small", top_k=16, show_progress_bar=False)

@@ -4,14 +4,12 @@
 import json
 import signal
 import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import torch
+from helpers import SENTENCES, training_command, wait_for_steps
 from safetensors.torch import load_file
-from test_training import SENTENCES
 
 from text2token import Text2TokenModel
 from text2token.training.checkpoint_model import load_checkpoint_model
@@ -20,50 +18,13 @@ from text2token.training.checkpoints import latest_checkpoint
 pytestmark = pytest.mark.slow  # subprocess training runs
 
 
-def _cmd(tmp_path, model_dir, run, steps, resume=False):
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
-    return [
-        sys.executable,
-        "-m",
-        "text2token.cli",
-        "train",
-        "--output",
-        str(run),
-        *(["--resume"] if resume else []),
-        "stages=[data]",
-        f"model.name={model_dir}",
-        f"data.train_file={corpus}",
-        "model.pooling=mean",
-        "training.batch_size=8",
-        "training.max_length=32",
-        "stage1.lr=3e-3",
-        "lora.r=8",
-        "lora.dropout=0.0",
-        f"stage1.steps={steps}",
-        "training.save_every=3",
-        "training.keep_checkpoints=2",
-    ]
-
-
-def _wait_for_steps(log, n, proc, timeout=120):
-    start = time.time()
-    while time.time() - start < timeout:
-        if log.is_file() and len(log.read_text().splitlines()) >= n:
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"training ended early: {proc.stderr.read()}")
-        time.sleep(0.05)
-    raise AssertionError("training did not reach the step in time")
-
-
 STEPS = 40
 
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("full")
-    subprocess.run(_cmd(tmp, tiny_model_dir, tmp / "run", STEPS), check=True, capture_output=True)
+    subprocess.run(training_command(tmp, tiny_model_dir, tmp / "run", STEPS), check=True, capture_output=True)
     return tmp / "run"
 
 
@@ -81,9 +42,12 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, tiny_model_dir, fu
     steps, full = STEPS, full_run
     run = tmp_path / "run"
     proc = subprocess.Popen(
-        _cmd(tmp_path, tiny_model_dir, run, steps), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        training_command(tmp_path, tiny_model_dir, run, steps),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    _wait_for_steps(run / "stage1-data" / "train_log.jsonl", after_step, proc)
+    wait_for_steps(run / "stage1-data" / "train_log.jsonl", after_step, proc)
     proc.send_signal(sig)
     proc.wait(timeout=60)
     ckpt = latest_checkpoint(run / "stage1-data")
@@ -97,7 +61,9 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, tiny_model_dir, fu
     if ckpt is not None:
         assert int(ckpt.name.split("-")[1]) >= (after_step // 3) * 3
         load_checkpoint_model(ckpt)  # the last complete checkpoint always loads
-    res = subprocess.run(_cmd(tmp_path, tiny_model_dir, run, steps, resume=True), capture_output=True, text=True)
+    res = subprocess.run(
+        training_command(tmp_path, tiny_model_dir, run, steps, resume=True), capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stderr
     # Bitwise: on CPU with the same seed and thread count the resumed run ends with the same adapter.
     a = load_file(str(full / "stage1-data" / "adapter_final.safetensors"))

@@ -7,8 +7,7 @@ import subprocess
 
 import pytest
 import yaml
-from test_interrupt import _wait_for_steps
-from test_training import SENTENCES
+from helpers import SENTENCES, wait_for_steps
 
 from text2token.cli import main
 
@@ -116,7 +115,7 @@ def test_ctrl_c_then_the_readme_resume_command_finishes_the_run_as_configured(tm
         "training.save_every=1",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_steps(run / "stage1-data" / "train_log.jsonl", 1, proc)
+    wait_for_steps(run / "stage1-data" / "train_log.jsonl", 1, proc)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
     assert proc.returncode == 130 and "continue with --resume" in proc.stderr.read()

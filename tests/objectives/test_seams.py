@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from test_training import SENTENCES, _config
+from helpers import SENTENCES, tiny_run_config
 
 from text2token.cli import main
 from text2token.objectives import Combined, SimCSE, TokenKL
@@ -64,7 +64,7 @@ def test_combined_components_sum_to_its_loss_and_weights_1_0_equal_token_kl(tiny
 
 
 def test_combined_training_logs_every_component(tmp_path, tiny_model_dir):
-    cfg = _config(
+    cfg = tiny_run_config(
         tmp_path,
         tiny_model_dir,
         "objective=combined",
@@ -90,7 +90,7 @@ def test_combined_training_logs_every_component(tmp_path, tiny_model_dir):
 
 
 def test_a_finished_stage_is_skipped_before_its_corpus_is_read(tmp_path, tiny_model_dir):
-    cfg = _config(tmp_path, tiny_model_dir, "stage1.steps=2")
+    cfg = tiny_run_config(tmp_path, tiny_model_dir, "stage1.steps=2")
     model_dir = train(cfg, show_progress_bar=False)
     before = (model_dir / "model.safetensors").read_bytes()
     os.remove(cfg.data.train_file)  # resuming a finished run must not need it

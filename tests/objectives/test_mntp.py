@@ -57,11 +57,11 @@ def test_mask_token_falls_back_to_underscore_for_decoder_tokenizers(tokenizer):
 
 
 def test_llm2vec_recipe_trains_mntp_then_simcse(tmp_path, tiny_model_dir):
-    from test_training import _config
+    from helpers import tiny_run_config
 
     from text2token.training import train
 
-    cfg = _config(
+    cfg = tiny_run_config(
         tmp_path,
         tiny_model_dir,
         "objective=llm2vec",

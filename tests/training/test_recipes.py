@@ -6,7 +6,7 @@ import json
 
 import pytest
 import yaml
-from test_training import _config
+from helpers import tiny_run_config
 
 from text2token.cli import main
 from text2token.cli.parser import build_parser
@@ -45,7 +45,7 @@ def test_every_stage_steps_may_change_on_resume():
 def test_a_finished_run_reports_exactly_its_recipes_stages_and_resumes_with_more_steps(
     objective, tmp_path, tiny_model_dir, capsys
 ):
-    cfg = _config(tmp_path, tiny_model_dir, f"objective={objective}", *TINY_STEPS)
+    cfg = tiny_run_config(tmp_path, tiny_model_dir, f"objective={objective}", *TINY_STEPS)
     run = tmp_path / "run"
     cfg.save(tmp_path / "recipe.yaml")
     assert main(["train", "--config", str(tmp_path / "recipe.yaml"), "--output", str(run)]) == 0

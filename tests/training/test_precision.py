@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import torch
+from helpers import SENTENCES, tiny_run_config
 from safetensors.torch import load_file
-from test_training import SENTENCES, _config
 
 from text2token import Text2TokenModel
 from text2token.training import train
@@ -52,9 +52,11 @@ def test_bf16_training_runs_resumes_bitwise_and_saves_fp32(tmp_path, tiny_model_
     straight_dir, part_dir = tmp_path / "a", tmp_path / "b"
     straight_dir.mkdir()
     part_dir.mkdir()
-    straight = train(_config(straight_dir, tiny_model_dir, *common, "stage1.steps=6"), show_progress_bar=False)
-    train(_config(part_dir, tiny_model_dir, *common, "stage1.steps=4"), show_progress_bar=False)
-    resumed = train(_config(part_dir, tiny_model_dir, *common, "stage1.steps=6"), resume=True, show_progress_bar=False)
+    straight = train(tiny_run_config(straight_dir, tiny_model_dir, *common, "stage1.steps=6"), show_progress_bar=False)
+    train(tiny_run_config(part_dir, tiny_model_dir, *common, "stage1.steps=4"), show_progress_bar=False)
+    resumed = train(
+        tiny_run_config(part_dir, tiny_model_dir, *common, "stage1.steps=6"), resume=True, show_progress_bar=False
+    )
     a, b = (load_file(str(d / "run" / "stage1-data" / "adapter_final.safetensors")) for d in (straight_dir, part_dir))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert all(t.dtype == torch.float32 for t in a.values())
@@ -84,7 +86,7 @@ def test_the_stage_2_prior_cache_is_keyed_by_the_precision_it_was_computed_in(tm
     for mp in ("no", "bf16"):
         (tmp_path / mp).mkdir()
         train(
-            _config(
+            tiny_run_config(
                 tmp_path / mp,
                 tiny_model_dir,
                 "stages=[model]",

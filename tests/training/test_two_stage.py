@@ -1,7 +1,7 @@
 import json
 
 import numpy as np
-from test_training import SENTENCES, _config
+from helpers import SENTENCES, tiny_run_config
 
 from text2token import Text2TokenModel
 from text2token.fingerprint import model_fingerprint
@@ -15,7 +15,7 @@ def _log(path):
 
 
 def test_two_stages_train_merge_and_cache_the_prior(tmp_path, tiny_model_dir):
-    cfg = _config(
+    cfg = tiny_run_config(
         tmp_path,
         tiny_model_dir,
         "stage1.steps=4",
@@ -56,7 +56,7 @@ def test_two_stages_train_merge_and_cache_the_prior(tmp_path, tiny_model_dir):
 
 
 def test_precomputed_targets_report_mass_and_stage_alone(tmp_path, tiny_model_dir):
-    cfg = _config(
+    cfg = tiny_run_config(
         tmp_path,
         tiny_model_dir,
         "stages=[model]",
@@ -80,9 +80,9 @@ def _straight_vs_extended(tmp_path, model_dir, common, short, full):
     straight_dir, part_dir = tmp_path / "a", tmp_path / "b"
     straight_dir.mkdir()
     part_dir.mkdir()
-    straight = train(_config(straight_dir, model_dir, *common, full), show_progress_bar=False)
-    train(_config(part_dir, model_dir, *common, short), show_progress_bar=False)
-    resumed = train(_config(part_dir, model_dir, *common, full), resume=True, show_progress_bar=False)
+    straight = train(tiny_run_config(straight_dir, model_dir, *common, full), show_progress_bar=False)
+    train(tiny_run_config(part_dir, model_dir, *common, short), show_progress_bar=False)
+    resumed = train(tiny_run_config(part_dir, model_dir, *common, full), resume=True, show_progress_bar=False)
     a = Text2TokenModel.from_pretrained(str(straight), device="cpu").encode(SENTENCES[:3])
     b = Text2TokenModel.from_pretrained(str(resumed), device="cpu").encode(SENTENCES[:3])
     np.testing.assert_allclose(a, b, atol=1e-5)

@@ -117,11 +117,11 @@ def test_a_packed_batch_gives_the_same_loss_as_a_padded_one(tiny_model_dir, toke
 def test_packed_training_runs_each_objective(tmp_path, tiny_model_dir, extra):
     import json
 
-    from test_training import _config
+    from helpers import tiny_run_config
 
     from text2token.training import train
 
-    cfg = _config(tmp_path, tiny_model_dir, "stage1.steps=4", "training.tokens_per_step=160", *extra)
+    cfg = tiny_run_config(tmp_path, tiny_model_dir, "stage1.steps=4", "training.tokens_per_step=160", *extra)
     train(cfg, show_progress_bar=False)
     logs = list((tmp_path / "run").glob("*/train_log.jsonl"))
     assert logs

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_training import _config
+from helpers import tiny_run_config
 
 from text2token import Text2TokenModel
 from text2token.objectives import set_attention_dropout, simcse_loss
@@ -25,7 +25,7 @@ def test_simcse_loss_is_cross_entropy_over_scaled_cosines():
 
 def test_gathered_negatives_path_in_a_real_process_group(tmp_path):
     """gather_negatives goes through torch.distributed's autograd all_gather (a 1-process gloo group here; the
-    2-process run is tests/test_distributed.py): same loss as local negatives, gradients reach both views."""
+    2-process run is tests/training/test_distributed.py): same loss as local negatives, gradients reach both views."""
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
@@ -57,7 +57,7 @@ def test_attention_dropout_makes_two_views_and_is_restorable(tiny_model_dir):
 
 
 def test_simcse_training_lowers_its_loss_and_saves_a_plain_model(tmp_path, tiny_model_dir):
-    cfg = _config(tmp_path, tiny_model_dir, "objective=simcse", "simcse.steps=12", "simcse.lr=1e-2")
+    cfg = tiny_run_config(tmp_path, tiny_model_dir, "objective=simcse", "simcse.steps=12", "simcse.lr=1e-2")
     model_dir = train(cfg, show_progress_bar=False)
     log = [json.loads(l) for l in (tmp_path / "run" / "simcse" / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 12

@@ -3,10 +3,8 @@ conventions (--device/--dtype/--quiet, stdin, --skip-blank, .npy/.jsonl/.parquet
 descriptions and defaults, Ctrl-C as one line; and the Python API's ST conventions."""
 
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -151,30 +149,39 @@ def test_every_command_and_option_has_help_and_defaults_are_shown():
                 )
 
 
+# The child interrupts itself the moment its start-up first imports transformers (an import hook sends SIGINT to
+# its own process), so the Ctrl-C provably arrives while start-up is still running, on any machine.
+_CTRL_C_AT_START_UP = """
+import importlib.abc, os, signal, sys
+
+class CtrlCOnImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "transformers":
+            sys.meta_path.remove(self)
+            print("start-up: importing transformers", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, CtrlCOnImport())
+sys.argv = ["text2token", *sys.argv[1:]]
+from text2token.cli import run
+run()
+"""
+
+
 def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path, tiny_model_dir):
     txt = tmp_path / "in.txt"
-    txt.write_text("one text to embed\n" * 3000)  # enough work that the signal lands before the end on any machine
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "text2token",
-            "encode",
-            "--model",
-            str(tiny_model_dir),
-            "--input",
-            str(txt),
-            "--output",
-            str(tmp_path / "o.npy"),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
+    txt.write_text("one text to embed\n" * 3)
+    out = tmp_path / "o.npy"
+    args = ["encode", "--model", str(tiny_model_dir), "--input", str(txt), "--output", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-c", _CTRL_C_AT_START_UP, *args], capture_output=True, text=True, timeout=120
     )
-    time.sleep(0.7)  # still importing torch / transformers
-    proc.send_signal(signal.SIGINT)
-    err = proc.communicate(timeout=60)[1]
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and err.strip().splitlines()[-1] == "text2token encode: interrupted"
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0] == "start-up: importing transformers", proc.stderr  # the signal was sent during start-up
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr and lines[-1] == "text2token encode: interrupted"
+    assert not out.exists()
 
 
 def test_python_api_follows_sentence_transformers(tiny_model_dir):

@@ -1,4 +1,5 @@
 import pytest
+from helpers import REPO
 
 from text2token.errors import ConfigError
 from text2token.training import RunConfig, load_config
@@ -124,11 +125,10 @@ def test_shipped_configs_and_study_recipes_are_valid_and_train_the_steps_they_st
     that trains the optimizer steps it states (its table row says so); `make run` trains the config the study's
     combined_l1 recipe names, so the README's study row and the make-run model are one definition."""
     import re
-    from pathlib import Path
 
     import yaml
 
-    root = Path(__file__).resolve().parents[1]
+    root = REPO
     for path in sorted((root / "configs").glob("*.yaml")):
         load_config(path)
     monkeypatch.syspath_prepend(str(root / "benchmarks"))
@@ -159,11 +159,10 @@ def test_a_key_or_value_with_a_line_break_stays_a_one_line_error(tmp_path):
 def test_the_configuration_reference_lists_every_setting_its_default_and_every_allowed_value():
     """docs/configuration.md is checked against the config definitions: a new setting, a changed default or a new
     allowed value that the reference does not show fails here."""
-    from pathlib import Path
 
     from text2token.training.config import CHOICES, flatten
 
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
+    doc = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     rows = [line for line in doc.splitlines() if line.startswith("| `")]
     missing, wrong_default, missing_values = [], [], []
     for key, default in flatten(RunConfig().to_dict()).items():

@@ -4,8 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import interrupted_at_call
-from test_training import SENTENCES
+from helpers import SENTENCES, interrupted_at_call
 
 from text2token import Text2TokenModel
 from text2token.cli import main

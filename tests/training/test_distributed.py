@@ -10,9 +10,8 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import SENTENCES, training_command
 from safetensors.torch import load_file
-from test_interrupt import _cmd
-from test_training import SENTENCES
 
 from text2token import Text2TokenModel
 
@@ -37,11 +36,14 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir):
     # separate caches, so that the 2-process run computes (and all-reduces) its own prior
     env_one = {**os.environ, "TEXT2TOKEN_HOME": str(tmp_path / "home1")}
     subprocess.run(
-        _cmd(tmp_path, tiny_model_dir, one, steps) + TWO_STAGES, check=True, capture_output=True, env=env_one
+        training_command(tmp_path, tiny_model_dir, one, steps) + TWO_STAGES,
+        check=True,
+        capture_output=True,
+        env=env_one,
     )
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     two = tmp_path / "two"
-    cmd = _cmd(tmp_path, tiny_model_dir, two, steps) + TWO_STAGES
+    cmd = training_command(tmp_path, tiny_model_dir, two, steps) + TWO_STAGES
     # On a machine without GPUs, accelerate's torchrun path (--multi_gpu) starts MULTI_CPU (gloo) processes;
     # its --cpu flag would route multi-process runs through mpirun instead.
     launch = [
@@ -91,7 +93,7 @@ def test_simcse_two_processes_match_one_with_global_negatives(tmp_path, tiny_mod
         "training.mixed_precision=no",
     ]  # no dropout: identical views on both
     one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run(_cmd(tmp_path, tiny_model_dir, one, 4) + extra, check=True, capture_output=True)
+    subprocess.run(training_command(tmp_path, tiny_model_dir, one, 4) + extra, check=True, capture_output=True)
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     launch = [
         accelerate,
@@ -107,7 +109,7 @@ def test_simcse_two_processes_match_one_with_global_negatives(tmp_path, tiny_mod
         "no",
         "-m",
         "text2token.cli",
-        *(_cmd(tmp_path, tiny_model_dir, two, 4) + extra)[3:],
+        *(training_command(tmp_path, tiny_model_dir, two, 4) + extra)[3:],
     ]
     res = subprocess.run(launch, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]

@@ -159,7 +159,7 @@ def test_a_nonfinite_loss_never_updates_the_weights(check_every):
 def test_activation_checkpointing_gives_the_same_training(tmp_path, tiny_model_dir, extra):
     """Checkpointing recomputes activations in the backward: the same losses and adapter as without it, with packed
     rows, the bf16 frozen backbone and plain padded batches."""
-    from test_training import _config, _losses
+    from helpers import stage1_losses, tiny_run_config
 
     from text2token.training import train
 
@@ -168,7 +168,7 @@ def test_activation_checkpointing_gives_the_same_training(tmp_path, tiny_model_d
         folder = tmp_path / str(ckpt)
         folder.mkdir()
         train(
-            _config(
+            tiny_run_config(
                 folder,
                 tiny_model_dir,
                 "stage1.steps=3",
@@ -178,7 +178,7 @@ def test_activation_checkpointing_gives_the_same_training(tmp_path, tiny_model_d
             ),
             show_progress_bar=False,
         )
-        runs[ckpt] = _losses(folder / "run")
+        runs[ckpt] = stage1_losses(folder / "run")
     assert len(runs[True]) == 3
     assert runs[True] == pytest.approx(runs[False], rel=1e-4)
 
@@ -189,7 +189,7 @@ def test_compiled_training_with_fixed_shapes_runs_and_matches(tmp_path, tiny_mod
 
     if not (shutil.which("c++") or shutil.which("g++")):  # torch.compile on a CPU builds C++ kernels
         pytest.skip("no C++ compiler for torch.compile's CPU backend")
-    from test_training import _config, _losses
+    from helpers import stage1_losses, tiny_run_config
 
     from text2token.training import train
 
@@ -198,7 +198,7 @@ def test_compiled_training_with_fixed_shapes_runs_and_matches(tmp_path, tiny_mod
         folder = tmp_path / str(compiled)
         folder.mkdir()
         train(
-            _config(
+            tiny_run_config(
                 folder,
                 tiny_model_dir,
                 "stage1.steps=2",
@@ -208,5 +208,5 @@ def test_compiled_training_with_fixed_shapes_runs_and_matches(tmp_path, tiny_mod
             ),
             show_progress_bar=False,
         )
-        runs[compiled] = _losses(folder / "run")
+        runs[compiled] = stage1_losses(folder / "run")
     assert runs[True] == pytest.approx(runs[False], rel=1e-3)

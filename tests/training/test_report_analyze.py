@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from test_training import SENTENCES, _config
+from helpers import SENTENCES, tiny_run_config
 
 from text2token.cli import main
 from text2token.objectives import topk_hit_rate
@@ -20,7 +20,7 @@ def test_topk_hit_rate_by_hand():
 
 
 def test_run_folder_is_readable(tmp_path, tiny_model_dir, capsys):
-    cfg = _config(
+    cfg = tiny_run_config(
         tmp_path,
         tiny_model_dir,
         "stages=[data,model]",
@@ -45,7 +45,7 @@ def test_run_folder_is_readable(tmp_path, tiny_model_dir, capsys):
 
 
 def test_analyze_table_json_and_png(tmp_path, tiny_model_dir, tokenizer, capsys):
-    from conftest import make_tiny_model
+    from helpers import make_tiny_model
 
     texts = tmp_path / "t.txt"
     texts.write_text("\n".join(SENTENCES[:8]) + "\n")
@@ -89,7 +89,7 @@ def test_tensorboard_logging_or_a_clear_error(tmp_path, tiny_model_dir):
 
     from text2token.errors import ConfigError
 
-    cfg = _config(tmp_path, tiny_model_dir, "stage1.steps=2", "training.tensorboard=true")
+    cfg = tiny_run_config(tmp_path, tiny_model_dir, "stage1.steps=2", "training.tensorboard=true")
     if importlib.util.find_spec("tensorboard") is None:
         with pytest.raises(ConfigError, match="pip install tensorboard"):
             train(cfg, show_progress_bar=False)
