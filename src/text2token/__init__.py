@@ -7,10 +7,9 @@ transformers; ``text2token.Text2TokenModel`` loads them on first use.
 import os
 
 # Idle OpenMP threads spin only briefly (GOMP_SPINCOUNT=10000, libgomp, which torch's Linux wheels use) before they
-# sleep: two torch jobs on the same cores then share them (2.28x solo step time for two trainings, against 7.69x
-# with libgomp's default of 300000 spins; benchmarks/contention.py), while a job alone keeps its speed (5.39 vs 5.25
-# s/step; OMP_WAIT_POLICY=PASSIVE, no spinning at all, cost 15%: 6.02). Set before torch loads OpenMP (torch imported
-# before text2token keeps its own setting); a wait policy or spin count the user set is kept.
+# sleep, so two torch jobs on the same cores share them instead of spinning against each other, while a job alone
+# keeps its speed (measured by benchmarks/contention.py; figures in docs/benchmarks.md). Set before torch loads
+# OpenMP (torch imported before text2token keeps its own setting); a wait policy or spin count the user set is kept.
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 

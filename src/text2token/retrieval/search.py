@@ -1,11 +1,10 @@
-"""Sparse retrieval from the same model, aligned-token style: each text becomes the LM-head tokens its embedding
-predicts (the top-k of softmax(lm_head(pooled)))), each weighted by how much more this text predicts it than texts
-in general do — ``r_v = p_v / (p_v + π_v)`` with ``π`` the corpus prior (the mean LM-head logits of the indexed
-documents, softmaxed), the same ratio stage 2 builds its targets from — L2-normalised; documents keep ``top_k``
-tokens, queries ``query_top_k``; the score is the dot product. Dividing by the prior removes the tokens every text
-predicts (on the bundled retrieval task the plain probabilities score 2.9 nDCG@10, the prior ratio 11.1 against
-8.7 for dense; docs/benchmarks.md "Dense vs sparse vs hybrid retrieval"). Hybrid search mixes the sparse and the dense cosine
-(min-max rescaled per query, equal weights: the best measured on the task's dev half).
+"""Searching an index folder: dense (cosine of the pooled embeddings), sparse (aligned-token style: each text
+becomes the LM-head tokens its embedding predicts, the top-k of softmax(lm_head(pooled)), each weighted by how much
+more this text predicts it than texts in general do — ``r_v = p_v / (p_v + π_v)`` with ``π`` the corpus prior, the
+same ratio stage 2 builds its targets from — L2-normalised; documents keep ``top_k`` tokens, queries
+``query_top_k``; the score is the dot product) or hybrid (the two mixed per query, min-max rescaled, equal weights
+by default), exact or over ANN candidates. Dividing by the prior removes the tokens every text predicts; how much
+that and each mode are worth is measured in docs/benchmarks.md ("Dense vs sparse vs hybrid retrieval").
 
 An index folder holds ``sparse.npz`` (scipy CSR, documents × vocabulary), ``prior.npy`` (π, for the queries),
 ``dense.npy`` (normalised dense embeddings), ``docs.jsonl`` (id and text), ``sparse_vectors.jsonl`` (the

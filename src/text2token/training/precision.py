@@ -26,8 +26,8 @@ def native_bf16(device: torch.device) -> bool:
 def resolve(setting: str, device: torch.device) -> str:
     """``training.mixed_precision`` → what runs: ``bf16`` (bf16 frozen backbone + bf16 autocast), ``fp16``
     (fp16 autocast over fp32 weights) or ``no`` (fp32). ``auto``: bf16 where the device computes it natively
-    (GPUs with bf16; CPUs with AVX512-BF16 or AMX), else fp32. On the demo suite the CPU bf16 path scored
-    43.16 and 42.85 (seeds 0, 1) against fp32's 42.53 and 42.66 (docs/benchmarks.md, "Precision")."""
+    (GPUs with bf16; CPUs with AVX512-BF16 or AMX), else fp32. What the CPU bf16 path costs in quality and gains in
+    speed is measured in docs/benchmarks.md ("Precision")."""
     if setting == "auto":
         return "bf16" if native_bf16(device) else "no"
     return setting
