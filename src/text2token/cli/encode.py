@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..modes import (
+    CHUNK_SIZE,
+)
+from .argtypes import positive
+from .arguments import INPUT_HELP, input_args, model_args
 from .common import input_notes, load_model, note, output_folder, read_texts
 
 
@@ -100,3 +105,66 @@ def cmd_explain(args) -> int:
             for tok, prob in tokens:
                 print(f"  {prob:8.4f}  {tok!r}")
     return 0
+
+
+def add_encode(command) -> None:
+    """The ``encode`` command's arguments."""
+    p = command(
+        "encode",
+        "embed texts",
+        'Writes one row per input text, in input order: .npy (float32 matrix), .jsonl ({"id", "embedding"}\n'
+        "per line; ids from the input's 'id' field or the row number from 0), or .parquet (columns id,\n"
+        "embedding). The input is streamed in chunks and rows are written as they are computed, so memory\n"
+        "does not grow with the corpus; the output appears under its name only when complete, and an\n"
+        "interrupted run continues with --resume (the same bytes as an uninterrupted run).",
+    )
+    model_args(p)
+    input_args(p, "--input", required=True)
+    p.add_argument("--output", required=True, help="output file: .npy, .jsonl or .parquet")
+    p.add_argument("--batch-size", type=positive("--batch-size"), default=32, help="texts per forward pass")
+    p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
+    p.add_argument("--prompt", help="text put before every input (e.g. 'query: '); see also --prompt-name")
+    p.add_argument(
+        "--prompt-name",
+        choices=["query", "document"],
+        help="a prompt saved with the model (text2token_config.json 'prompts')",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted encode from its last written chunk (file input, .npy or .jsonl output)",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=positive("--chunk-size"),
+        default=CHUNK_SIZE,
+        help="texts read, encoded and written at a time (memory and resume granularity)",
+    )
+
+
+def add_explain(command) -> None:
+    """The ``explain`` command's arguments."""
+    p = command(
+        "explain",
+        "show the top LM-head tokens of each text's embedding",
+        "The top-k tokens of softmax(lm_head(embedding)): what the embedding 'means'. --compare shows why\n"
+        "two texts are similar: their cosine and the tokens carrying sum_v p_a(v)·p_b(v).",
+    )
+    model_args(p)
+    p.add_argument(
+        "--top-k", type=positive("--top-k"), default=10, help="tokens per text (at most the vocabulary size)"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON lines instead of a readable list")
+    input_args(
+        p,
+        "--input",
+        required=False,
+        help="explain every text of this file (JSON lines out, with the input's ids; see --output). " + INPUT_HELP,
+    )
+    p.add_argument("--output", help="with --input: write the JSON lines to this file instead of stdout")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="two TEXTs: their cosine and the tokens that carry the overlap of their vocabulary distributions",
+    )
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to explain")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .argtypes import positive
+from .arguments import model_args
 from .common import load_model, torch_dtype
 
 
@@ -90,3 +92,66 @@ def _eval_mteb(args) -> int:
         write_json_atomic(args.output, {"model": args.model, "benchmark": args.mteb, **result})
         print(f"\nresults written to {args.output}")
     return 0
+
+
+def add_eval(command) -> None:
+    """The ``eval`` command's arguments."""
+    p = command(
+        "eval",
+        "evaluate on the bundled offline tasks or MTEB",
+        "The bundled suites run offline; --mteb / --mteb-tasks run MTEB 2.x (needs the datasets: hub or HF\n"
+        "cache). --baseline evaluates a second model with the same pooling, attention and template.",
+    )
+    model_args(p)
+    p.add_argument(
+        "--suite",
+        default="demo",
+        help="bundled offline tasks: demo (seeded subsets), quick (smaller subsets), dev (all ten tasks, "
+        "seeded subsets: what studies choose on), held-out, or offline (= full: the first six tasks, "
+        "complete); scored by mteb's own evaluators",
+    )
+    p.add_argument(
+        "--remove-directions",
+        type=int,
+        default=0,
+        metavar="K",
+        help="project the LM head's top-K directions out of every embedding before scoring (a post-hoc "
+        "filter; 0 = off), for the model and the --baseline alike",
+    )
+    p.add_argument(
+        "--classification-protocol",
+        choices=["mteb", "all-train"],
+        default="mteb",
+        help="bundled classification tasks: mteb = MTEB's few-shot protocol (8 examples per label, 10 "
+        "experiments); all-train = one classifier fit on every training row (less variance)",
+    )
+    p.add_argument(
+        "--mteb",
+        metavar="BENCHMARK",
+        help="run an MTEB 2.x benchmark instead, e.g. 'MTEB(eng, v2)' (needs the datasets: hub or HF cache)",
+    )
+    p.add_argument(
+        "--mteb-tasks", metavar="A,B,...", help="run these MTEB tasks, e.g. STSBenchmark,Banking77Classification"
+    )
+    p.add_argument(
+        "--mteb-cache",
+        metavar="DIR",
+        help="MTEB results cache (default: $TEXT2TOKEN_HOME/mteb-results); finished tasks are not rerun",
+    )
+    p.add_argument(
+        "--prompts",
+        metavar="FILE.json",
+        help='per-task / per-type prompts for MTEB, e.g. {"query": "Query: ", "STS": "..."}',
+    )
+    p.add_argument(
+        "--baseline",
+        metavar="MODEL",
+        help="also evaluate this model with the same pooling/attention (e.g. the untrained 'default')",
+    )
+    p.add_argument("--output", help="write the results as JSON to this file")
+    p.add_argument(
+        "--card",
+        action="store_true",
+        help="also record the results in the model folder (text2token_config.json and its README.md model card)",
+    )
+    p.add_argument("--batch-size", type=positive("--batch-size"), default=32, help="texts per forward pass")

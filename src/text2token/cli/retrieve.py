@@ -6,6 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..modes import (
+    CHUNK_SIZE,
+    AnnDtype,
+    Fusion,
+)
+from .argtypes import fraction, positive
+from .arguments import MODEL_HELP, device_args, input_args, model_args
 from .common import input_notes, load_model, note, torch_dtype
 
 
@@ -110,3 +117,130 @@ def cmd_export(args) -> int:
         f"{args.qdrant_path or args.qdrant_url} (vectors 'dense' ({summary['dense_size']}, cosine) and 'sparse')"
     )
     return 0
+
+
+def add_index(command) -> None:
+    """The ``index`` command's arguments."""
+    p = command(
+        "index",
+        "build a hybrid (sparse LM-head tokens + dense) retrieval index of a corpus",
+        "Each document becomes its dense embedding and its top-k LM-head tokens, weighted by p/(p+prior) with\n"
+        "the corpus prior of the indexed documents (one pass over the corpus).\n"
+        "The index records the model by its path relative to the index (and absolute), so index and model\n"
+        "can move together; 'search --model' relocates it. The corpus is streamed: memory does not grow with\n"
+        "it, progress is saved after every chunk, and --resume continues an interrupted build.",
+    )
+    model_args(p)
+    input_args(
+        p,
+        "--corpus",
+        required=True,
+        help=".txt (one document per line, ids 0, 1, ...) or .jsonl (fields "
+        "'text' and optional 'id'), or - for standard input",
+    )
+    p.add_argument("--output", required=True, help="index folder to write")
+    p.add_argument("--top-k", type=positive("--top-k"), default=256, help="tokens kept per document")
+    p.add_argument(
+        "--query-top-k",
+        type=positive("--query-top-k"),
+        default=256,
+        help="tokens each query is expanded to at search time (stored in the index)",
+    )
+    p.add_argument("--batch-size", type=positive("--batch-size"), default=32, help="documents per forward pass")
+    p.add_argument(
+        "--ann",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="also build an approximate-nearest-neighbour graph of the dense vectors (usearch HNSW) for "
+        "fast search over large corpora: auto = from 20,000 documents on; off = exact search only",
+    )
+    p.add_argument(
+        "--ann-dtype",
+        choices=AnnDtype.values(),
+        default="f16",
+        help="precision of the graph's vectors: f16 (half of float32's bytes), i8 (a quarter), b1 (one sign "
+        "bit per dimension, 1/32); search rescores the graph's candidates by the float vectors",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted index build (OUTPUT.partial) from its last written chunk (file input)",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=positive("--chunk-size"),
+        default=CHUNK_SIZE,
+        help="documents read, encoded and written at a time (memory and resume granularity)",
+    )
+
+
+def add_export(command) -> None:
+    """The ``export`` command's arguments."""
+    p = command(
+        "export",
+        "copy an index into a vector database, or a model to ONNX / OpenVINO",
+        "An index into Qdrant (--index with --qdrant-path or --qdrant-url): each document becomes a point with\n"
+        "a named dense vector 'dense' (cosine), a named sparse vector 'sparse' (its LM-head tokens) and its id\n"
+        "and text as payload; --qdrant-path writes Qdrant's local mode (a folder, no server), --qdrant-url a\n"
+        "running server. Needs: pip install 'text2token[qdrant]'.\n"
+        "A model to ONNX or OpenVINO (--model with --onnx DIR or --openvino DIR): one graph from token ids to the\n"
+        "pooled vector, the tokenizer and text2token_export.json; the export is checked against encode (cosine\n"
+        ">= 0.9999) before the folder appears; embed with text2token.onnx_export.ExportedEmbedder. --int8 adds\n"
+        "an int8 dynamically quantised ONNX graph. Needs: pip install 'text2token[onnx]'.",
+    )
+    p.add_argument("--index", help="folder written by 'text2token index' (with --qdrant-path / --qdrant-url)")
+    p.add_argument("--model", help="the model to export (with --onnx / --openvino): " + MODEL_HELP)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--qdrant-path", metavar="DIR", help="a Qdrant local-mode folder (created if missing)")
+    where.add_argument("--qdrant-url", metavar="URL", help="a Qdrant server, e.g. http://localhost:6333")
+    where.add_argument("--onnx", metavar="DIR", help="write the model as ONNX (onnxruntime) into DIR")
+    where.add_argument("--openvino", metavar="DIR", help="write the model as OpenVINO IR into DIR")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="with --onnx: also write model_int8.onnx (int8 dynamic quantisation of the weights, onnxruntime)",
+    )
+    p.add_argument("--collection", default="text2token", help="Qdrant collection name (replaced if it exists)")
+
+
+def add_search(command) -> None:
+    """The ``search`` command's arguments."""
+    p = command(
+        "search",
+        "rank the documents of an index for queries",
+        "Hybrid by default: the dense cosine and the sparse token overlap, each min-max rescaled per query,\n"
+        "mixed with equal weights (measured best on the bundled retrieval task's dev half; see docs/benchmarks.md). The\n"
+        "model is loaded once for all queries (--query repeatable, --queries FILE).",
+    )
+    p.add_argument("--index", required=True, help="folder written by 'text2token index'")
+    p.add_argument("--query", action="append", default=[], help="query text (repeatable)")
+    p.add_argument("--queries", metavar="FILE", help="more queries, one per line (.txt) or .jsonl, or - for stdin")
+    p.add_argument("--top", type=positive("--top"), default=10, help="results per query")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--hybrid",
+        type=fraction,
+        metavar="ALPHA",
+        default=0.5,
+        help="weight of the dense side in the hybrid score (1: dense only, 0: sparse only)",
+    )
+    mode.add_argument("--dense", action="store_true", help="dense cosine only")
+    mode.add_argument("--sparse", action="store_true", help="sparse token overlap only")
+    p.add_argument(
+        "--fusion",
+        choices=Fusion.values(),
+        default=Fusion.MINMAX.value,
+        help="how hybrid combines the two: rrf (reciprocal-rank fusion, ALPHA/(60+dense rank) + "
+        "(1−ALPHA)/(60+sparse rank)), minmax (each score rescaled to [0, 1] per query, then mixed), "
+        "raw (unscaled mix)",
+    )
+    p.add_argument("--model", help="the index's model at another path (checked against the recorded weights)")
+    p.add_argument("--exact", action="store_true", help="score every document even if the index has an ANN graph")
+    p.add_argument(
+        "--no-rescore",
+        action="store_true",
+        help="with an ANN graph, dense search: rank by the graph's own (f16/i8/b1) scores instead of "
+        "rescoring its candidates by the float vectors",
+    )
+    device_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON lines")

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..modes import (
+    SERVE_API_KEY_ENV,
+    SERVE_HOST,
+    SERVE_MAX_CHARS,
+    SERVE_MAX_TEXTS,
+    SERVE_PORT,
+)
+from .argtypes import positive
+from .arguments import MODEL_HELP, device_args
 from .common import note
 
 
@@ -37,3 +46,47 @@ def cmd_serve(args) -> int:
         host=args.host, port=args.port, generate_client_file=False, log_level="warning" if args.quiet else "info"
     )
     return 0
+
+
+def add_serve(command) -> None:
+    """The ``serve`` command's arguments."""
+    p = command(
+        "serve",
+        "serve a model over an OpenAI-compatible HTTP API (POST /v1/embeddings, via LitServe)",
+        "Starts LitServe with the model loaded in each worker; the vectors are encode's own (template, pooling,\n"
+        "truncation), L2-normalised. Closed by default: binds to 127.0.0.1; another --host needs an API key\n"
+        "(--api-key-file or $TEXT2TOKEN_API_KEY; clients send 'Authorization: Bearer KEY'). Requests are\n"
+        "bounded (--max-texts, --max-chars): a 413 names the bound. Needs: pip install 'text2token[serve]'.",
+    )
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("--host", default=SERVE_HOST, help="address to bind (0.0.0.0: every interface; needs a key)")
+    p.add_argument("--port", type=positive("--port"), default=SERVE_PORT, help="TCP port")
+    p.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help=f"file whose first line is the API key (else ${SERVE_API_KEY_ENV}; neither: no key)",
+    )
+    p.add_argument(
+        "--no-api-key",
+        action="store_true",
+        help="allow a --host beyond this machine without an API key (e.g. behind your own gateway)",
+    )
+    p.add_argument(
+        "--max-texts", type=positive("--max-texts"), default=SERVE_MAX_TEXTS, help="texts per request, at most"
+    )
+    p.add_argument(
+        "--max-chars", type=positive("--max-chars"), default=SERVE_MAX_CHARS, help="characters per text, at most"
+    )
+    p.add_argument("--batch-size", type=positive("--batch-size"), default=32, help="texts per forward pass")
+    p.add_argument(
+        "--max-batch-size",
+        type=positive("--max-batch-size"),
+        default=1,
+        help="> 1: batch up to this many concurrent requests into one forward pass (LitServe's dynamic "
+        "batching; each request must then carry one text)",
+    )
+    p.add_argument(
+        "--batch-timeout", type=float, default=0.01, help="with --max-batch-size > 1: seconds a batch waits to fill"
+    )
+    p.add_argument("--workers", type=positive("--workers"), default=1, help="model workers (each holds a copy)")
+    device_args(p)

@@ -5,6 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..modes import (
+    InputErrors,
+    Objective,
+)
+from ..recipes import objectives_help
+from .argtypes import positive
+from .arguments import INPUT_HELP, input_args, model_args
 from .common import load_model, note, read_texts, torch_dtype
 
 
@@ -91,3 +98,64 @@ def cmd_analyze(args) -> int:
         write_json_atomic(args.output, result)
         print(f"figures: {args.output}")
     return 0
+
+
+def add_train(command) -> None:
+    """The ``train`` command's arguments."""
+    p = command(
+        "train",
+        "train an embedder (stage 1 data-driven, stage 2 model-derived targets)",
+        "Train LoRA adapters so that softmax(lm_head(pooled)) matches each text's target: stage 1 (data) the\n"
+        "text's own content tokens, stage 2 (model) tokens the frozen stage-1 model finds characteristic.\n"
+        "Settings come from --config (YAML), then from section.key=value overrides (anywhere on the line);\n"
+        "the resolved config is saved in the run folder. --resume continues a run as recorded in its\n"
+        "config.yaml (only steps, checkpoint/log cadence and added stages may change).",
+    )
+    p.add_argument("--config", help="YAML config file (default: built-in defaults)")
+    p.add_argument("--output", help="run folder (overrides output_dir); the model goes to OUTPUT/model")
+    p.add_argument("--stages", help="comma-separated stages to run: data (stage 1), model (stage 2); e.g. data,model")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output from its latest checkpoint")
+    p.add_argument(
+        "--objective", choices=Objective.values(), help=f"the training recipe — {objectives_help()}; same as objective="
+    )
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    p.add_argument(
+        "--errors",
+        choices=InputErrors.values(),
+        help="invalid UTF-8 in the corpus: strict (error naming file and line) or replace (decode with "
+        "U+FFFD, count the lines in the run's data_report.json); same as data.errors=",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
+        help="config overrides, anywhere on the line, e.g. stage1.steps=20 stage2.tau=0.01 model.pooling=mean",
+    )
+
+
+def add_report(command) -> None:
+    """The ``report`` command's arguments."""
+    p = command("report", "summarise a training run folder", "Stages, steps, losses, hit rates, data, versions.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by 'text2token train'")
+    p.add_argument("--plot", action="store_true", help="(re)draw RUN_DIR/training_curves.png")
+
+
+def add_analyze(command) -> None:
+    """The ``analyze`` command's arguments."""
+    p = command(
+        "analyze",
+        "how training moved the vocabulary view and the representation (table + PNG)",
+        "Compares a trained model with its base on your texts: how much of each text's top tokens are its\n"
+        "own tokens vs beyond the text, and the variance along the base's top singular directions.",
+    )
+    model_args(p)
+    p.add_argument("--base", default="default", help="the untrained model to compare with")
+    input_args(p, "--input", required=True, help="texts to analyse (a few hundred is plenty). " + INPUT_HELP)
+    p.add_argument("--top-k", type=positive("--top-k"), default=10, help="top tokens per text")
+    p.add_argument(
+        "--directions",
+        type=positive("--directions"),
+        default=10,
+        help="top singular directions of the base embeddings (at most min(texts, hidden size))",
+    )
+    p.add_argument("--output", help="write the figures as JSON here; the PNG goes next to it (else analysis.png)")
