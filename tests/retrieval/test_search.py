@@ -7,8 +7,9 @@ import pytest
 import scipy.sparse as sp
 from helpers import interrupted_at_call
 
+from text2token import Text2TokenModel
 from text2token.cli import main
-from text2token.retrieval import SearchIndex, sparse_vectors
+from text2token.retrieval import SearchIndex, build_index, sparse_vectors
 
 DOCS = [
     "The cat sat on the mat.",
@@ -610,3 +611,62 @@ def test_hostile_values_in_index_json_are_one_line(tmp_path, tiny_model_dir):
         (bad / "index.json").write_text(json.dumps(info))
         with pytest.raises(Text2TokenError, match=match.replace("(", r"\(").replace(")", r"\)")):
             SearchIndex(bad, load_model=False)
+
+
+_REBUILDER = """
+import json, sys
+from text2token import Text2TokenModel
+from text2token.retrieval import build_index
+
+model_dir, out, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+model = Text2TokenModel.from_pretrained(model_dir, pooling="mean", device="cpu")
+texts = [l for l in sys.stdin.read().splitlines() if l]
+for r in range(rounds):
+    prefix, docs = ("a", texts) if r % 2 == 0 else ("b", texts[: len(texts) // 2])
+    build_index(model, [{"id": f"{prefix}{r}-{i}", "text": t} for i, t in enumerate(docs)], out, top_k=16,
+                show_progress_bar=False)
+    print(f"built {r}", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_reader_searching_through_five_rebuilds_sees_whole_indexes_and_never_fails(tmp_path, tiny_model_dir):
+    """Concurrency, for real: one process rebuilds the same index folder five times (alternating two corpora of
+    different sizes) while this one opens it and searches in a loop. Every open sees one generation whole (all ids
+    from one build, as many dense and sparse rows as documents) and no search raises."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ix"
+    texts = _corpus(60)
+    build_index(
+        Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", device="cpu"),
+        [{"id": f"first-{i}", "text": t} for i, t in enumerate(texts)],
+        out,
+        top_k=16,
+        show_progress_bar=False,
+    )
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _REBUILDER, str(tiny_model_dir), str(out), "5"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    writer.stdin.write("\n".join(texts))
+    writer.stdin.close()
+    model = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", device="cpu")
+    generations, opened = set(), 0
+    while writer.poll() is None or opened == 0:
+        index = SearchIndex(out, model=model)
+        builds = {d["id"].split("-")[0] for d in index.docs}
+        assert len(builds) == 1, builds  # one build's documents, not a mix
+        assert index.dense.shape[0] == index.sparse.shape[0] == len(index.docs)
+        for mode in ("dense", "sparse", "hybrid"):
+            hits = index.search(["a cat chased a ball"], top=5, mode=mode)[0]
+            assert {h["id"].split("-")[0] for h in hits} == builds
+        generations |= builds
+        opened += 1
+    assert writer.returncode == 0, writer.stderr.read()
+    assert writer.stdout.read().split("\n")[:5] == [f"built {r}" for r in range(5)]
+    assert opened > 1 and generations  # (which generations a reader catches depends on timing; none may be mixed)
