@@ -366,3 +366,79 @@ def test_importing_text2token_limits_openmp_spinning_unless_told_otherwise():
     assert seen() == ["10000", "None"]
     assert seen(GOMP_SPINCOUNT="500") == ["500", "None"]
     assert seen(OMP_WAIT_POLICY="ACTIVE") == ["None", "ACTIVE"]  # a policy chosen by the user is not overridden
+
+
+# A child that runs the CLI and kills itself (SIGKILL: no handler, no cleanup) at a point chosen by a seed: while the
+# k-th batch is computed, right after the k-th block of rows is written, or just before the k-th progress record.
+_KILLED_AT_A_RANDOM_POINT = """
+import os, random, signal, sys
+
+seed, command = int(sys.argv[1]), sys.argv[2]
+rng = random.Random(seed)
+where, k = rng.choice(["compute", "rows", "progress"]), rng.randint(2, 6)
+import text2token.model, text2token.resumable, text2token.streaming
+import text2token.retrieval.build as build
+
+def kill_at(owner, name, after):
+    real, calls = getattr(owner, name), []
+    def wrapped(*a, **kw):
+        calls.append(1)
+        if len(calls) == k and not after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        out = real(*a, **kw)
+        if len(calls) == k and after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+    setattr(owner, name, wrapped)
+
+if where == "compute":
+    kill_at(text2token.model.Text2TokenModel, "vocab_logits" if command == "index" else "encode", after=False)
+elif where == "rows":
+    kill_at(text2token.resumable.NpyFile, "write", after=True)
+else:
+    kill_at(build if command == "index" else text2token.streaming, "write_json_atomic", after=False)
+print(where, k, file=sys.stderr, flush=True)
+from text2token.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("command", ["encode", "index"])
+def test_killed_at_a_random_point_then_resumed_gives_the_bytes_of_an_uninterrupted_run(
+    tmp_path, tiny_model_dir, command, seed
+):
+    """Fault injection across seeds: encode or index SIGKILLed at a random point (mid-batch, right after a block of
+    rows is written, or before its progress record), then --resume: the same bytes as a run never interrupted."""
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "docs.jsonl"
+    texts = [f"{s} number {i}." for i, s in enumerate(SENTENCES * 3)]
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    io = ["--input", str(corpus)] if command == "encode" else ["--corpus", str(corpus), "--top-k", "16"]
+    args = [command, "-q", "--model", str(tiny_model_dir), "--pooling", "mean", *io, "--chunk-size", "8"]
+    suffix = ".npy" if command == "encode" else ""
+    whole, out = tmp_path / f"whole{suffix}", tmp_path / f"out{suffix}"
+    assert main([*args, "--output", str(whole)]) == 0
+    child = subprocess.run(
+        [sys.executable, "-c", _KILLED_AT_A_RANDOM_POINT, str(seed), *args, "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert child.returncode == -9, (child.returncode, child.stderr)  # killed where the seed said
+    assert not out.exists()
+    assert main([*args, "--output", str(out), "--resume"]) == 0, child.stderr
+    if command == "encode":
+        assert out.read_bytes() == whole.read_bytes(), child.stderr
+        return
+    for name in sorted(p.name for p in whole.iterdir()):
+        if name == "index.json":
+            a, b = (json.loads((d / name).read_text()) for d in (whole, out))
+            for info in (a, b):
+                del info["seconds"], info["generation"]
+            assert a == b, child.stderr
+        else:
+            assert (out / name).read_bytes() == (whole / name).read_bytes(), (name, child.stderr)

@@ -670,3 +670,49 @@ def test_a_reader_searching_through_five_rebuilds_sees_whole_indexes_and_never_f
     assert writer.returncode == 0, writer.stderr.read()
     assert writer.stdout.read().split("\n")[:5] == [f"built {r}" for r in range(5)]
     assert opened > 1 and generations  # (which generations a reader catches depends on timing; none may be mixed)
+
+
+@pytest.mark.parametrize("failing_write", [2, 7])
+def test_a_full_disk_mid_index_is_one_line_keeps_the_old_index_and_resumes_to_the_same_files(
+    tmp_path, tiny_model_dir, capsys, monkeypatch, failing_write
+):
+    """Fault injection: the disk fills up while pass 1 writes a chunk's rows (ENOSPC from the writer). index ends
+    with one line saying to resume, the index already in the folder stays whole and searchable, and --resume after
+    space is freed ends with the files of an uninterrupted build."""
+    import errno
+
+    from text2token.resumable import NpyFile
+
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(_corpus(14))))
+    args = ["index", "-q", "--model", str(tiny_model_dir), "--pooling", "mean", "--top-k", "16", "--chunk-size", "4"]
+    assert main([*args, "--corpus", str(corpus), "--output", str(tmp_path / "whole")]) == 0
+    out = tmp_path / "out"
+    old = tmp_path / "old.jsonl"
+    old.write_text("".join(json.dumps({"id": f"old{i}", "text": t}) + "\n" for i, t in enumerate(DOCS)))
+    assert main([*args, "--corpus", str(old), "--output", str(out)]) == 0  # the index a rebuild would replace
+    real_write, calls = NpyFile.write, []
+
+    def full_disk(self, first, block):
+        calls.append(first)
+        if len(calls) == failing_write:
+            raise OSError(errno.ENOSPC, "No space left on device", self.fh.name)
+        return real_write(self, first, block)
+
+    monkeypatch.setattr(NpyFile, "write", full_disk)
+    capsys.readouterr()
+    assert main([*args, "--corpus", str(corpus), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "--resume" in err and "Traceback" not in err
+    index = SearchIndex(out, load_model=False)
+    assert [d["id"] for d in index.docs] == [f"old{i}" for i in range(len(DOCS))]  # the old index, whole
+    monkeypatch.setattr(NpyFile, "write", real_write)  # space freed
+    assert main([*args, "--corpus", str(corpus), "--output", str(out), "--resume"]) == 0
+    for name in sorted(p.name for p in (tmp_path / "whole").iterdir()):
+        if name == "index.json":
+            a, b = (json.loads((d / name).read_text()) for d in (tmp_path / "whole", out))
+            for info in (a, b):  # per build: its time and its generation id
+                del info["seconds"], info["generation"]
+            assert a == b
+        else:
+            assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
