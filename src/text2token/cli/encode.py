@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..modes import (
-    CHUNK_SIZE,
-)
+from ..modes import CHUNK_SIZE
 from .argtypes import positive
 from .arguments import INPUT_HELP, input_args, model_args
 from .common import input_notes, load_model, note, output_folder, read_texts

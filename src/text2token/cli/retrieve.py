@@ -6,11 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..modes import (
-    CHUNK_SIZE,
-    AnnDtype,
-    Fusion,
-)
+from ..modes import CHUNK_SIZE, AnnDtype, Fusion
 from .argtypes import fraction, positive
 from .arguments import MODEL_HELP, device_args, input_args, model_args
 from .common import input_notes, load_model, note, torch_dtype

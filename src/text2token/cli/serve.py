@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..modes import (
-    SERVE_API_KEY_ENV,
-    SERVE_HOST,
-    SERVE_MAX_CHARS,
-    SERVE_MAX_TEXTS,
-    SERVE_PORT,
-)
+from ..modes import SERVE_API_KEY_ENV, SERVE_HOST, SERVE_MAX_CHARS, SERVE_MAX_TEXTS, SERVE_PORT
 from .argtypes import positive
 from .arguments import MODEL_HELP, device_args
 from .common import note

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..modes import (
-    InputErrors,
-    Objective,
-)
+from ..modes import InputErrors, Objective
 from ..recipes import objectives_help
 from .argtypes import positive
 from .arguments import INPUT_HELP, input_args, model_args
