@@ -130,3 +130,28 @@ def interrupted_at_call(owner, name: str, call: int):
         yield
     finally:
         setattr(owner, name, real)
+
+
+def accelerate_launch(*cli_args: str) -> list[str]:
+    """``accelerate launch`` of the text2token CLI in 2 processes. On a machine without GPUs, accelerate's torchrun
+    path (--multi_gpu) starts MULTI_CPU (gloo) processes; its --cpu flag would route them through mpirun instead."""
+    import os
+    import shutil
+
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
+    return [
+        accelerate,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "text2token.cli",
+        *cli_args,
+    ]

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import SENTENCES, interrupted_at_call
+from helpers import SENTENCES, accelerate_launch, interrupted_at_call
 
 from text2token import Text2TokenModel
 from text2token.cli import main
@@ -166,33 +166,13 @@ def test_two_processes_write_the_bytes_one_process_writes(tmp_path, tiny_model_d
     """``accelerate launch`` with 2 CPU processes (gloo): each encodes its range of chunks, the output is one file in
     input order, byte-identical to the single-process output; no shard or progress file is left behind."""
     import os
-    import shutil
     import subprocess
-    import sys
 
     src, texts = _corpus(tmp_path, ".jsonl")
     one, two = tmp_path / f"one{suffix}", tmp_path / f"two{suffix}"
     args = ["encode", "-q", "--model", str(tiny_model_dir), "--input", str(src), "--chunk-size", "3"]
     assert main([*args, "--output", str(one)]) == 0
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
-    launch = [
-        accelerate,
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "text2token.cli",
-        *args,
-        "--output",
-        str(two),
-    ]
+    launch = accelerate_launch(*args, "--output", str(two))
     res = subprocess.run(launch, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
     assert two.read_bytes() == one.read_bytes()

@@ -3,14 +3,12 @@ with the same weights as one process with the same global batch."""
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from helpers import SENTENCES, training_command
+from helpers import SENTENCES, accelerate_launch, training_command
 from safetensors.torch import load_file
 
 from text2token import Text2TokenModel
@@ -41,27 +39,9 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir):
         capture_output=True,
         env=env_one,
     )
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     two = tmp_path / "two"
     cmd = training_command(tmp_path, tiny_model_dir, two, steps) + TWO_STAGES
-    # On a machine without GPUs, accelerate's torchrun path (--multi_gpu) starts MULTI_CPU (gloo) processes;
-    # its --cpu flag would route multi-process runs through mpirun instead.
-    launch = [
-        accelerate,
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "text2token.cli",
-        *cmd[3:],
-    ]
+    launch = accelerate_launch(*cmd[3:])
     res = subprocess.run(
         launch,
         capture_output=True,
@@ -94,23 +74,7 @@ def test_simcse_two_processes_match_one_with_global_negatives(tmp_path, tiny_mod
     ]  # no dropout: identical views on both
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run(training_command(tmp_path, tiny_model_dir, one, 4) + extra, check=True, capture_output=True)
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
-    launch = [
-        accelerate,
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "text2token.cli",
-        *(training_command(tmp_path, tiny_model_dir, two, 4) + extra)[3:],
-    ]
+    launch = accelerate_launch(*(training_command(tmp_path, tiny_model_dir, two, 4) + extra)[3:])
     res = subprocess.run(launch, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
     read = lambda run: [json.loads(l)["loss"] for l in (run / "simcse" / "train_log.jsonl").read_text().splitlines()]  # noqa: E731
