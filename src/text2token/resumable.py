@@ -18,10 +18,7 @@ import numpy as np
 
 from .errors import InputFileError, Text2TokenError
 from .fingerprint import model_fingerprint
-from .modes import CHUNK_SIZE
 from .textio import STDIN, iter_records
-
-CHUNK = CHUNK_SIZE
 
 
 class Source:

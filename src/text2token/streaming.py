@@ -17,8 +17,9 @@ import os
 from pathlib import Path
 
 from .errors import Text2TokenError
+from .modes import CHUNK_SIZE
 from .progress import progress_bar
-from .resumable import CHUNK, NpyFile, Source, process_group, recorded_progress
+from .resumable import NpyFile, Source, process_group, recorded_progress
 from .textio import write_json_atomic
 
 FORMATS = (".npy", ".jsonl", ".parquet")
@@ -33,7 +34,7 @@ def encode_file(
     normalize: bool = False,
     prompt: str | None = None,
     resume: bool = False,
-    chunk: int = CHUNK,
+    chunk: int = CHUNK_SIZE,
     show_progress_bar: bool = True,
 ) -> dict:
     """Encode every text of ``source`` into ``output`` (.npy, .jsonl or .parquet), streaming; returns a summary

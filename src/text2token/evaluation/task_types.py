@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +195,16 @@ class TaskTypeSpec:
     attrs: Callable[[Task, str], dict] = _no_attrs
 
 
-_STS = ("mteb.abstasks.sts:AbsTaskSTS", "cosine_spearman")
+_STS = TaskTypeSpec(
+    TaskType.STS,
+    "STS",
+    "mteb.abstasks.sts:AbsTaskSTS",
+    "cosine_spearman",
+    "mteb STS: Spearman correlation of the cosine of the two texts' embeddings",
+    _read_test_rows,
+    _pair_dataset("score", "score", float),
+    _sts_attrs,
+)
 _RETRIEVAL = "mteb.abstasks.retrieval:AbsTaskRetrieval"
 TASK_TYPES: dict[str, TaskTypeSpec] = {
     t.name.value: t
@@ -249,25 +258,12 @@ TASK_TYPES: dict[str, TaskTypeSpec] = {
             _read_test_rows,
             _pair_dataset("labels", "label", int),
         ),
-        TaskTypeSpec(
-            TaskType.WORD_SIMILARITY,
-            "STS",
-            _STS[0],
-            _STS[1],
-            "mteb STS: Spearman correlation of the cosine of the two words' embeddings",
-            _read_test_rows,
-            _pair_dataset("score", "score", float),
-            _sts_attrs,
-        ),
-        TaskTypeSpec(
-            TaskType.STS,
-            "STS",
-            _STS[0],
-            _STS[1],
-            "mteb STS: Spearman correlation of the cosine of the two texts' embeddings",
-            _read_test_rows,
-            _pair_dataset("score", "score", float),
-            _sts_attrs,
+        _STS,
+        # word pairs are scored exactly as sentence pairs
+        replace(
+            _STS,
+            name=TaskType.WORD_SIMILARITY,
+            protocol="mteb STS: Spearman correlation of the cosine of the two words' embeddings",
         ),
     )
 }

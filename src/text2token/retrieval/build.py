@@ -28,9 +28,9 @@ import torch
 from ..errors import Text2TokenError
 from ..fingerprint import model_fingerprint
 from ..lock import RunLock
-from ..modes import AnnDtype, SparseWeighting
+from ..modes import CHUNK_SIZE, AnnDtype, SparseWeighting
 from ..progress import progress_bar
-from ..resumable import CHUNK, NpyFile, Source, process_group, recorded_progress
+from ..resumable import NpyFile, Source, process_group, recorded_progress
 from ..targets.model_derived import prior_from_logit_sum
 from ..textio import replace_directory, write_atomic, write_json_atomic
 from .ann import ANN_AUTO_MIN_DOCUMENTS, ANN_FILE, build_ann
@@ -55,7 +55,7 @@ def build_index(
     query_top_k: int = DEFAULT_QUERY_TOP_K,
     weighting: str = "prior_ratio",
     resume: bool = False,
-    chunk: int = CHUNK,
+    chunk: int = CHUNK_SIZE,
     ann_dtype: str = "f16",
 ) -> dict:
     """Index ``docs`` — a list of dicts with ``id`` and ``text``, or a :class:`~text2token.streaming.Source`
