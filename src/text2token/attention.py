@@ -26,8 +26,7 @@ VALIDATED_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma3_text")
 
 def set_attention(model: torch.nn.Module, mode: str, verify: bool = True) -> None:
     """Switch a causal LM (or its trunk) to ``mode`` and, by default, verify it took effect."""
-    if not Attention.has(mode):
-        raise ValueError(f"attention must be one of {Attention.values()}, got {mode!r}")
+    Attention.require(mode, "attention")
     causal = mode == "causal"
     config = model.config
     config.is_causal = causal

@@ -73,10 +73,8 @@ class Text2TokenModel(torch.nn.Module):
         training_record: dict | None = None,
     ):
         super().__init__()
-        if not Pooling.has(pooling):
-            raise ConfigError(f"pooling must be one of {', '.join(Pooling.values())}, got '{pooling}'")
-        if not Attention.has(attention):
-            raise ConfigError(f"attention must be one of {', '.join(Attention.values())}, got '{attention}'")
+        Pooling.require(pooling, "pooling", ConfigError)
+        Attention.require(attention, "attention", ConfigError)
         max_length = encoding_max_length(backbone.model.config, max_length)
         template = default_template(pooling) if template is _UNSET else template
         if template is not None and "{text}" not in template:

@@ -30,6 +30,12 @@ class Choice(str, enum.Enum):
     def has(cls, value) -> bool:
         return value in cls.values()
 
+    @classmethod
+    def require(cls, value, what: str, error: type[Exception] = ValueError) -> None:
+        """Raise ``error("WHAT must be one of A, B, got 'VALUE'")`` unless ``value`` is one of the values."""
+        if not cls.has(value):
+            raise error(f"{what} must be one of {', '.join(cls.values())}, got '{value}'")
+
 
 class Objective(Choice):  # the training recipe (text2token.recipes.RECIPES describes each)
     TEXT2TOKEN = "text2token"

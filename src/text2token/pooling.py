@@ -22,8 +22,7 @@ def default_template(pooling: str) -> str | None:
 
 
 def _check_mode(mode: str) -> None:
-    if not Pooling.has(mode):
-        raise ValueError(f"pooling must be one of {Pooling.values()}, got {mode!r}")
+    Pooling.require(mode, "pooling")
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:

@@ -13,8 +13,8 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from .errors import InputFileError
+from .modes import InputErrors
 
-ERROR_MODES = ("strict", "replace")
 STDIN = "-"  # as an input path: standard input, read as plain text, one text per line
 STDIN_NAME = "<stdin>"
 
@@ -94,8 +94,7 @@ STRUCTURED_SUFFIXES = {
 
 def _iter_lines(path, field: str, skip_blank: bool, errors: str, counts: dict | None):
     """``(offset, text, JSON object or None)`` for every text of the file; see :func:`iter_texts`."""
-    if errors not in ERROR_MODES:
-        raise ValueError(f"errors must be one of {ERROR_MODES}, got {errors!r}")
+    InputErrors.require(errors, "errors")
     stdin = str(path) == STDIN
     path = Path(STDIN_NAME) if stdin else Path(path)
     if not stdin and not path.exists():

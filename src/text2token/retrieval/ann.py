@@ -38,8 +38,7 @@ def vector_bytes(ndim: int, dtype: str) -> int:
 def _index(ndim: int, dtype: str = "f16"):
     from usearch.index import Index
 
-    if not AnnDtype.has(dtype):
-        raise ValueError(f"ANN dtype must be one of {', '.join(AnnDtype.values())}, got '{dtype}'")
+    AnnDtype.require(dtype, "ANN dtype")
     kind, metric = _USEARCH[dtype]
     return Index(
         ndim=ndim,

@@ -71,10 +71,8 @@ def build_index(
     its absolute path; every model by a fingerprint of its weights, checked when ``--model`` relocates it."""
     if ann not in ANN_CHOICES:
         raise Text2TokenError(f"ann must be one of {', '.join(ANN_CHOICES)}, got '{ann}'")
-    if not AnnDtype.has(ann_dtype):
-        raise Text2TokenError(f"ann_dtype must be one of {', '.join(AnnDtype.values())}, got '{ann_dtype}'")
-    if not SparseWeighting.has(weighting):
-        raise Text2TokenError(f"weighting must be one of {', '.join(SparseWeighting.values())}, got '{weighting}'")
+    AnnDtype.require(ann_dtype, "ann_dtype", Text2TokenError)
+    SparseWeighting.require(weighting, "weighting", Text2TokenError)
     model.check_top_k(top_k)
     model.check_top_k(query_top_k)
     if process_group() is not None:

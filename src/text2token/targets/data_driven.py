@@ -53,8 +53,7 @@ class DataDrivenTargetBuilder:
     """
 
     def __init__(self, tokenizer, max_length: int = 128, weighting: str = "uniform"):
-        if not TargetWeighting.has(weighting):
-            raise ValueError(f"weighting must be one of {', '.join(TargetWeighting.values())}, got '{weighting}'")
+        TargetWeighting.require(weighting, "weighting")
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.weighting = weighting
