@@ -3,6 +3,7 @@ report lists exactly the recipe's stages as finished, its model card names the r
 stage's steps."""
 
 import json
+import re
 
 import pytest
 import yaml
@@ -53,12 +54,10 @@ def test_a_finished_run_reports_exactly_its_recipes_stages_and_resumes_with_more
     capsys.readouterr()
     assert main(["report", str(run)]) == 0
     out = capsys.readouterr().out
-    finished = {
-        s.key
-        for s in STAGES.values()
-        if f"{s.folder}: " in out and "finished" in out.split(f"{s.folder}: ")[1].splitlines()[0]
-    }
-    mentioned = {s.key for s in STAGES.values() if f"  {s.folder}: " in out}
+    # the report's stage lines: "  <folder>: <state>"
+    lines = dict(re.findall(r"^  (\S+): (.*)$", out, flags=re.M))
+    mentioned = {s.key for s in STAGES.values() if s.folder in lines}
+    finished = {s.key for s in STAGES.values() if "finished" in lines.get(s.folder, "")}
     assert finished == set(expected) and mentioned == set(expected), out
     card = (run / "model" / "README.md").read_text(encoding="utf-8")
     assert f"objective: `{objective}`" in card
