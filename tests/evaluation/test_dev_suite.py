@@ -3,12 +3,13 @@ evaluators: each score equals the metric computed by hand from the same embeddin
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score
 
 from text2token import Text2TokenModel
 from text2token.evaluation.local_tasks import score
 from text2token.evaluation.mteb_runner import MTEBEncoder
-from text2token.evaluation.suite import DEV_TASKS, SUITES, load_task
+from text2token.evaluation.suite import DEV_TASKS, SUITES, evaluate_suite, load_task
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,15 @@ def test_dev_suite_holds_every_bundled_task_and_the_new_types():
 
     assert set(SUITES["dev"]) == set(ALL_TASKS) | set(DEV_TASKS)
     types = {load_task(name, limit=5).type for name in SUITES["dev"]}
-    assert types == {"Classification", "Clustering", "Retrieval", "Reranking", "PairClassification", "WordSimilarity"}
+    assert types == {
+        "Classification",
+        "Clustering",
+        "Retrieval",
+        "Reranking",
+        "PairClassification",
+        "STS",
+        "WordSimilarity",
+    }
     for name in DEV_TASKS:  # every new task ships with its provenance and licence
         assert (TASKS_DIR / name / "task.json").is_file()
         assert name in (TASKS_DIR / "README.md").read_text()
@@ -54,3 +63,27 @@ def test_reranking_ranks_only_each_querys_candidates_map(model):
         rank = [ids[i] for i in order].index(relevant[q["id"]]) + 1
         aps.append(1.0 / rank)  # one relevant document: average precision = 1 / its rank
     assert score(MTEBEncoder(model), task) == pytest.approx(100 * np.mean(aps), abs=0.5)
+
+
+def test_gloss_sts_is_spearman_of_cosine_with_the_graded_score(model):
+    task = load_task("WordNetNounGlossSTS", limit=80)
+    d = task.data["test"]
+    assert task.type == "STS" and all(0 <= r["score"] <= 5 for r in d)
+    a, b = (model.encode([r[k] for r in d], normalize_embeddings=True) for k in ("text1", "text2"))
+    expect = 100 * spearmanr((a * b).sum(1), [r["score"] for r in d]).statistic
+    assert score(MTEBEncoder(model), task) == pytest.approx(expect, abs=1e-3)
+
+
+def test_a_suite_result_catches_up_on_the_tasks_it_lacks(model):
+    """``reuse``: tasks an earlier result scored on the same subset and protocol are kept as they are; a task it
+    lacks, or scored on another subset, is scored now; the means cover every task."""
+    names = list(SUITES["quick"])
+    fresh = evaluate_suite(model, "quick", progress=None)
+    earlier = {"tasks": {n: {**fresh["tasks"][n], "main_score": 12.5} for n in names[:2]}}
+    earlier["tasks"][names[2]] = {**fresh["tasks"][names[2]], "main_score": 12.5, "subset": 7}
+    result = evaluate_suite(model, "quick", progress=None, reuse=earlier)
+    assert list(result["tasks"]) == names
+    assert [result["tasks"][n]["main_score"] for n in names[:2]] == [12.5, 12.5]
+    for n in names[2:]:
+        assert result["tasks"][n]["main_score"] == fresh["tasks"][n]["main_score"]
+    assert result["mean"] == pytest.approx(np.mean([result["tasks"][n]["main_score"] for n in names]), abs=0.01)

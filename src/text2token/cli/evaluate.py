@@ -106,7 +106,7 @@ def add_eval(command) -> None:
     p.add_argument(
         "--suite",
         default="demo",
-        help="bundled offline tasks: demo (seeded subsets), quick (smaller subsets), dev (all ten tasks, "
+        help="bundled offline tasks: demo (seeded subsets), quick (smaller subsets), dev (all eleven tasks, "
         "seeded subsets: what studies choose on), held-out, or offline (= full: the first six tasks, "
         "complete); scored by mteb's own evaluators",
     )
