@@ -59,9 +59,11 @@ def train_system(name: str, config: str, overrides: list[str]) -> tuple[Path, di
 def evaluate(name: str, model_ref: str, suite: str, cache: Path, **kwargs) -> dict:
     from text2token import Text2TokenModel
     from text2token.evaluation import evaluate_suite
+    from text2token.evaluation.suite import SUITES
 
     remove = kwargs.pop("remove_directions", 0)  # the LM head's top directions projected out (text2token.directions)
     dtype = kwargs.pop("dtype", None) or "float32"  # the encoding dtype (a study may score in bfloat16 on CPU)
+    earlier = None
     if cache.is_file():  # reused only if scored the same way: mteb's evaluators, the same encoding length and dtype
         result = json.loads(cache.read_text())
         if (
@@ -72,9 +74,11 @@ def evaluate(name: str, model_ref: str, suite: str, cache: Path, **kwargs) -> di
             and result.get("remove_directions", 0) == remove
             and result.get("dtype", "float32") == dtype
         ):
-            print(f"[{name}] reusing {cache}")
-            return result
-    print(f"[{name}] evaluating on the '{suite}' suite")
+            if list(result["tasks"]) == list(SUITES[suite]):
+                print(f"[{name}] reusing {cache}")
+                return result
+            earlier = result  # the suite gained (or reordered) tasks: score only what is missing
+    print(f"[{name}] evaluating on the '{suite}' suite" + (" (the tasks missing from the cache)" if earlier else ""))
     import torch
 
     from text2token.training.checkpoint_model import is_checkpoint, load_checkpoint_model
@@ -88,7 +92,7 @@ def evaluate(name: str, model_ref: str, suite: str, cache: Path, **kwargs) -> di
     model.remove_head_directions(remove)
     t0 = time.perf_counter()
     result = {
-        **evaluate_suite(model, suite),
+        **evaluate_suite(model, suite, reuse=earlier),
         "model": model_ref,
         "eval_seconds": round(time.perf_counter() - t0, 1),
         "dtype": dtype,

@@ -257,6 +257,8 @@ def plot_curves(results: dict, path: Path) -> None:
 
 
 def main(argv=None) -> int:
+    from text2token.evaluation.suite import SUITES
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--study", default="budget_200", help="a top-level key of --recipes-file")
     p.add_argument("--recipes-file", default=str(Path(__file__).resolve().parent / "recipes.yaml"))
@@ -334,8 +336,10 @@ def main(argv=None) -> int:
                 and done["eval"].get("evaluator") == "mteb"
                 and done["eval"].get("max_length") == args.max_length
                 and done["eval"].get("dtype", "float32") == args.eval_dtype
+                and list(done["eval"]["tasks"]) == list(SUITES[args.suite])
             ):
-                continue  # trained and scored the way this study scores (else: evaluated again, training reused)
+                continue  # trained and scored the way this study scores (else: evaluated again — only the tasks
+                # missing from the cached evaluation when the suite grew —, training reused)
             entry["seeds"][key] = run_recipe(
                 name,
                 recipe,
