@@ -604,7 +604,9 @@ def build_reranking(pkgs: list[dict], meta: dict, used_sources: set[str], used_n
 # =====================================================================================================================
 # 4. WordNetVerbSensePairClassification
 # =====================================================================================================================
-def parse_wordnet_verbs(path: Path) -> dict[str, dict]:
+def parse_wordnet_data(path: Path) -> dict[str, dict]:
+    """A WordNet ``data.<pos>`` file: offset → lexicographer file, lemmas, pointers ``(symbol, target offset)``,
+    definition (the gloss before its first quoted example, trailing ``;`` removed) and quoted examples."""
     synsets = {}
     for line in path.read_text(encoding="utf-8").split("\n"):
         if not line or line.startswith("  "):
@@ -614,8 +616,7 @@ def parse_wordnet_verbs(path: Path) -> dict[str, dict]:
         offset, lexfile, w_cnt = f[0], f[1], int(f[3], 16)
         lemmas = [f[4 + 2 * i].lower() for i in range(w_cnt)]
         i = 4 + 2 * w_cnt
-        p_cnt = int(f[i])
-        ptrs = {f[i + 1 + 4 * j + 1] for j in range(p_cnt)}
+        pointers = [(f[i + 1 + 4 * j], f[i + 2 + 4 * j]) for j in range(int(f[i]))]
         gloss = gloss.strip()
         definition = gloss.split('"')[0].strip().rstrip(";").strip()
         examples = [ws(e) for e in re.findall(r'"([^"]+)"', gloss)]
@@ -623,10 +624,17 @@ def parse_wordnet_verbs(path: Path) -> dict[str, dict]:
             "offset": offset,
             "lexfile": lexfile,
             "lemmas": lemmas,
-            "pointers": ptrs,
+            "pointers": pointers,
             "definition": ws(definition),
             "examples": examples,
         }
+    return synsets
+
+
+def parse_wordnet_verbs(path: Path) -> dict[str, dict]:
+    synsets = parse_wordnet_data(path)
+    for s in synsets.values():
+        s["pointers"] = {target for _, target in s["pointers"]}
     return synsets
 
 

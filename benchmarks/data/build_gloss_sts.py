@@ -38,10 +38,10 @@ from build_dev_tasks import (  # noqa: E402  (the dev-task builder's writers; sa
     WORDNET_VERSION,
     fresh_folder,
     nwords,
+    parse_wordnet_data,
     word_stats,
     write_jsonl,
     write_task_json,
-    ws,
 )
 
 NAME = "WordNetNounGlossSTS"
@@ -52,19 +52,15 @@ STRATA = ("sisters", "cousins", "same_lexfile", "anywhere")
 
 
 def parse_nouns(path: Path) -> dict[str, dict]:
-    """offset → lexicographer file number, hypernym offsets and definition (gloss before its first quoted example)."""
-    synsets = {}
-    for line in path.read_text(encoding="utf-8").split("\n"):
-        if not line or line.startswith("  "):
-            continue
-        head, _, gloss = line.partition(" | ")
-        f = head.split()
-        offset, lexfile, w_cnt = f[0], f[1], int(f[3], 16)
-        i = 4 + 2 * w_cnt
-        hypernyms = [f[i + 2 + 4 * j] for j in range(int(f[i])) if f[i + 1 + 4 * j] in ("@", "@i")]
-        definition = ws(gloss.split('"')[0].strip().rstrip(";").strip())
-        synsets[offset] = {"lexfile": lexfile, "hypernyms": hypernyms, "definition": definition}
-    return synsets
+    """offset → lexicographer file, hypernym offsets (``@`` and ``@i`` pointers) and definition."""
+    return {
+        offset: {
+            "lexfile": s["lexfile"],
+            "hypernyms": [target for symbol, target in s["pointers"] if symbol in ("@", "@i")],
+            "definition": s["definition"],
+        }
+        for offset, s in parse_wordnet_data(path).items()
+    }
 
 
 def ancestors(synsets: dict, offset: str) -> dict[str, int]:
