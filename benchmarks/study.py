@@ -179,9 +179,16 @@ def table(results: dict) -> str:
     lines = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
 
     def cell(name, get):
-        vals = [get(r) for r in results[name]["seeds"].values()]
+        try:
+            vals = [get(r) for r in results[name]["seeds"].values()]
+        except KeyError:  # scored before this task (or category) joined the suite
+            return "–"
         m, h = spread(vals)
         return f"{m:.2f} ± {h:.2f}" if len(vals) > 1 else f"{m:.2f}"
+
+    def mean(name):
+        stale = any(list(r["eval"]["tasks"]) != tasks for r in results[name]["seeds"].values())
+        return f"**{cell(name, lambda r: r['eval']['mean'])}**" + (" (fewer tasks)" if stale else "")
 
     for t in tasks:
         lines.append(
@@ -191,7 +198,7 @@ def table(results: dict) -> str:
         lines.append(
             f"| *{c}* | " + " | ".join(cell(n, lambda r, c=c: r["eval"]["categories"][c]) for n in names) + " |"
         )
-    lines.append("| **mean** | " + " | ".join(f"**{cell(n, lambda r: r['eval']['mean'])}**" for n in names) + " |")
+    lines.append("| **mean** | " + " | ".join(mean(n) for n in names) + " |")
     lines.append("| seeds | " + " | ".join(",".join(results[n]["seeds"]) for n in names) + " |")
     lines.append("| total steps | " + " | ".join(str(results[n]["steps"]) for n in names) + " |")
     lines.append(
@@ -324,10 +331,11 @@ def main(argv=None) -> int:
                 },
             )
             key = str(seed) if recipe.get("train", True) else "-"
+            trained_as = recipe.get("from", name)  # a 'from' recipe evaluates another recipe's training
             if (
                 args.no_train
                 and key != "-"
-                and not (out / "runs" / f"{name}-seed{seed}" / "train_summary.json").is_file()
+                and not (out / "runs" / f"{trained_as}-seed{seed}" / "train_summary.json").is_file()
             ):
                 continue
             done = entry["seeds"].get(key)
