@@ -226,7 +226,8 @@ def plot(results: dict, path: Path) -> None:
     equal_steps = len({results[n]["steps"] for n in names if results[n]["steps"]}) <= 1  # e.g. not an equal-time row
     for i, n in enumerate(names):
         runs = list(results[n]["seeds"].values())
-        vals = [[r["eval"]["categories"][c] for r in runs] for c in cats[:-1]] + [[r["eval"]["mean"] for r in runs]]
+        vals = [[r["eval"]["categories"].get(c, np.nan) for r in runs] for c in cats[:-1]]  # nan: a stale evaluation
+        vals.append([r["eval"]["mean"] for r in runs])
         means = [statistics.mean(v) for v in vals]
         errs = [(max(v) - min(v)) / 2 for v in vals]
         bars = ax.bar(
@@ -239,7 +240,7 @@ def plot(results: dict, path: Path) -> None:
             color=colors[i % len(colors)],
         )
         ax.bar_label(bars, fmt="%.1f", fontsize=6)
-    ax.set_xticks(x, cats)
+    ax.set_xticks(x, [c.replace("Classification", "\nClassification") if c != "Classification" else c for c in cats])
     title = "recipes at equal optimizer steps" if equal_steps else "recipes (total optimizer steps in the legend)"
     save_figure(fig, ax, path, f"{title} (mean ± half-range over seeds)", legend_outside=len(names) > 6)
 
