@@ -154,6 +154,10 @@ def test_every_command_and_option_has_help_and_defaults_are_shown():
 _CTRL_C_AT_START_UP = """
 import importlib.abc, os, signal, sys
 
+# Ctrl-C as a terminal delivers it: Python's own SIGINT handler. (A parent that runs the tests as a background job
+# hands SIGINT on ignored, and Python then leaves it ignored: the signal below would be lost.)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 class CtrlCOnImport(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == "transformers":
