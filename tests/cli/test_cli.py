@@ -306,3 +306,11 @@ def test_saved_model_and_checkpoint_files_follow_the_umask_not_0600(tmp_path, ti
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "m").rglob("*") if p.is_file()}
     assert modes["model.safetensors"] == 0o644 and set(modes.values()) == {0o644}, modes
+
+
+def test_an_unknown_suite_is_refused_before_any_model_is_loaded(tmp_path, capsys):
+    """The suite name is checked first: a typo in --suite once cost a model load before its one-line error."""
+    assert main(["eval", "--model", str(tmp_path / "no-model-here"), "--suite", "devv"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown suite 'devv'" in err and "dev" in err and "no-model-here" not in err
+    assert len(err.strip().splitlines()) == 1

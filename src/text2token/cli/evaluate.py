@@ -12,10 +12,12 @@ from .common import load_model, torch_dtype
 
 def cmd_eval(args) -> int:
     from ..evaluation import evaluate_suite, format_table
+    from ..evaluation.suite import require_suite
     from ..textio import write_json_atomic
 
     if args.mteb or args.mteb_tasks:
         return _eval_mteb(args)
+    require_suite(args.suite)  # before a model is loaded
     if args.remove_directions and args.card:
         from ..errors import Text2TokenError
 

@@ -40,6 +40,7 @@ __all__ = [
     "format_table",
     "load_task",
     "ndcg_at_10",
+    "require_suite",
 ]
 HELD_OUT = ("RottenTomatoesClassification", "MiniNewsgroupsClustering", "WordNetNounDefinitionRetrieval", "WordSim353")
 ALL_TASKS = HELD_OUT + ("ConventionSpeechClassification", "BrownGenreClustering")
@@ -119,6 +120,12 @@ def _encoder(model, batch_size: int):
     return model
 
 
+def require_suite(suite: str) -> None:
+    """A clear error for a suite name that is not one of :data:`SUITES`."""
+    if suite not in SUITES:
+        raise Text2TokenError(f"unknown suite '{suite}'; choose one of {', '.join(SUITES)}")
+
+
 def evaluate_suite(
     model,
     suite: str = "demo",
@@ -134,8 +141,7 @@ def evaluate_suite(
     ``reuse``: an earlier result of this suite for the same model and settings (the caller vouches for that); its
     tasks scored on the same subset under the same protocol are kept, and only the others are scored — how a
     study's results catch up when a task joins the suite."""
-    if suite not in SUITES:
-        raise Text2TokenError(f"unknown suite '{suite}'; choose one of {', '.join(SUITES)}")
+    require_suite(suite)
     encoder = _encoder(model, batch_size)
     earlier = (reuse or {}).get("tasks", {})
     results = {}
