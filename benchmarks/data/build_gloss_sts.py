@@ -187,6 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sources", type=Path, required=True, help="folder holding usr/share/wordnet (dpkg-deb -x)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="tasks folder (default: %(default)s)")
     args = ap.parse_args(argv)
+    if not (args.sources / "usr/share/wordnet/data.noun").is_file():
+        ap.error(f"{args.sources}: no usr/share/wordnet/data.noun here (extract wordnet-base with dpkg-deb -x first)")
+    if not (args.out / "WordNetNounDefinitionRetrieval" / "corpus.jsonl").is_file():
+        ap.error(f"{args.out}: not the tasks folder (WordNetNounDefinitionRetrieval/corpus.jsonl is missing)")
     r = build(args.sources, args.out)
     rows, scores = r["rows"], r["scores"]
     assert len({r["text1"] for r in rows} | {r["text2"] for r in rows}) == 2 * len(rows), "a definition used twice"
