@@ -5,8 +5,7 @@ local mteb tasks, :mod:`.local_tasks`; each task type's protocol is in :mod:`.ta
   ``classification="all-train"`` (fit once on every training row);
 - Clustering: mteb's mini-batch k-means (k = number of labels) on 10 bootstrap samples, V-measure;
 - Retrieval: cosine similarity, nDCG@10;
-- WordSimilarity: Spearman correlation of cosine similarity with the human score (mteb's STS evaluator).
-
+- WordSimilarity: Spearman correlation of cosine similarity with the human score (mteb's STS evaluator);
 - STS: the same Spearman correlation on pairs of texts;
 - PairClassification: average precision of the best similarity score (mteb's ``max_ap``);
 - Reranking: each query's own candidates ranked by cosine similarity, MAP@1000.
@@ -67,7 +66,7 @@ SUITES: dict[str, dict[str, int | None]] = {
         "WordSim353": None,
     },
     # the suite studies choose recipes on: all eleven bundled tasks, seeded subsets sized so that SmolLM2-135M scores
-    # the whole suite in about 5 minutes on 2 CPU cores; six task types
+    # the whole suite in about 5 minutes on 2 CPU cores; seven task types
     "dev": {
         "RottenTomatoesClassification": 300,
         "ConventionSpeechClassification": 60,
