@@ -827,6 +827,7 @@ def build_wordnet_pairs(sources: Path, corpus_dir: Path, out: Path) -> dict:
 # =====================================================================================================================
 # validation
 # =====================================================================================================================
+PAIR_KEYS = {"PairClassification": {"text1", "text2", "label"}, "STS": {"text1", "text2", "score"}}
 KEYS = {
     "train": {"text", "label"},
     "test": {"text", "label"},
@@ -854,7 +855,7 @@ def validate(folder: Path) -> None:
     data = {p.stem: read_rows(p) for p in sorted(folder.glob("*.jsonl"))}
     for stem, rows in data.items():
         assert meta["n"][stem] == len(rows), f"{folder.name}: n[{stem}] = {meta['n'][stem]}, file has {len(rows)}"
-        want = {"text1", "text2", "label"} if meta["type"] == "PairClassification" else KEYS[stem]
+        want = PAIR_KEYS.get(meta["type"], KEYS[stem])
         for r in rows:
             assert set(r) == want, f"{folder.name}/{stem}: keys {set(r)}"
             for k in ("text", "text1", "text2"):
@@ -896,6 +897,11 @@ def validate(folder: Path) -> None:
         assert len({r["text1"] for r in rows}) == len(rows), "an example is used twice"
         c = collections.Counter(r["label"] for r in rows)
         assert c[0] == c[1], f"unbalanced {c}"
+    elif t == "STS":
+        rows = data["test"]
+        assert all(isinstance(r["score"], float | int) and 0 <= r["score"] <= 5 for r in rows), "score outside 0-5"
+        texts = [r[k] for r in rows for k in ("text1", "text2")]
+        assert len(set(texts)) == len(texts), "a text is used twice"
 
 
 def word_stats(texts: list[str]) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import random
 import shutil
@@ -39,6 +40,7 @@ from build_dev_tasks import (  # noqa: E402  (the dev-task builder's writers; sa
     fresh_folder,
     nwords,
     parse_wordnet_data,
+    validate,
     word_stats,
     write_jsonl,
     write_task_json,
@@ -78,21 +80,19 @@ def ancestors(synsets: dict, offset: str) -> dict[str, int]:
     return dist
 
 
-def wu_palmer(synsets: dict, anc: dict, a: str, b: str) -> float:
-    common = anc[a].keys() & anc[b].keys()
-    if not common:
-        return 0.0
-    depth = {c: anc[c][ROOT] + 1 for c in common}  # entity has depth 1
-    best = max(common, key=lambda c: (depth[c], -(anc[a][c] + anc[b][c]), c))
+def wu_palmer(anc, a: str, b: str) -> float:
+    """``anc(s)``: ``s``'s ancestors with their distances (:func:`ancestors`)."""
+    common = anc(a).keys() & anc(b).keys()
+    depth = {c: anc(c)[ROOT] + 1 for c in common}  # entity has depth 1
+    best = max(common, key=lambda c: (depth[c], -(anc(a)[c] + anc(b)[c]), c))
     d = depth[best]
-    return 2 * d / (anc[a][best] + d + anc[b][best] + d)
+    return 2 * d / (anc(a)[best] + d + anc(b)[best] + d)
 
 
 def build(sources: Path, out: Path) -> dict:
     rng = random.Random(0)
     synsets = parse_nouns(sources / "usr/share/wordnet/data.noun")
-    anc = {s: ancestors(synsets, s) for s in synsets}
-    assert all(ROOT in a for a in anc.values()), "a noun synset does not reach entity"
+    anc = functools.cache(functools.partial(ancestors, synsets))  # only the synsets a pair needs
     retrieval = out / "WordNetNounDefinitionRetrieval" / "corpus.jsonl"
     taken = {json.loads(line)["text"].lower() for line in retrieval.read_text(encoding="utf-8").splitlines()}
     def_count = collections.Counter(s["definition"].lower() for s in synsets.values())
@@ -104,7 +104,6 @@ def build(sources: Path, out: Path) -> dict:
         and def_count[v["definition"].lower()] == 1
         and v["definition"].lower() not in taken
     )
-    eligible_set = set(eligible)
     children = collections.defaultdict(list)
     for s in eligible:
         for h in synsets[s]["hypernyms"]:
@@ -119,6 +118,14 @@ def build(sources: Path, out: Path) -> dict:
     def grandparents(s):
         return {g for p in parents(s) for g in synsets[p]["hypernyms"]}
 
+    def partners(stratum, a):
+        if stratum == "sisters":
+            return {c for p in parents(a) for c in children[p]}
+        if stratum == "cousins":
+            cousins = {c for g in grandparents(a) for p in children[g] for c in children[p]}
+            return {c for c in cousins if not parents(c) & parents(a)}
+        return set(by_lexfile[synsets[a]["lexfile"]])  # same_lexfile
+
     used: set[str] = set()
     rows = []
     order = eligible[:]
@@ -130,23 +137,18 @@ def build(sources: Path, out: Path) -> dict:
             a = next(anchors)
             if a in used:
                 continue
-            if stratum == "sisters":
-                pool = {c for p in parents(a) for c in children[p]}
-            elif stratum == "cousins":
-                pool = {c for g in grandparents(a) for p in children[g] for c in children[p]}
-                pool = {c for c in pool if not parents(c) & parents(a)}
-            elif stratum == "same_lexfile":
-                pool = set(by_lexfile[synsets[a]["lexfile"]])
+            if stratum == "anywhere":
+                b = order[rng.randrange(len(order))]
             else:
-                pool = eligible_set
-            pool = sorted(pool - used - {a})
-            if not pool:
-                continue
-            b = pool[rng.randrange(len(pool))] if stratum != "anywhere" else order[rng.randrange(len(order))]
+                pool = sorted(partners(stratum, a) - used - {a})
+                if not pool:
+                    continue
+                b = pool[rng.randrange(len(pool))]
             if b in used or b == a:
                 continue
+            assert ROOT in anc(a) and ROOT in anc(b), "a noun synset does not reach entity"
             used |= {a, b}
-            score = round(5 * wu_palmer(synsets, anc, a, b), 3)
+            score = round(5 * wu_palmer(anc, a, b), 3)
             first, second = (a, b) if rng.random() < 0.5 else (b, a)
             rows.append({"text1": synsets[first]["definition"], "text2": synsets[second]["definition"], "score": score})
             made += 1
@@ -192,8 +194,8 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.out / "WordNetNounDefinitionRetrieval" / "corpus.jsonl").is_file():
         ap.error(f"{args.out}: not the tasks folder (WordNetNounDefinitionRetrieval/corpus.jsonl is missing)")
     r = build(args.sources, args.out)
+    validate(r["folder"])
     rows, scores = r["rows"], r["scores"]
-    assert len({r["text1"] for r in rows} | {r["text2"] for r in rows}) == 2 * len(rows), "a definition used twice"
     print(f"{NAME}: {len(rows)} pairs -> {r['folder']}")
     print(f"  score mean {statistics.mean(scores):.2f}, quartiles {statistics.quantiles(scores, n=4)}")
     print(f"  {word_stats([x['text1'] for x in rows] + [x['text2'] for x in rows])}")
