@@ -56,25 +56,39 @@ def train_system(name: str, config: str, overrides: list[str]) -> tuple[Path, di
     return run / "model", json.loads(summary_file.read_text())
 
 
+def scored_like(
+    result: dict, suite: str, dtype: str, max_length: int | None = None, remove_directions: int = 0
+) -> bool:
+    """Whether an evaluation was scored as one asked for now would be: the same suite, mteb's evaluators, the same
+    encoding length (``None``: whatever the model's is), dtype and LM-head filter. Its tasks may still lag behind
+    the suite's (:func:`complete`)."""
+    return (
+        result.get("suite") == suite
+        and result.get("evaluator") == "mteb"
+        and max_length in (None, result.get("max_length"))
+        and result.get("remove_directions", 0) == remove_directions
+        and result.get("dtype", "float32") == dtype
+    )
+
+
+def complete(result: dict, suite: str) -> bool:
+    """Whether an evaluation holds every task of the suite as it is defined now (a task may join a suite)."""
+    from text2token.evaluation.suite import SUITES
+
+    return list(result["tasks"]) == list(SUITES[suite])
+
+
 def evaluate(name: str, model_ref: str, suite: str, cache: Path, **kwargs) -> dict:
     from text2token import Text2TokenModel
     from text2token.evaluation import evaluate_suite
-    from text2token.evaluation.suite import SUITES
 
     remove = kwargs.pop("remove_directions", 0)  # the LM head's top directions projected out (text2token.directions)
     dtype = kwargs.pop("dtype", None) or "float32"  # the encoding dtype (a study may score in bfloat16 on CPU)
     earlier = None
-    if cache.is_file():  # reused only if scored the same way: mteb's evaluators, the same encoding length and dtype
+    if cache.is_file():
         result = json.loads(cache.read_text())
-        if (
-            result.get("suite") == suite
-            and result.get("model") == model_ref
-            and result.get("evaluator") == "mteb"
-            and kwargs.get("max_length") in (None, result.get("max_length"))
-            and result.get("remove_directions", 0) == remove
-            and result.get("dtype", "float32") == dtype
-        ):
-            if list(result["tasks"]) == list(SUITES[suite]):
+        if result.get("model") == model_ref and scored_like(result, suite, dtype, kwargs.get("max_length"), remove):
+            if complete(result, suite):
                 print(f"[{name}] reusing {cache}")
                 return result
             earlier = result  # the suite gained (or reordered) tasks: score only what is missing

@@ -32,7 +32,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import evaluate, save_figure  # noqa: E402  (same evaluator and cache format as the quality benchmark)
+from quality import complete, evaluate, save_figure, scored_like  # noqa: E402  (same evaluator and cache format as the quality benchmark)
 
 
 def recipe_config(recipe: dict, default_config: str, extra: list[str] | tuple = ()):
@@ -265,8 +265,6 @@ def plot_curves(results: dict, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    from text2token.evaluation.suite import SUITES
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--study", default="budget_200", help="a top-level key of --recipes-file")
     p.add_argument("--recipes-file", default=str(Path(__file__).resolve().parent / "recipes.yaml"))
@@ -342,10 +340,10 @@ def main(argv=None) -> int:
             done = entry["seeds"].get(key)
             if (
                 done
-                and done["eval"].get("evaluator") == "mteb"
-                and done["eval"].get("max_length") == args.max_length
-                and done["eval"].get("dtype", "float32") == args.eval_dtype
-                and list(done["eval"]["tasks"]) == list(SUITES[args.suite])
+                and scored_like(
+                    done["eval"], args.suite, args.eval_dtype, args.max_length, recipe.get("remove_directions", 0)
+                )
+                and complete(done["eval"], args.suite)
             ):
                 continue  # trained and scored the way this study scores (else: evaluated again — only the tasks
                 # missing from the cached evaluation when the suite grew —, training reused)
