@@ -28,6 +28,8 @@ def load_model(args):
         device=args.device,
         dtype=torch_dtype(args),
     )
+    if args.dtype == "bfloat16":
+        bf16_note(args, model.device)
     if not model.is_trained:
         note(
             args,
@@ -35,6 +37,23 @@ def load_model(args):
             "not a text2token-trained model",
         )
     return model
+
+
+def bf16_note(args, device) -> None:
+    """A note when bfloat16 was asked for on a CPU without native bf16 matmuls (no AVX512-BF16 or AMX): there
+    torch emulates them, hundreds of times slower than float32 (measured on an AVX2-only EPYC: docs/benchmarks.md,
+    "Precision")."""
+    import torch
+
+    from ..training.precision import native_bf16
+
+    device = torch.device(device)
+    if device.type == "cpu" and not native_bf16(device):
+        note(
+            args,
+            "--dtype bfloat16 on a CPU without native bf16 (AVX512-BF16 or AMX): torch emulates its matmuls, "
+            "far slower than float32; use --dtype float32 (or auto) here",
+        )
 
 
 def read_texts(args, path: str):
