@@ -39,8 +39,9 @@ def encode_rate(dtype, texts: list[str], budget: float, batch: int) -> tuple[flo
     model.encode(texts[:1], batch_size=1)  # warm-up
     done, start = 0, time.perf_counter()
     while done < len(texts):
-        model.encode(texts[done : done + batch], batch_size=batch)
-        done += len(texts[done : done + batch])
+        chunk = texts[done : done + batch]
+        model.encode(chunk, batch_size=batch)
+        done += len(chunk)
         if time.perf_counter() - start >= budget:
             break
     return done / (time.perf_counter() - start), done
