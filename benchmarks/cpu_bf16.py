@@ -1,7 +1,7 @@
 """Is bfloat16 worth it on this CPU? A square matmul and a SmolLM2-135M encode, float32 vs bfloat16, in one process.
 
 The trainer's ``mixed_precision: auto`` and the CLI's ``--dtype auto`` pick bfloat16 only where the device computes it
-natively (CUDA; CPUs with AVX512-BF16 or AMX: ``text2token.training.precision.native_bf16``). This prints what the
+natively (CUDA; CPUs with AVX512-BF16 or AMX: ``text2token.devices.native_bf16``). This prints what the
 other choice costs here: on CPUs with native bf16 a bf16 matmul runs ~2.5x faster than fp32; on an AVX2-only CPU torch
 emulates it. Each bf16 figure is cut short after ``--budget`` seconds (one repetition at least).
 
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from text2token.training.precision import native_bf16
+    from text2token.devices import native_bf16
 
     a, b = torch.randn(args.size, args.size), torch.randn(args.size, args.size)
     out = {

@@ -304,14 +304,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from text2token.training.precision import native_bf16
+    from text2token.devices import warn_if_bf16_is_emulated
 
-    if args.eval_dtype == "bfloat16" and not native_bf16(torch.device("cpu")) and not torch.cuda.is_available():
-        print(
-            "study: --eval-dtype bfloat16 on a CPU without native bf16 (AVX512-BF16 or AMX) emulates every matmul, "
-            "far slower than float32; the study's tables were scored in bfloat16 on CPUs that have it",
-            file=sys.stderr,
-        )
+    if args.eval_dtype == "bfloat16" and not torch.cuda.is_available():
+        # Said before the hours of training, not only when the first model is scored.
+        warn_if_bf16_is_emulated(torch.bfloat16, torch.device("cpu"))
     recipes = yaml.safe_load(Path(args.recipes_file).read_text())[args.study]
     chosen = args.recipes.split(",") if args.recipes else list(recipes)
     unknown = [r for r in chosen if r not in recipes]

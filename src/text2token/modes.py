@@ -50,6 +50,13 @@ class Pooling(Choice):  # hidden states -> one vector
     WEIGHTED_MEAN = "weighted_mean"
 
 
+class DType(Choice):  # --dtype: the weights' dtype (text2token.devices.dtype_from_name reads it)
+    AUTO = "auto"  # bfloat16 on a GPU, float32 on a CPU
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+
+
 class Attention(Choice):
     CAUSAL = "causal"
     BIDIRECTIONAL = "bidirectional"

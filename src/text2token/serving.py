@@ -78,13 +78,11 @@ class EmbeddingAPI(litserve.LitAPI):
         self.api_key, self.max_texts, self.max_chars = api_key, max_texts, max_chars
 
     def setup(self, device):
-        import torch
-
+        from .devices import dtype_from_name
         from .model import Text2TokenModel
 
-        dtypes = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
         self.model = Text2TokenModel.from_pretrained(
-            self.model_path, device=self.device or device, dtype=dtypes[self.dtype]
+            self.model_path, device=self.device or device, dtype=dtype_from_name(self.dtype)
         )
         self.model.eval()
 

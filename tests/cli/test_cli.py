@@ -1,4 +1,5 @@
 import json
+import logging
 import subprocess
 import sys
 
@@ -317,12 +318,13 @@ def test_an_unknown_suite_is_refused_before_any_model_is_loaded(tmp_path, capsys
 
 
 @pytest.mark.parametrize("native", [False, True])
-def test_bfloat16_on_a_cpu_without_native_bf16_gets_a_note(tiny_model_dir, capsys, monkeypatch, native):
+def test_bfloat16_on_a_cpu_without_native_bf16_gets_a_warning(tiny_model_dir, caplog, monkeypatch, native):
     # One machine has native bf16 or not; the probe is patched to each answer so both branches run everywhere.
-    monkeypatch.setattr("text2token.training.precision.native_bf16", lambda device: native)
+    monkeypatch.setattr("text2token.devices.native_bf16", lambda device: native)
+    monkeypatch.setattr("text2token.devices._warned_emulated_bf16", False)
     args = ["explain", "--model", str(tiny_model_dir), "--device", "cpu", "--top-k", "2", "--json"]
-    assert main([*args, "--dtype", "bfloat16", "hello"]) == 0
-    err = capsys.readouterr().err
-    assert ("without native bf16" in err) is (not native)
-    assert main([*args, "--dtype", "float32", "hello"]) == 0
-    assert "native bf16" not in capsys.readouterr().err
+    with caplog.at_level(logging.WARNING, logger="text2token"):
+        assert main([*args, "--dtype", "float32", "hello"]) == 0
+        assert "native bf16" not in caplog.text
+        assert main([*args, "--dtype", "bfloat16", "hello"]) == 0
+        assert ("without native bf16" in caplog.text) is (not native)

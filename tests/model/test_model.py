@@ -1,4 +1,5 @@
 import json
+import logging
 from types import SimpleNamespace
 
 import numpy as np
@@ -177,3 +178,16 @@ def test_encoding_length_defaults_to_512_capped_by_the_context(tiny_model_dir, t
     assert not (tmp_path / "o.npy").exists()
     err = capsys.readouterr().err
     assert "max_length 4096 is beyond the backbone's context (256 positions)" in err and "Traceback" not in err
+
+
+def test_loading_bfloat16_weights_on_a_cpu_without_native_bf16_warns_once(tiny_model_dir, caplog, monkeypatch):
+    """The warning lives in the loader, so the Python API, the CLI and the server all give it (once a process)."""
+    monkeypatch.setattr("text2token.devices.native_bf16", lambda device: False)
+    monkeypatch.setattr("text2token.devices._warned_emulated_bf16", False)
+    with caplog.at_level(logging.WARNING, logger="text2token"):
+        Text2TokenModel.from_pretrained(str(tiny_model_dir), device="cpu", dtype=torch.float32)
+        assert "native bf16" not in caplog.text
+        Text2TokenModel.from_pretrained(str(tiny_model_dir), device="cpu", dtype=torch.bfloat16)
+        assert caplog.text.count("without native bf16") == 1
+        Text2TokenModel.from_pretrained(str(tiny_model_dir), device="cpu", dtype=torch.bfloat16)
+        assert caplog.text.count("without native bf16") == 1

@@ -71,7 +71,7 @@ def test_bf16_training_runs_resumes_bitwise_and_saves_fp32(tmp_path, tiny_model_
 
 
 def test_auto_precision_is_bf16_where_the_device_has_it():
-    from text2token.training.precision import native_bf16
+    from text2token.devices import native_bf16
 
     cpu = torch.device("cpu")
     assert resolve("auto", cpu) == ("bf16" if native_bf16(cpu) else "no")

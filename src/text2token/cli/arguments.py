@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..modes import Attention, InputErrors, Pooling
+from ..modes import Attention, DType, InputErrors, Pooling
 from .argtypes import device_arg, max_length_arg
 
 MODEL_HELP = (
@@ -31,7 +31,7 @@ def device_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--dtype",
-        choices=["auto", "float32", "bfloat16", "float16"],
+        choices=DType.values(),
         default="auto",
         help="weights' dtype (auto: bfloat16 on GPU, float32 on CPU); the LM head always runs in float32",
     )

@@ -9,9 +9,9 @@ from pathlib import Path
 
 
 def torch_dtype(args):
-    import torch
+    from ..devices import dtype_from_name
 
-    return {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+    return dtype_from_name(args.dtype)
 
 
 def load_model(args):
@@ -28,8 +28,6 @@ def load_model(args):
         device=args.device,
         dtype=torch_dtype(args),
     )
-    if args.dtype == "bfloat16":
-        bf16_note(args, model.device)
     if not model.is_trained:
         note(
             args,
@@ -37,23 +35,6 @@ def load_model(args):
             "not a text2token-trained model",
         )
     return model
-
-
-def bf16_note(args, device) -> None:
-    """A note when bfloat16 was asked for on a CPU without native bf16 matmuls (no AVX512-BF16 or AMX): there
-    torch emulates them (on an AVX2-only EPYC a bf16 matmul ran at 0.008x and a SmolLM2 encode at 0.17x the float32
-    speed: benchmarks/cpu_bf16.py, docs/benchmarks.md)."""
-    import torch
-
-    from ..training.precision import native_bf16
-
-    device = torch.device(device)
-    if device.type == "cpu" and not native_bf16(device):
-        note(
-            args,
-            "--dtype bfloat16 on a CPU without native bf16 (AVX512-BF16 or AMX): torch emulates its matmuls, "
-            "far slower than float32; use --dtype float32 (or auto) here",
-        )
 
 
 def read_texts(args, path: str):
