@@ -6,8 +6,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# Under pytest-xdist (`make test`: two workers) each worker and the subprocesses it starts get one OpenMP thread
+# unless told otherwise: two torch processes spinning two threads each on 2 cores slow each other ~10x. Set before
+# torch is imported.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from helpers import make_tiny_model
 from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
