@@ -21,6 +21,12 @@ def dtype_from_name(name: str) -> torch.dtype | None:
     return None if name == DType.AUTO else getattr(torch, name)
 
 
+def default_dtype(device: torch.device) -> torch.dtype:
+    """What ``dtype auto`` loads weights in: bfloat16 on a GPU that computes it natively, else float32 (CPUs encode
+    in float32 by default, AVX512-BF16 ones included: the saved folder's float32 weights give exactly its vectors)."""
+    return torch.bfloat16 if device.type == "cuda" and native_bf16(device) else torch.float32
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 matmuls natively (CUDA with bf16 support; CPUs with AVX512-BF16 or AMX)."""
     if device.type == "cuda":

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from . import tokenization
 from .attention import set_attention
 from .backbone import Backbone, load_backbone
-from .devices import warn_if_bf16_is_emulated
+from .devices import default_dtype, warn_if_bf16_is_emulated
 from .directions import head_directions, remove_directions
 from .errors import ConfigError, Text2TokenError
 from .layout import MODEL_CONFIG_NAME
@@ -122,7 +122,7 @@ class Text2TokenModel(torch.nn.Module):
                 raise Text2TokenError(f"{config_file} is damaged (expected a JSON object)")
         device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if dtype is None:
-            dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+            dtype = default_dtype(device)
         warn_if_bf16_is_emulated(dtype, device)
         backbone = load_backbone(str(model), dtype=dtype)
         pooling = pooling or saved.get("pooling", DEFAULT_POOLING)

@@ -51,7 +51,7 @@ class Pooling(Choice):  # hidden states -> one vector
 
 
 class DType(Choice):  # --dtype: the weights' dtype (text2token.devices.dtype_from_name reads it)
-    AUTO = "auto"  # bfloat16 on a GPU, float32 on a CPU
+    AUTO = "auto"  # bfloat16 on a GPU with native bf16, else float32 (devices.default_dtype)
     FLOAT32 = "float32"
     BFLOAT16 = "bfloat16"
     FLOAT16 = "float16"

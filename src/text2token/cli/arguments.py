@@ -33,7 +33,7 @@ def device_args(p: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=DType.values(),
         default="auto",
-        help="weights' dtype (auto: bfloat16 on GPU, float32 on CPU); the LM head always runs in float32",
+        help="weights' dtype (auto: bfloat16 on a GPU with bf16, else float32); the LM head always runs in float32",
     )
 
 
