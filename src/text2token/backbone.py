@@ -209,7 +209,8 @@ def resolve_model_path(spec: str) -> str:
     ):
         listing = ", ".join(sorted(p.name for p in parent.iterdir())[:8]) if parent.is_dir() else ""
         raise ModelLoadError(
-            f"model path does not exist: {spec}" + (f" ({parent}/ holds: {listing})" if listing else "")
+            f"model path does not exist: {spec}"
+            + (f" ({os.path.join(parent, '')} holds: {listing})" if listing else "")
         )
     return spec  # a hub id such as "HuggingFaceTB/SmolLM2-135M-Instruct"
 

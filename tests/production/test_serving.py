@@ -111,6 +111,15 @@ def test_exposed_host_needs_an_api_key(tmp_path, tiny_model_dir, capsys, monkeyp
     assert "is empty" in capsys.readouterr().err
     assert main(["serve", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    # --model as every other command takes it (it was "unrecognized arguments: --model"); one model, not two.
+    assert main(["serve", "--model", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["serve", str(tiny_model_dir), "--model", str(tiny_model_dir)])
+    assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["serve"])
+    assert "MODEL" in capsys.readouterr().err
 
 
 def test_loopback_detection():

@@ -14,6 +14,7 @@ def cmd_serve(args) -> int:
     from ..backbone import check_hub_id, resolve_model_path
     from ..serving import build_server, check_exposure, read_api_key
 
+    args.model = args.model or args.model_option
     api_key = read_api_key(args.api_key_file)
     check_exposure(args.host, api_key, args.no_api_key)
     model = resolve_model_path(args.model)  # converted once here, not by each worker
@@ -52,7 +53,11 @@ def add_serve(command) -> None:
         "(--api-key-file or $TEXT2TOKEN_API_KEY; clients send 'Authorization: Bearer KEY'). Requests are\n"
         "bounded (--max-texts, --max-chars): a 413 names the bound. Needs: pip install 'text2token[serve]'.",
     )
-    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("model", metavar="MODEL", nargs="?", help=MODEL_HELP)
+    which.add_argument(
+        "--model", dest="model_option", metavar="MODEL", help="the model, as the other commands take it (or MODEL)"
+    )
     p.add_argument("--host", default=SERVE_HOST, help="address to bind (0.0.0.0: every interface; needs a key)")
     p.add_argument("--port", type=positive("--port"), default=SERVE_PORT, help="TCP port")
     p.add_argument(
