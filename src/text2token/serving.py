@@ -26,6 +26,7 @@ from .errors import ConfigError, Text2TokenError
 from .modes import SERVE_API_KEY_ENV as API_KEY_ENV
 from .modes import SERVE_MAX_CHARS as DEFAULT_MAX_CHARS
 from .modes import SERVE_MAX_TEXTS as DEFAULT_MAX_TEXTS
+from .modes import DType
 
 
 def is_loopback(host: str) -> bool:
@@ -149,6 +150,7 @@ def build_server(
     ``max_batch_size`` > 1 turns on LitServe's dynamic batching across requests (up to that many requests,
     waiting at most ``batch_timeout`` s); LitServe then requires one text per request. With 1 (the default) a
     request may carry a list of up to ``max_texts`` texts, encoded ``batch_size`` at a time."""
+    DType.require(dtype, "dtype", ConfigError)  # here, not first in each worker process
     api_class = BatchedEmbeddingAPI if max_batch_size > 1 else EmbeddingAPI
     api = api_class(
         model,

@@ -122,6 +122,14 @@ def test_exposed_host_needs_an_api_key(tmp_path, tiny_model_dir, capsys, monkeyp
     assert "MODEL" in capsys.readouterr().err
 
 
+def test_an_unknown_dtype_is_refused_when_the_server_is_built_not_in_its_workers(tiny_model_dir):
+    from text2token.errors import ConfigError
+    from text2token.serving import build_server
+
+    with pytest.raises(ConfigError, match="dtype must be one of auto, float32, bfloat16, float16, got 'fp32'"):
+        build_server(str(tiny_model_dir), dtype="fp32")
+
+
 def test_loopback_detection():
     from text2token.serving import is_loopback
 
