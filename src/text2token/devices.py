@@ -16,7 +16,7 @@ _warned_emulated_bf16 = False
 
 
 def dtype_from_name(name: str) -> torch.dtype | None:
-    """``auto`` → ``None`` (the loader decides: bf16 on GPUs, fp32 on CPUs); otherwise the torch dtype so named."""
+    """``auto`` → ``None`` (the loader decides: :func:`default_dtype`); otherwise the torch dtype so named."""
     DType.require(name, "dtype")
     return None if name == DType.AUTO else getattr(torch, name)
 
@@ -30,7 +30,8 @@ def default_dtype(device: torch.device) -> torch.dtype:
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 matmuls natively (CUDA with bf16 support; CPUs with AVX512-BF16 or AMX)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        # torch's default counts an emulated bf16 (pre-Ampere GPUs) as supported; emulated is what we must avoid.
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
         cpu = getattr(torch, "cpu", None)
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")

@@ -24,3 +24,10 @@ def test_auto_is_bf16_only_on_a_gpu_that_computes_it(monkeypatch, native):
     monkeypatch.setattr(devices, "native_bf16", lambda device: native)
     assert devices.default_dtype(torch.device("cuda")) == (torch.bfloat16 if native else torch.float32)
     assert devices.default_dtype(torch.device("cpu")) == torch.float32  # CPUs encode in fp32, AVX512-BF16 or not
+
+
+def test_a_gpu_that_only_emulates_bf16_does_not_count_as_native(monkeypatch):
+    # torch.cuda.is_bf16_supported() says True on pre-Ampere GPUs, where bf16 is emulated, unless asked not to count it.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert not devices.native_bf16(torch.device("cuda"))
+    assert devices.default_dtype(torch.device("cuda")) == torch.float32
