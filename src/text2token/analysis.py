@@ -7,7 +7,11 @@ For a set of texts, with the trained model and its untrained base (same pooling 
   but does not contain);
 - **movement along the base's top singular directions**: the base embeddings' top singular vectors
   (centred, SVD); for each direction, the share of total variance that the base and the trained
-  embeddings put on it, and the mean cosine between each text's base and trained embedding.
+  embeddings put on it, and the mean cosine between each text's base and trained embedding;
+- **geometry** (:func:`geometry`): how much of the space the vectors use — mean pairwise cosine, the norm of the
+  mean vector over the mean norm, the variance share of the top 1 / 5 / 20 principal directions — for the base and
+  the trained model's raw vectors, and for the trained model's vectors as it encodes them (with its isotropy
+  correction, :mod:`text2token.isotropy`, if it has one).
 """
 
 from __future__ import annotations
@@ -18,6 +22,29 @@ import numpy as np
 import torch
 
 from .targets import DataDrivenTargetBuilder
+
+
+def geometry(embeddings) -> dict:
+    """Anisotropy figures of a set of embeddings (N×H): ``mean_pairwise_cosine`` (over distinct pairs; ~0 for
+    vectors spread over the space, near 1 when they share one direction), ``mean_norm_ratio`` = ‖mean vector‖ / mean
+    ‖vector‖, and ``variance_top{1,5,20}`` = the share of the total variance along the top principal directions."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    n = len(x)
+    if n < 2:
+        raise ValueError("geometry needs at least two embeddings")
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    s = unit.sum(0)
+    pairwise = (s @ s - n) / (n * (n - 1))  # Σ_{i≠j} cos / pairs, without the N×N matrix
+    ratio = np.linalg.norm(x.mean(0)) / np.linalg.norm(x, axis=1).mean()
+    centred = x - x.mean(0)
+    var = np.linalg.svd(centred, compute_uv=False) ** 2
+    total = var.sum() or 1.0
+    return {
+        "texts": n,
+        "mean_pairwise_cosine": round(float(pairwise), 4),
+        "mean_norm_ratio": round(float(ratio), 4),
+        **{f"variance_top{k}": round(float(var[:k].sum() / total), 4) for k in (1, 5, 20)},
+    }
 
 
 def _top_tokens(model, texts: list[str], k: int) -> list[list[int]]:
@@ -48,8 +75,9 @@ def analyze(
             "base": _vocab_view(base, texts, top_k, builder),
             "trained": _vocab_view(trained, texts, top_k, builder),
         }
-        e_base = base.encode(texts)
-        e_trained = trained.encode(texts)
+        e_base = base.encode(texts, postprocess=False)
+        e_trained = trained.encode(texts, postprocess=False)
+        e_encoded = trained.postprocess(torch.from_numpy(e_trained)).numpy()
     centred_b = e_base - e_base.mean(0)
     centred_t = e_trained - e_trained.mean(0)
     _, _, vt = np.linalg.svd(centred_b, full_matrices=False)
@@ -75,6 +103,11 @@ def analyze(
             "trained": round(float(share_t.sum()), 4),
         },
         "mean_cosine_base_vs_trained": round(float(cos.mean()), 4),
+        "geometry": {
+            "base": geometry(e_base),
+            "trained (raw)": geometry(e_trained),
+            **({"trained (isotropy-corrected)": geometry(e_encoded)} if trained.correction is not None else {}),
+        },
     }
     if png is not None:
         _plot(result, png)
@@ -132,5 +165,21 @@ def format_analysis(result: dict, model_name: str, base_name: str) -> str:
         f"| **top {len(result['directions'])} together** | **{t['base']:.3f}** | **{t['trained']:.3f}** |",
         "",
         f"mean cosine between a text's base and trained embedding: {result['mean_cosine_base_vs_trained']:.3f}",
+    ]
+    if "geometry" in result:
+        lines += ["", format_geometry(result["geometry"])]
+    return "\n".join(lines)
+
+
+def format_geometry(rows: dict[str, dict]) -> str:
+    """A Markdown table of :func:`geometry` results, one row per named set of vectors."""
+    lines = [
+        "| vectors | mean pairwise cosine | ‖mean‖ / mean ‖x‖ | variance top 1 | top 5 | top 20 |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {g['mean_pairwise_cosine']:.3f} | {g['mean_norm_ratio']:.3f} | {g['variance_top1']:.3f} | "
+        f"{g['variance_top5']:.3f} | {g['variance_top20']:.3f} |"
+        for name, g in rows.items()
     ]
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from .backbone import Backbone, load_backbone
 from .devices import default_dtype, warn_if_bf16_is_emulated
 from .directions import head_directions, remove_directions
 from .errors import ConfigError, Text2TokenError
+from .isotropy import IsotropyCorrection, st_dense_module
 from .layout import MODEL_CONFIG_NAME
 from .model_card import write_model_card
 from .modes import CHUNK_SIZE, Attention, Pooling
@@ -90,6 +91,8 @@ class Text2TokenModel(torch.nn.Module):
         self.prompts = dict(prompts or {})  # named prompts (e.g. "query"), put before a text by encode(prompt_name=...)
         self.training_record = training_record  # what text2token training recorded in a saved folder, if anything
         self.removed_directions: torch.Tensor | None = None  # set by remove_head_directions (k×H), else None
+        # the isotropy correction every dense vector gets (text2token.isotropy), or None; the vocabulary view never
+        self.correction: IsotropyCorrection | None = None
         set_attention(self.backbone, attention)
 
     # ------------------------------------------------------------------ loading
@@ -139,6 +142,8 @@ class Text2TokenModel(torch.nn.Module):
             prompts=saved.get("prompts"),
             training_record=saved.get("training"),
         )
+        if saved:  # only a text2token folder carries a correction
+            self.correction = IsotropyCorrection.load(str(model), self.backbone.config.hidden_size)
         return self.to(device)
 
     @property
@@ -147,7 +152,7 @@ class Text2TokenModel(torch.nn.Module):
         return self.training_record is not None
 
     def settings(self) -> dict:
-        return {
+        settings = {
             "pooling": self.pooling,
             "attention": self.attention,
             "template": self.template,
@@ -156,6 +161,52 @@ class Text2TokenModel(torch.nn.Module):
             "prompts": self.prompts,
             "text2token_version": __version__,
         }
+        if self.correction is not None:
+            settings["isotropy"] = self.correction.describe()
+        return settings
+
+    # ------------------------------------------------------------------ the isotropy correction
+    def set_correction(self, correction: IsotropyCorrection | None) -> Text2TokenModel:
+        """From now on every dense vector (:meth:`encode`, indexes, exports, a saved folder) gets ``correction``
+        (None: raw pooled vectors, as a folder without one)."""
+        if correction is not None and correction.hidden_size != self.backbone.config.hidden_size:
+            raise Text2TokenError(
+                f"the isotropy correction is for {correction.hidden_size}-dimensional vectors, "
+                f"this model's are {self.backbone.config.hidden_size}"
+            )
+        self.correction = correction
+        return self
+
+    def fit_correction(
+        self,
+        texts: list[str],
+        directions: int,
+        batch_size: int = 32,
+        fitted_on: dict | None = None,
+        show_progress_bar: bool | None = None,
+    ) -> IsotropyCorrection:
+        """Fit an isotropy correction on the *raw* pooled vectors of ``texts`` (whatever correction the model has
+        now is ignored, so a refit on the same texts gives the same one), set it, and return it."""
+        raw = self.encode(texts, batch_size=batch_size, show_progress_bar=show_progress_bar, postprocess=False)
+        correction = IsotropyCorrection.fit(raw, directions, fitted_on)
+        self.set_correction(correction)
+        return correction
+
+    @property
+    def correction_id(self) -> str | None:
+        """A fingerprint of the isotropy correction (None without one): with the weights' fingerprint, what
+        identifies the dense vectors this model produces (resume checks, index records, mteb revisions)."""
+        return self.correction.fingerprint() if self.correction is not None else None
+
+    def postprocess(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Raw pooled vectors (B×H) → this model's dense vectors (float32): the isotropy correction, then the
+        LM-head directions filter, if set. The one place both are applied."""
+        emb = pooled.float()
+        if self.correction is not None:
+            emb = self.correction.apply(emb)
+        if self.removed_directions is not None:
+            emb = remove_directions(emb, self.removed_directions)
+        return emb
 
     def remove_head_directions(self, k: int) -> Text2TokenModel:
         """From now on, :meth:`encode` projects the LM head's top-``k`` directions out of every embedding
@@ -181,6 +232,8 @@ class Text2TokenModel(torch.nn.Module):
             if extra:
                 settings.update(extra)
             (tmp / MODEL_CONFIG_NAME).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+            if self.correction is not None:
+                self.correction.save(tmp)
             write_sentence_transformers_files(
                 tmp,
                 pooling=self.pooling,
@@ -188,6 +241,7 @@ class Text2TokenModel(torch.nn.Module):
                 max_length=self.max_length,
                 hidden_size=self.backbone.config.hidden_size,
                 tokenizer=self.tokenizer,
+                dense=st_dense_module(self.correction) if self.correction is not None else None,
             )
             write_model_card(tmp, settings, name=Path(path).name)
 
@@ -301,8 +355,11 @@ class Text2TokenModel(torch.nn.Module):
         convert_to_tensor: bool = False,
         prompt: str | None = None,
         prompt_name: str | None = None,
+        postprocess: bool = True,
     ) -> np.ndarray | torch.Tensor:
         """Embed ``texts``; float32 (N×H), rows in input order (a single string gives one H vector).
+
+        ``postprocess=False``: the raw pooled vectors, without the model's isotropy correction (what a fit reads).
 
         As in sentence-transformers: ``prompt`` is put before every text (inside the model's template, if any), or
         ``prompt_name`` names one of :attr:`prompts`; ``convert_to_tensor`` returns a torch tensor (so does
@@ -318,9 +375,7 @@ class Text2TokenModel(torch.nn.Module):
             show_progress_bar = len(texts) > 4 * batch_size
         out = torch.empty(len(texts), self.backbone.config.hidden_size, dtype=torch.float32)
         for idx, pooled in self._iter_pooled(texts, batch_size, "encode", show_progress_bar):
-            emb = pooled.float()
-            if self.removed_directions is not None:
-                emb = remove_directions(emb, self.removed_directions)
+            emb = self.postprocess(pooled) if postprocess else pooled.float()
             if normalize_embeddings:
                 emb = F.normalize(emb, dim=-1)
             out[torch.as_tensor(idx)] = emb.cpu()

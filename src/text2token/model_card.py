@@ -59,6 +59,16 @@ def _evaluation_lines(evaluation: dict) -> list[str]:
     return lines
 
 
+def _isotropy_lines(iso: dict | None) -> list[str]:
+    if not iso:
+        return []
+    return [
+        f"- isotropy correction (applied to every vector, `{iso.get('file')}` and the `2_Dense` module): the mean "
+        f"vector of {iso.get('texts')} texts of {iso.get('corpus')} (seed {iso.get('seed')}) subtracted, the top "
+        f"{iso.get('directions')} principal direction(s) removed; `text2token postprocess` refits or removes it"
+    ]
+
+
 def write_model_card(folder: str | Path, settings: dict, name: str | None = None) -> None:
     folder = Path(folder)
     name = name or folder.name
@@ -83,6 +93,7 @@ def write_model_card(folder: str | Path, settings: dict, name: str | None = None
         f"- pooling: `{settings.get('pooling')}`; attention: `{settings.get('attention')}`",
         f"- template: `{template}`" if template else "- template: none",
         f"- max length: {settings.get('max_length')} tokens; text2token {settings.get('text2token_version')}",
+        *_isotropy_lines(settings.get("isotropy")),
         "",
     ]
     if "training" in settings:

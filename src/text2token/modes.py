@@ -132,3 +132,8 @@ SERVE_PORT = 8000
 SERVE_MAX_TEXTS = 256
 SERVE_MAX_CHARS = 32_768
 SERVE_API_KEY_ENV = "TEXT2TOKEN_API_KEY"
+# The isotropy correction (text2token.isotropy): a fit on fewer texts is refused; the defaults that training and
+# `text2token postprocess` fit with, chosen on the dev suite (docs/studies/isotropy.md).
+ISOTROPY_MIN_FIT_TEXTS = 100
+ISOTROPY_DIRECTIONS = 1
+ISOTROPY_FIT_TEXTS = 2000

@@ -41,14 +41,15 @@ def _pooled(model):
     import torch
 
     class Pooled(torch.nn.Module):
-        """The embedder as one graph: token ids and mask in, the pooled float32 vector out."""
+        """The embedder as one graph: token ids and mask in, the pooled float32 vector out (isotropy-corrected as
+        ``encode``'s, when the model carries a correction)."""
 
         def __init__(self):
             super().__init__()
             self.model = model
 
         def forward(self, input_ids, attention_mask):
-            return self.model(input_ids, attention_mask).float()
+            return self.model.postprocess(self.model(input_ids, attention_mask))  # the isotropy correction, if any
 
     return Pooled().eval()
 

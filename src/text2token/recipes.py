@@ -93,6 +93,10 @@ RESUME_MAY_CHANGE = (
     "training.log_every",
     "training.tensorboard",
     "data.num_proc",
+    "isotropy.enabled",  # the isotropy correction is fitted after the last stage, so it may change on a resume
+    "isotropy.directions",
+    "isotropy.texts",
+    "isotropy.corpus",
 )
 
 

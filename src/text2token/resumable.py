@@ -53,6 +53,7 @@ class Source:
             "errors": self.errors,
             "rows": self.rows,
             "model": model_fingerprint(model.backbone),
+            "isotropy": model.correction_id,
             **{k: model.settings()[k] for k in ("pooling", "attention", "template", "max_length")},
             **settings,
         }

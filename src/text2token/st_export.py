@@ -7,7 +7,9 @@ with no ``trust_remote_code``, in every setting text2token has:
 - attention: ``is_causal`` in ``config.json`` (transformers >= 5.2 builds bidirectional masks from it);
 - a prompt template that wraps the text on both sides (PromptEOL): a one-line chat template, which ST
   renders for plain texts when the module's ``message`` modality is on; ST keeps the template's tail
-  when it truncates, as text2token does.
+  when it truncates, as text2token does;
+- an isotropy correction (:mod:`text2token.isotropy`): ST's own ``Dense`` module after the pooling (identity
+  activation, the correction's affine map), so ST and mteb load the corrected vectors.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+DENSE_FOLDER = "2_Dense"
 ST_POOLING = {"mean": "mean", "last": "lasttoken", "weighted_mean": "weightedmean"}
 
 
@@ -36,10 +39,11 @@ def chat_template_for(template: str, tokenizer) -> str:
 
 
 def write_sentence_transformers_files(
-    folder: str | Path, *, pooling: str, template: str | None, max_length: int, hidden_size: int, tokenizer
+    folder: str | Path, *, pooling: str, template: str | None, max_length: int, hidden_size: int, tokenizer, dense=None
 ) -> None:
     """Write modules.json, sentence_bert_config.json, 1_Pooling/config.json,
-    config_sentence_transformers.json (and chat_template.jinja for a template) into ``folder``."""
+    config_sentence_transformers.json (and chat_template.jinja for a template) into ``folder``; ``dense``: a
+    sentence-transformers ``Dense`` module to put after the pooling (saved as ``2_Dense``)."""
     import sentence_transformers
 
     folder = Path(folder)
@@ -52,6 +56,11 @@ def write_sentence_transformers_files(
             "type": "sentence_transformers.sentence_transformer.modules.pooling.Pooling",
         },
     ]
+    if dense is not None:
+        (folder / DENSE_FOLDER).mkdir(exist_ok=True)
+        dense.save(str(folder / DENSE_FOLDER))
+        kind = type(dense)
+        modules.append({"idx": 2, "name": "2", "path": DENSE_FOLDER, "type": f"{kind.__module__}.{kind.__name__}"})
     (folder / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
     st_config: dict = {"max_seq_length": max_length}
     if template is not None:

@@ -718,3 +718,35 @@ def test_a_full_disk_mid_index_is_one_line_keeps_the_old_index_and_resumes_to_th
             assert a == b
         else:
             assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
+def test_a_corrected_model_indexes_corrected_dense_rows_and_the_same_sparse_rows(tmp_path, tiny_model_dir, capsys):
+    from helpers import with_correction
+
+    corpus = tmp_path / "docs.txt"
+    corpus.write_text("\n".join(DOCS) + "\n")
+    model = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", device="cpu")
+    model.save_pretrained(tmp_path / "raw")
+    with_correction(model).save_pretrained(tmp_path / "corrected")
+    for name in ("raw", "corrected"):
+        args = [
+            "index",
+            "--model",
+            str(tmp_path / name),
+            "--corpus",
+            str(corpus),
+            "--output",
+            str(tmp_path / f"i-{name}"),
+        ]
+        assert main([*args, "--top-k", "16", "-q"]) == 0
+    raw, corrected = SearchIndex(tmp_path / "i-raw"), SearchIndex(tmp_path / "i-corrected")
+    np.testing.assert_allclose(corrected.dense, model.encode(DOCS, normalize_embeddings=True), atol=1e-5)
+    assert not np.allclose(corrected.dense, raw.dense, atol=1e-3)
+    assert (corrected.sparse != raw.sparse).nnz == 0  # the vocabulary view reads the raw pooled state
+    assert corrected.search([DOCS[2]], top=1, mode="dense")[0][0]["id"] == raw.search([DOCS[2]], top=1)[0][0]["id"]
+    # a correction refitted after the index was built would give queries other vectors than the documents
+    assert main(["postprocess", str(tmp_path / "corrected"), "--texts", "120", "--directions", "1", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["search", "--index", str(tmp_path / "i-corrected"), "--query", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "isotropy correction is not the one" in err and "rebuild the index" in err

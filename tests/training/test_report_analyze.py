@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from helpers import SENTENCES, tiny_run_config
@@ -28,6 +29,9 @@ def test_run_folder_is_readable(tmp_path, tiny_model_dir, capsys):
         "stage2.steps=2",
         "stage2.max_texts=16",
         "stage2.tau=0.1",
+        "isotropy.corpus=bundled:brown",
+        "isotropy.texts=120",
+        "isotropy.directions=2",
     )
     train(cfg, show_progress_bar=False)
     run = tmp_path / "run"
@@ -41,6 +45,11 @@ def test_run_folder_is_readable(tmp_path, tiny_model_dir, capsys):
     out = capsys.readouterr().out
     assert "stage1-data: 3/3 steps, finished" in out and "stage2-model: 2/2 steps, finished" in out
     assert "hit rate" in out and "training_curves.png" in out
+    # fitted at the end of training on a seeded sample of the named corpus, saved in the folder, reported
+    assert "isotropy correction: mean of 120 texts of bundled:brown (seed 0) subtracted, top 2 direction(s)" in out
+    from text2token import Text2TokenModel
+
+    assert Text2TokenModel.from_pretrained(str(run / "model"), device="cpu").correction.num_directions == 2
     assert main(["report", str(tmp_path)]) == 2
 
 
@@ -80,8 +89,24 @@ def test_analyze_table_json_and_png(tmp_path, tiny_model_dir, tokenizer, capsys)
     assert len(res["directions"]) == 4
     shares = [d["base_variance_share"] for d in res["directions"]]
     assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-6  # SVD order
+    for g in res["geometry"].values():  # how much of the space the vectors use
+        assert -1 <= g["mean_pairwise_cosine"] <= 1 and g["mean_norm_ratio"] >= 0
+        assert 0 < g["variance_top1"] <= g["variance_top5"] <= g["variance_top20"] <= 1 + 1e-6
     assert (tmp_path / "a.png").stat().st_size > 1000
-    assert "share from beyond the text" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "share from beyond the text" in out and "mean pairwise cosine" in out
+
+
+def test_geometry_tells_shared_direction_from_spread_vectors():
+    from text2token.analysis import geometry
+
+    rng = np.random.default_rng(0)
+    spread = rng.standard_normal((500, 64))
+    shared = spread + 20 * np.ones(64)  # one large common direction
+    g_spread, g_shared = geometry(spread), geometry(shared)
+    assert abs(g_spread["mean_pairwise_cosine"]) < 0.05 < 0.9 < g_shared["mean_pairwise_cosine"]
+    assert g_spread["mean_norm_ratio"] < 0.2 < 0.9 < g_shared["mean_norm_ratio"]
+    assert geometry(shared - shared.mean(0))["mean_pairwise_cosine"] < 0.05  # centring removes it
 
 
 def test_tensorboard_logging_or_a_clear_error(tmp_path, tiny_model_dir):

@@ -30,6 +30,9 @@ def test_training_reduces_loss_and_saves_a_loadable_merged_model(tmp_path, tiny_
     assert torch.equal(trained.lm_head.weight, base.lm_head.weight)
     settings = json.loads((model_dir / "text2token_config.json").read_text())
     assert settings["training"]["steps"] == 12 and settings["training"]["stages"] == ["data"]
+    # the default isotropy fit needs 100 texts: on this small corpus it is skipped, saying why, and the model kept
+    assert "needs at least 100 texts" in settings["training"]["isotropy"]["skipped"]
+    assert trained.correction is None and "isotropy" not in settings
 
 
 def test_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir):

@@ -14,6 +14,7 @@ import sys
 from .encode import cmd_encode, cmd_explain
 from .evaluate import cmd_eval
 from .parser import build_parser
+from .postprocess import cmd_postprocess
 from .retrieve import cmd_export, cmd_index, cmd_search
 from .serve import cmd_serve
 from .train import cmd_analyze, cmd_report, cmd_train
@@ -102,6 +103,7 @@ def _main(argv: list[str] | None) -> int:
         "report": cmd_report,
         "analyze": cmd_analyze,
         "serve": cmd_serve,
+        "postprocess": cmd_postprocess,
     }[args.command]
     try:
         return handler(args)

@@ -25,26 +25,48 @@ def cmd_eval(args) -> int:
             "--card records the saved model's own scores; it cannot be combined with "
             "--remove-directions (the folder does not apply that filter)"
         )
+    from ..evaluation.mteb_runner import MTEBEncoder
+    from ..training.isotropy_fit import refit_like
+
     model = load_model(args)
+    correction = model.correction
+    raw_too = correction is not None and not args.no_raw
+
+    def score(m):
+        return evaluate_suite(m, args.suite, batch_size=args.batch_size, classification=args.classification_protocol)
+
     columns = {}
     if args.baseline:
         base = model.same_settings(args.baseline, device=args.device, dtype=torch_dtype(args))
         base.remove_head_directions(args.remove_directions)
+        label = f"untrained ({args.baseline})" if args.baseline == "default" else args.baseline
         print(f"evaluating baseline {args.baseline} ({model.pooling} pooling, {model.attention} attention)")
-        columns[f"untrained ({args.baseline})" if args.baseline == "default" else args.baseline] = evaluate_suite(
-            base, args.suite, batch_size=args.batch_size, classification=args.classification_protocol
-        )
-        del base
+        encoder = MTEBEncoder(base, batch_size=args.batch_size, reuse_raw=True)  # raw vectors encoded once
+        if correction is None or raw_too:
+            columns[label] = score(encoder)
+        if correction is not None:  # a fair comparison: the baseline gets the same correction, fitted the same way
+            print(f"fitting the same isotropy correction on {args.baseline} ({_fit_recipe(correction)})")
+            refit_like(base, correction.fitted_on, batch_size=args.batch_size, show_progress_bar=not args.quiet)
+            columns[f"{label} + isotropy"] = score(encoder)
+        del base, encoder
     model.remove_head_directions(args.remove_directions)
     print(
         f"evaluating {args.model}"
         + (f" (LM head's top {args.remove_directions} direction(s) removed)" if args.remove_directions else "")
     )
-    columns[args.model] = evaluate_suite(
-        model, args.suite, batch_size=args.batch_size, classification=args.classification_protocol
-    )
+    encoder = MTEBEncoder(model, batch_size=args.batch_size, reuse_raw=True)
+    if raw_too:
+        model.set_correction(None)
+        columns[f"{args.model} (raw)"] = score(encoder)
+        model.set_correction(correction)
+    columns[args.model] = score(encoder)
     print()
     print(format_table(columns))
+    if correction is not None:
+        print(
+            f"\n{args.model} carries an isotropy correction ({_fit_recipe(correction)}); its column is what it encodes. "
+            + ("Each '+ isotropy' / '(raw)' column shows the same model with and without it." if raw_too else "")
+        )
     if args.output:
         out = next(reversed(columns.values())) if len(columns) == 1 else {"models": columns}
         write_json_atomic(args.output, out)
@@ -61,6 +83,14 @@ def cmd_eval(args) -> int:
         record_evaluation(args.model, columns[args.model])
         print(f"evaluation recorded in {Path(args.model) / 'README.md'}")
     return 0
+
+
+def _fit_recipe(correction) -> str:
+    f = correction.fitted_on
+    return (
+        f"mean of {f.get('texts')} texts of {f.get('corpus')} (seed {f.get('seed')}), "
+        f"top {correction.num_directions} direction(s) removed"
+    )
 
 
 def _eval_mteb(args) -> int:
@@ -149,6 +179,12 @@ def add_eval(command) -> None:
         "--baseline",
         metavar="MODEL",
         help="also evaluate this model with the same pooling/attention (e.g. the untrained 'default')",
+    )
+    p.add_argument(
+        "--no-raw",
+        action="store_true",
+        help="for a model with an isotropy correction: skip the columns without it (by default the table shows "
+        "the model and the --baseline with and without the correction, the baseline's fitted the same way)",
     )
     p.add_argument("--output", help="write the results as JSON to this file")
     p.add_argument(

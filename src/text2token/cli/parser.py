@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import encode, evaluate, retrieve, serve, train
+from . import encode, evaluate, postprocess, retrieve, serve, train
 
 EXAMPLES = """examples:
   text2token train --config configs/demo.yaml --output runs/demo
@@ -16,6 +16,8 @@ EXAMPLES = """examples:
   text2token eval --model runs/demo/model --suite demo --baseline default
   text2token index --model runs/demo/model --corpus docs.jsonl --output runs/demo/index
   text2token search --index runs/demo/index --query "interest rates"
+  text2token postprocess runs/demo/model --directions 1                 # refit the isotropy correction in place
+  text2token postprocess default --output runs/free                      # a training-free embedder folder
 
 several jobs on one machine:
   text2token lets idle OpenMP threads spin only briefly (GOMP_SPINCOUNT=10000 unless you set it or OMP_WAIT_POLICY),
@@ -59,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrieve.add_search(command)
     train.add_report(command)
     train.add_analyze(command)
+    postprocess.add_postprocess(command)
     evaluate.add_eval(command)
     serve.add_serve(command)
     return p

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..errors import Text2TokenError
 from ..fingerprint import model_fingerprint
@@ -32,7 +33,13 @@ class MTEBEncoder(_abs_encoder()):
     """Wrap a :class:`~text2token.Text2TokenModel` (or anything ``from_pretrained`` accepts) for mteb."""
 
     def __init__(
-        self, model, prompts: dict[str, str] | None = None, batch_size: int = 32, name: str | None = None, **load_kwargs
+        self,
+        model,
+        prompts: dict[str, str] | None = None,
+        batch_size: int = 32,
+        name: str | None = None,
+        reuse_raw: bool = False,
+        **load_kwargs,
     ):
         from mteb.models import ModelMeta
 
@@ -40,6 +47,9 @@ class MTEBEncoder(_abs_encoder()):
             model if isinstance(model, Text2TokenModel) else Text2TokenModel.from_pretrained(model, **load_kwargs)
         )
         self.batch_size = batch_size
+        # reuse_raw: keep every text's raw pooled vector, so scoring the same model under several isotropy
+        # corrections (model.set_correction) encodes each text once; the correction is applied on every call
+        self.raw_vectors: dict[str, np.ndarray] | None = {} if reuse_raw else None
         self.model_prompts = dict(prompts or {})
         if self.model_prompts:
             import logging
@@ -92,6 +102,7 @@ class MTEBEncoder(_abs_encoder()):
                 m.template,
                 m.max_length,
                 sorted(self.model_prompts.items()),
+                *([m.correction_id] if m.correction_id else []),  # a folder without one keeps its old revision
             ]
         )
         return hashlib.sha256(key.encode()).hexdigest()[:12]
@@ -102,7 +113,14 @@ class MTEBEncoder(_abs_encoder()):
         if prompt_name is not None:
             prompt = self.model_prompts[prompt_name]
             texts = [prompt + t for t in texts]
-        return self.model.encode(texts, batch_size=self.batch_size, show_progress_bar=False)
+        if self.raw_vectors is None:
+            return self.model.encode(texts, batch_size=self.batch_size, show_progress_bar=False)
+        missing = list(dict.fromkeys(t for t in texts if t not in self.raw_vectors))
+        if missing:
+            raw = self.model.encode(missing, batch_size=self.batch_size, show_progress_bar=False, postprocess=False)
+            self.raw_vectors.update(zip(missing, raw))
+        raw = torch.from_numpy(np.stack([self.raw_vectors[t] for t in texts]))
+        return self.model.postprocess(raw).numpy()
 
 
 def _meta_name(model) -> str:

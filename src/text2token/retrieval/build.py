@@ -182,6 +182,7 @@ def _build_locked(
     summary = {
         **where,
         "model_fingerprint": weights_id,
+        "isotropy_fingerprint": model.correction_id,  # the dense rows' correction: queries must get the same
         "pooling": model.pooling,
         "attention": model.attention,
         "template": model.template,

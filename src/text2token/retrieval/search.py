@@ -195,6 +195,14 @@ class SearchIndex:
                         f"--model {model_path} is not the model {folder} was built with (its weights "
                         "differ): use that model, or rebuild the index with this one"
                     )
+        recorded = self.info.get("isotropy_fingerprint")
+        if model is not None and "isotropy_fingerprint" in self.info and recorded != model.correction_id:
+            raise Text2TokenError(
+                f"the model's isotropy correction is not the one {folder} was built with "
+                f"({'none' if recorded is None else 'fingerprint ' + recorded} then, "
+                f"{'none' if model.correction_id is None else 'fingerprint ' + model.correction_id} now: it was "
+                "refitted or removed since): rebuild the index, or restore the correction"
+            )
         self.model = model
 
     def _open_files(self, folder: Path) -> None:

@@ -44,7 +44,8 @@ class TopTokens:
         with torch.inference_mode():
             for idx, pooled in model._iter_pooled(texts, batch_size, desc, show_progress_bar):
                 rows = np.asarray(idx)
-                self.dense[rows] = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy()
+                dense = model.postprocess(pooled)  # encode's vectors (isotropy correction); the head reads raw
+                self.dense[rows] = torch.nn.functional.normalize(dense, dim=-1).cpu().numpy()
                 logits = model.vocab_logits(pooled)
                 top = torch.softmax(logits, dim=-1).topk(top_k, dim=-1)
                 self.ids[rows], self.probs[rows] = top.indices.cpu().numpy(), top.values.cpu().numpy()

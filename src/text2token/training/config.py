@@ -14,6 +14,9 @@ import yaml
 
 from ..errors import ConfigError
 from ..modes import (
+    ISOTROPY_DIRECTIONS,
+    ISOTROPY_FIT_TEXTS,
+    ISOTROPY_MIN_FIT_TEXTS,
     Attention,
     Choice,
     InputErrors,
@@ -146,6 +149,17 @@ class CombinedConfig:
 
 
 @dataclass
+class IsotropyConfig:
+    """The isotropy correction fitted after the last stage and saved in the model folder (text2token.isotropy):
+    the mean raw vector of a seeded sample of texts subtracted, then the top principal directions projected out."""
+
+    enabled: bool = True
+    directions: int = ISOTROPY_DIRECTIONS  # principal directions removed after the mean (0: the mean only)
+    texts: int = ISOTROPY_FIT_TEXTS  # texts of the seeded sample it is fitted on (training.seed)
+    corpus: str | None = None  # null = the training corpus (data.train_file); a path or bundled:brown / bundled:wiki
+
+
+@dataclass
 class RunConfig:
     output_dir: str = "runs/demo"
     description: str = ""  # what this recipe is and why (free text; shown on the saved model's card)
@@ -163,6 +177,7 @@ class RunConfig:
     simcse: SimCSEConfig = field(default_factory=SimCSEConfig)
     mntp: MNTPConfig = field(default_factory=MNTPConfig)
     combined: CombinedConfig = field(default_factory=CombinedConfig)
+    isotropy: IsotropyConfig = field(default_factory=IsotropyConfig)
 
     def run_stages(self) -> list[str]:
         """The stages train() runs, in order, as the recipe (:data:`text2token.recipes.RECIPES`) says: ``stages``
@@ -226,7 +241,18 @@ class RunConfig:
         _check(d.max_texts is None or d.max_texts > 0, "data.max_texts", f"must be > 0, got {d.max_texts}")
         from .corpus import BUNDLED, BUNDLED_PREFIX
 
-        for key, name in (("data.train_file", d.train_file), ("stage2.train_file", s2.train_file)):
+        iso = self.isotropy
+        _check(iso.directions >= 0, "isotropy.directions", f"must be >= 0 (0: the mean only), got {iso.directions}")
+        _check(
+            iso.texts >= ISOTROPY_MIN_FIT_TEXTS,
+            "isotropy.texts",
+            f"must be >= {ISOTROPY_MIN_FIT_TEXTS} (a correction fitted on fewer is too noisy), got {iso.texts}",
+        )
+        for key, name in (
+            ("data.train_file", d.train_file),
+            ("stage2.train_file", s2.train_file),
+            ("isotropy.corpus", iso.corpus),
+        ):
             _check(
                 not (name or "").startswith(BUNDLED_PREFIX) or name[len(BUNDLED_PREFIX) :] in BUNDLED,
                 key,

@@ -183,6 +183,16 @@ def summarize_run(run_dir: str | Path) -> str:
             f"  model: {run_dir / 'model'} ({summary['steps']} steps, {summary['seconds']} s, peak memory "
             f"{summary['peak_memory_mb']:.0f} MB)"
         )
+        iso = summary.get("isotropy")
+        if iso and "skipped" in iso:
+            lines.append(f"  isotropy correction: none ({iso['skipped']})")
+        elif iso:
+            lines.append(
+                f"  isotropy correction: mean of {iso.get('texts')} texts of {iso.get('corpus')} (seed {iso.get('seed')}) "
+                f"subtracted, top {iso.get('directions')} direction(s) removed ({iso.get('seconds')} s to fit)"
+            )
+        else:
+            lines.append("  isotropy correction: none (isotropy.enabled is off, or the run predates it)")
     else:
         lines.append("  model: not saved yet")
     for name in ("training_curves.png", "eval_demo.json"):

@@ -126,6 +126,7 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
         model.eval()
 
         model.max_length = encoding_max_length(model.backbone.config, cfg.model.max_length)  # ≠ training length
+        isotropy = _fit_isotropy(cfg, model, show_progress_bar)
         summary = {
             "objective": cfg.objective,
             "stages": cfg.run_stages(),
@@ -135,6 +136,7 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
             "mixed_precision": accelerator.mixed_precision,
             "processes": accelerator.num_processes,
             **{f"stage_{k}": v for k, v in summaries.items()},
+            **({"isotropy": isotropy} if isotropy else {}),
         }
         model.save_pretrained(model_dir, extra={"training": {"config": cfg.to_dict(), **summary}})
         write_json_atomic(out_dir / RUN_SUMMARY_NAME, summary)
@@ -142,6 +144,34 @@ def _train_locked(cfg: RunConfig, accelerator, out_dir: Path, resume: bool, show
         plot_training_curves(out_dir)
     accelerator.wait_for_everyone()
     return model_dir
+
+
+def _fit_isotropy(cfg: RunConfig, model, show_progress_bar: bool) -> dict | None:
+    """The isotropy correction the config asks for, fitted on the trained model's raw vectors of a seeded sample of
+    the training corpus (or ``isotropy.corpus``) and set on the model; what it records, with its fit time."""
+    from ..isotropy import TooFewTexts
+    from .isotropy_fit import fit_on_corpus
+
+    iso = cfg.isotropy
+    if not iso.enabled:
+        return None
+    t0 = time.perf_counter()
+    logger.info("fitting the isotropy correction (%d texts, %d direction(s))", iso.texts, iso.directions)
+    try:
+        correction = fit_on_corpus(
+            model,
+            iso.corpus or cfg.data.train_file,
+            texts=iso.texts,
+            directions=iso.directions,
+            seed=cfg.training.seed,
+            field=cfg.data.field if not iso.corpus else "text",
+            batch_size=cfg.training.batch_size,
+            show_progress_bar=show_progress_bar,
+        )
+    except TooFewTexts as exc:  # the trained model is still saved, without a correction: say so, keep the work
+        logger.warning("no isotropy correction: %s; fit one later with `text2token postprocess`", exc)
+        return {"skipped": str(exc)}
+    return {**correction.describe(), "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def is_finished(cfg: RunConfig) -> bool:

@@ -1,0 +1,124 @@
+"""``postprocess``: fit, refit or remove the isotropy correction of a model folder — or make a training-free embedder
+from any LM (an untrained backbone plus a fitted correction, written as a complete folder)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..modes import ISOTROPY_DIRECTIONS, ISOTROPY_FIT_TEXTS, ISOTROPY_MIN_FIT_TEXTS, Attention, Pooling
+from .argtypes import max_length_arg, positive
+from .arguments import MODEL_HELP, device_args
+from .common import note, torch_dtype
+
+
+def _at_least_min(text: str) -> int:
+    value = positive("--texts")(text)
+    if value < ISOTROPY_MIN_FIT_TEXTS:
+        raise argparse.ArgumentTypeError(
+            f"--texts must be >= {ISOTROPY_MIN_FIT_TEXTS} (a correction fitted on fewer is too noisy), got {value}"
+        )
+    return value
+
+
+def _directions(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--directions must be an integer, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--directions must be >= 0 (0: subtract the mean only), got {value}")
+    return value
+
+
+def cmd_postprocess(args) -> int:
+    from ..errors import Text2TokenError
+    from ..layout import MODEL_CONFIG_NAME
+    from ..model import Text2TokenModel
+    from ..training.isotropy_fit import fit_on_corpus
+
+    args.model = args.model or args.model_option
+    is_folder = (Path(args.model).expanduser() / MODEL_CONFIG_NAME).is_file()
+    output = args.output or (args.model if is_folder else None)
+    if output is None:
+        raise Text2TokenError(
+            f"{args.model} is not a text2token folder, so it cannot be changed in place: give --output DIR "
+            "for the new folder (the backbone plus the correction)"
+        )
+    if args.none and not is_folder:
+        raise Text2TokenError(f"--none removes a folder's correction; {args.model} is not a text2token folder")
+    model = Text2TokenModel.from_pretrained(
+        args.model,
+        pooling=args.pooling,
+        attention=args.attention,
+        max_length=args.max_length,
+        device=args.device,
+        dtype=torch_dtype(args),
+    )
+    before = model.correction
+    if args.none:
+        if before is None:
+            print(f"{args.model} has no isotropy correction; nothing to remove")
+            return 0
+        model.set_correction(None)
+        model.save_pretrained(output)
+        print(f"removed the isotropy correction from {output}: it gives raw pooled vectors again")
+        return 0
+    correction = fit_on_corpus(
+        model,
+        args.corpus,
+        texts=args.texts,
+        directions=args.directions,
+        seed=args.seed,
+        field=args.field,
+        batch_size=args.batch_size,
+        show_progress_bar=not args.quiet,
+    )
+    if correction.fitted_on["texts"] < args.texts:
+        note(args, f"the corpus holds only {correction.fitted_on['texts']} texts: the correction is fitted on them all")
+    model.save_pretrained(output)
+    what = "refitted" if before is not None else "fitted"
+    print(
+        f"{what} the isotropy correction of {output}: mean of {correction.fitted_on['texts']} texts of "
+        f"{correction.fitted_on['corpus']} (seed {args.seed}) subtracted, top {correction.num_directions} principal "
+        "direction(s) removed; encode, index, serve, exports, sentence-transformers and mteb all apply it"
+    )
+    return 0
+
+
+def add_postprocess(command) -> None:
+    """The ``postprocess`` command's arguments."""
+    p = command(
+        "postprocess",
+        "fit, refit or remove the isotropy correction a model folder applies to its vectors",
+        "Subtracts the mean raw vector of a seeded sample of texts and projects out the top principal\n"
+        "directions ('all-but-the-top'); stored in the folder (isotropy.safetensors, a sentence-transformers\n"
+        "Dense module) and applied by every dense path. A text2token folder is rewritten in place (atomically)\n"
+        "unless --output is given; any other model (e.g. 'default') needs --output and becomes a complete,\n"
+        "training-free embedder folder. The vocabulary view (explain, sparse index) is not changed.",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("model", metavar="MODEL", nargs="?", help=MODEL_HELP)
+    which.add_argument("--model", dest="model_option", metavar="MODEL", help="the model (or MODEL)")
+    p.add_argument("--output", metavar="DIR", help="write the folder here (default: MODEL itself, if a folder)")
+    p.add_argument(
+        "--corpus",
+        help="texts to fit on: .txt or .jsonl, or bundled:brown / bundled:wiki (default: the bundled Brown corpus)",
+    )
+    p.add_argument("--field", default="text", help="JSONL field holding the text")
+    p.add_argument(
+        "--texts", type=_at_least_min, default=ISOTROPY_FIT_TEXTS, help="texts of the seeded sample it is fitted on"
+    )
+    p.add_argument(
+        "--directions",
+        type=_directions,
+        default=ISOTROPY_DIRECTIONS,
+        help="top principal directions removed after the mean (0: the mean only)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    p.add_argument("--none", action="store_true", help="remove the folder's correction instead (raw vectors again)")
+    p.add_argument("--pooling", choices=Pooling.values(), help="for a backbone: its pooling (default: last)")
+    p.add_argument("--attention", choices=Attention.values(), help="for a backbone: its attention (default: causal)")
+    p.add_argument("--max-length", type=max_length_arg, help="override the maximum tokens per text (>= 8)")
+    p.add_argument("--batch-size", type=positive("--batch-size"), default=32, help="texts per forward pass")
+    device_args(p)

@@ -1,0 +1,71 @@
+"""Fitting a model's isotropy correction (:mod:`text2token.isotropy`) on a corpus: a seeded sample of its texts, read
+as the trainer reads a corpus. Used at the end of training, by ``text2token postprocess`` and by ``eval``'s corrected
+baseline (the same recipe fitted on the untrained backbone)."""
+
+from __future__ import annotations
+
+import logging
+
+from ..errors import Text2TokenError
+from ..modes import ISOTROPY_DIRECTIONS, ISOTROPY_FIT_TEXTS
+from .corpus import BUNDLED_PREFIX, corpus_path, read_corpus
+
+logger = logging.getLogger(__name__)
+
+
+def corpus_name(corpus: str | None) -> str:
+    """How a fit records its corpus: ``bundled:NAME`` for a bundled one (null = ``bundled:brown``), else the path."""
+    return corpus if corpus else f"{BUNDLED_PREFIX}brown"
+
+
+def fit_on_corpus(
+    model,
+    corpus: str | None = None,
+    texts: int = ISOTROPY_FIT_TEXTS,
+    directions: int = ISOTROPY_DIRECTIONS,
+    seed: int = 0,
+    field: str = "text",
+    batch_size: int = 32,
+    show_progress_bar: bool | None = None,
+):
+    """Fit and set ``model``'s isotropy correction on ``texts`` texts of ``corpus`` (a path, ``bundled:NAME``, or
+    None for the bundled Brown corpus) shuffled with ``seed``; returns it. Its record names the corpus, its hash, the
+    sample size, the seed and the directions, so the same fit can be repeated on another model."""
+    path = corpus_path(corpus)
+    if not path.is_file():
+        raise Text2TokenError(f"isotropy corpus {path} does not exist")
+    sample, info = read_corpus(path, field, seed, texts)
+    if len(sample) < texts:
+        logger.info(
+            "isotropy corpus %s holds %d texts, fewer than the %d asked for: all are used", path, info["lines"], texts
+        )
+    fitted_on = {"corpus": corpus_name(corpus), "corpus_sha256_16": info["sha256_16"], "seed": seed}
+    if field != "text":
+        fitted_on["field"] = field
+    return model.fit_correction(
+        sample, directions, batch_size=batch_size, fitted_on=fitted_on, show_progress_bar=show_progress_bar
+    )
+
+
+def refit_like(model, record: dict, batch_size: int = 32, show_progress_bar: bool | None = None):
+    """Fit ``model``'s correction with the recipe another model's correction records (corpus, texts, seed,
+    directions) — how a baseline is corrected the same way for a fair comparison. A corpus that is no longer there
+    (or not the one recorded) is an error naming it."""
+    corpus = record.get("corpus")
+    name = None if corpus == corpus_name(None) else corpus
+    path = corpus_path(name)
+    if not path.is_file():
+        raise Text2TokenError(f"the correction was fitted on {corpus}, which is not here to fit the same way")
+    correction = fit_on_corpus(
+        model,
+        name,
+        texts=int(record.get("texts", ISOTROPY_FIT_TEXTS)),
+        directions=int(record.get("directions", ISOTROPY_DIRECTIONS)),
+        seed=int(record.get("seed", 0)),
+        field=record.get("field", "text"),
+        batch_size=batch_size,
+        show_progress_bar=show_progress_bar,
+    )
+    if record.get("corpus_sha256_16") and correction.fitted_on["corpus_sha256_16"] != record["corpus_sha256_16"]:
+        raise Text2TokenError(f"{corpus} has changed since the correction was fitted on it (its hash differs)")
+    return correction
