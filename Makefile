@@ -35,7 +35,7 @@ run: $(STAMP)
 
 # A ~3-minute smoke run: the 50-step demo recipe cut to 4 + 4 steps, then explain (no evaluation).
 run-quick: $(STAMP)
-	$(BIN)/text2token train --config configs/demo.yaml --output runs/quick --resume stage1.steps=4 stage2.steps=4 training.save_every=2
+	$(BIN)/text2token train --config configs/demo.yaml --output runs/quick --resume stage1.steps=4 stage2.steps=4 training.save_every=2 isotropy.texts=200
 	$(BIN)/text2token explain --model runs/quick/model "The cat sat on the mat."
 
 # Lint and format check (pyproject.toml [tool.ruff]: pycodestyle, pyflakes, import order, bugbear, pyupgrade and the

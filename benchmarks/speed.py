@@ -205,7 +205,7 @@ def measure_encode_length(batch: int, lengths=(128, 512), repeats: int = 2) -> d
         for length in lengths:
             model.max_length = length
             dt = float(np.median(times[length]))
-            tokens = sum(len(x) for x in model._token_ids(texts))  # template included, truncated to the length
+            tokens = sum(len(x) for x in model.token_ids(texts))  # template included, truncated to the length
             row[length] = {
                 "seconds": round(dt, 2),
                 "runs_s": [round(t, 2) for t in times[length]],

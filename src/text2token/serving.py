@@ -174,6 +174,24 @@ def build_server(
     )
 
 
+# the addresses LitServe accepts (a listing, not a bind: check_exposure still asks for a key beyond loopback)
+BINDABLE = {"0.0.0.0": "every IPv4 interface", "127.0.0.1": "this machine", "::": "every interface"}  # noqa: S104
+
+
+def bind_address(host: str) -> str:
+    """The address LitServe is asked to bind for ``--host``: ``localhost`` is 127.0.0.1; LitServe binds only
+    0.0.0.0, 127.0.0.1 and ::, so any other address is refused here, in one line, before anything starts."""
+    if host == "localhost":
+        return "127.0.0.1"
+    if host not in BINDABLE:
+        choices = ", ".join(f"{a} ({what})" for a, what in BINDABLE.items())
+        raise ConfigError(
+            f"--host {host}: the server (LitServe) binds only {choices} or localhost; to reach it on one address, "
+            "bind 0.0.0.0 behind a firewall or reverse proxy"
+        )
+    return host
+
+
 def check_exposure(host: str, api_key: str | None, allow_no_key: bool) -> None:
     """Refuse to bind beyond this machine without an API key (unless ``allow_no_key``)."""
     if not is_loopback(host) and api_key is None and not allow_no_key:

@@ -55,7 +55,7 @@ def test_gemma_trains_both_stages_with_simcse_and_llm2vec_and_saves_an_equal_st_
 
     cfg = load_config(
         ROOT / "configs" / "combined.yaml",
-        [*TINY_RUN, "stage1.steps=2", "stage2.steps=2", f"output_dir={tmp_path / 'combined'}"],
+        [*TINY_RUN, "stage1.steps=2", "stage2.steps=2", "isotropy.texts=100", f"output_dir={tmp_path / 'combined'}"],
     )
     folder = Path(train(cfg))
     texts = ["A cat sat on the mat.", "Stocks fell sharply on Monday.", "word"]
@@ -63,6 +63,7 @@ def test_gemma_trains_both_stages_with_simcse_and_llm2vec_and_saves_an_equal_st_
     theirs = SentenceTransformer(str(folder), device="cpu").encode(texts, normalize_embeddings=True)
     assert np.min(np.sum(ours * theirs, axis=1)) >= 0.9999
     assert not np.allclose(ours, gemma.encode(texts, normalize_embeddings=True), atol=1e-4), "training moved it"
+    assert (folder / "2_Dense").is_dir()  # ST applied the isotropy correction fitted at the end of training
 
     cfg = load_config(
         None,
@@ -73,6 +74,7 @@ def test_gemma_trains_both_stages_with_simcse_and_llm2vec_and_saves_an_equal_st_
             "model.pooling=mean",
             "mntp.steps=1",
             "simcse.steps=1",
+            "isotropy.enabled=false",
             f"output_dir={tmp_path / 'llm2vec'}",
         ],
     )

@@ -123,6 +123,16 @@ def test_exposed_host_needs_an_api_key(tmp_path, tiny_model_dir, capsys, monkeyp
     with pytest.raises(SystemExit):
         main(["serve"])
     assert "MODEL" in capsys.readouterr().err
+    # an address LitServe cannot bind is one line before anything starts (it was a traceback after "serving ...")
+    assert main(["serve", str(tiny_model_dir), "--host", "10.1.2.3", "--api-key-file", str(tmp_path / "k")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--host 10.1.2.3" in err and "binds only" in err and "serving" not in err
+
+
+def test_localhost_binds_the_loopback_address():
+    from text2token.serving import bind_address
+
+    assert bind_address("localhost") == "127.0.0.1" and bind_address("::") == "::"
 
 
 def test_an_unknown_dtype_is_refused_when_the_server_is_built_not_in_its_workers(tiny_model_dir):

@@ -4,12 +4,11 @@ model (ONNX, OpenVINO) or an index (Qdrant)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from ..modes import CHUNK_SIZE, AnnDtype, Fusion
 from .argtypes import fraction, positive
 from .arguments import MODEL_HELP, device_args, input_args, model_args
-from .common import input_notes, load_model, note, torch_dtype
+from .common import input_notes, load_model, torch_dtype
 
 
 def cmd_index(args) -> int:
@@ -58,8 +57,7 @@ def cmd_search(args) -> int:
         raise Text2TokenError("nothing to search for: give --query TEXT (repeatable) or --queries FILE")
     mode = "dense" if args.dense else "sparse" if args.sparse else "hybrid"
     index = SearchIndex(args.index, model_path=args.model, device=args.device, dtype=torch_dtype(args))
-    if not args.model:  # a path recorded in the index: say which model answers
-        note(args, f"model: {index.model_source} (recorded in {Path(args.index) / 'index.json'}; --model to change)")
+    # (a model path taken from the index is said once, by SearchIndex, before it is loaded)
     results = index.search(
         queries,
         top=args.top,
@@ -70,6 +68,8 @@ def cmd_search(args) -> int:
         rescore=not args.no_rescore,
     )
     label = f"hybrid α={args.hybrid:g}, {args.fusion}" if mode == "hybrid" else mode
+    if mode != "sparse" and index.ann is not None:  # how the dense side was searched
+        label += ", exact" if args.exact else ", ANN" + (" without rescoring" if args.no_rescore else "")
     for query, hits in zip(queries, results):
         if args.json:
             print(json.dumps({"query": query, "mode": mode, "hits": hits}, ensure_ascii=False))

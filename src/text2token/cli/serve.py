@@ -12,9 +12,10 @@ from .common import note
 
 def cmd_serve(args) -> int:
     from ..backbone import check_hub_id, resolve_model_path
-    from ..serving import build_server, check_exposure, read_api_key
+    from ..serving import bind_address, build_server, check_exposure, read_api_key
 
     args.model = args.model or args.model_option
+    bind = bind_address(args.host)  # before anything starts
     api_key = read_api_key(args.api_key_file)
     check_exposure(args.host, api_key, args.no_api_key)
     model = resolve_model_path(args.model)  # converted once here, not by each worker
@@ -37,9 +38,7 @@ def cmd_serve(args) -> int:
         f"serving {args.model} at http://{args.host}:{args.port}/v1/embeddings"
         + (" (API key required)" if api_key else ""),
     )
-    server.run(
-        host=args.host, port=args.port, generate_client_file=False, log_level="warning" if args.quiet else "info"
-    )
+    server.run(host=bind, port=args.port, generate_client_file=False, log_level="warning" if args.quiet else "info")
     return 0
 
 
@@ -58,7 +57,11 @@ def add_serve(command) -> None:
     which.add_argument(
         "--model", dest="model_option", metavar="MODEL", help="the model, as the other commands take it (or MODEL)"
     )
-    p.add_argument("--host", default=SERVE_HOST, help="address to bind (0.0.0.0: every interface; needs a key)")
+    p.add_argument(
+        "--host",
+        default=SERVE_HOST,
+        help="address to bind: 127.0.0.1 or localhost (this machine), 0.0.0.0 or :: (every interface; needs a key)",
+    )
     p.add_argument("--port", type=positive("--port"), default=SERVE_PORT, help="TCP port")
     p.add_argument(
         "--api-key-file",

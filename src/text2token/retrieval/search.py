@@ -179,7 +179,11 @@ class SearchIndex:
         if model is None and load_model:
             self.model_source = model_path or self._recorded_model()
             if not model_path:  # a path taken from the index file: resolved and said before it is loaded
-                logger.info("index %s: loading the model it records, %s", folder, self.model_source)
+                logger.info(
+                    "index %s: loading the model it records, %s (--model / model_path= to use another)",
+                    folder,
+                    self.model_source,
+                )
             model = Text2TokenModel.from_pretrained(
                 self.model_source,
                 pooling=self.info["pooling"],
