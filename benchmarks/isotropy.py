@@ -71,6 +71,24 @@ def raw_sample(model, corpus: str | None, n: int, cache: Path, batch_size: int) 
     return raw
 
 
+def geometry_table(samples: dict, directions: list[int]) -> dict:
+    """:func:`text2token.analysis.geometry` of the first 1,000 vectors of the Brown sample, raw and after each
+    correction fitted on the sample's remaining vectors (out of sample)."""
+    import torch
+
+    from text2token.analysis import geometry
+    from text2token.isotropy import IsotropyCorrection
+
+    brown = samples["bundled:brown"]
+    n = min(GEOMETRY_TEXTS, len(brown) // 2)
+    probe, fit = torch.from_numpy(brown[:n]), brown[n:]
+    table = {"raw": geometry(probe.numpy())}
+    for d in directions:
+        c = IsotropyCorrection.fit(fit, d)
+        table[f"mean + top {d} removed"] = geometry(c.apply(probe).numpy())
+    return table
+
+
 def settings(directions, texts, corpora):
     """The settings scored: none; every D at (Brown, 2,000); every sample size and Wikipedia at D = 1 and 2."""
     base_texts = 2000 if 2000 in texts else texts[0]
@@ -100,9 +118,8 @@ def main(argv=None) -> int:
     p.add_argument("--geometry-only", action="store_true", help="the geometry figures only, no suite scores")
     p.add_argument("--smoke", action="store_true", help="tiny sizes (suite 'quick' cut to one task): the script runs")
     args = p.parse_args(argv)
-    import torch
 
-    from text2token.analysis import format_geometry, geometry
+    from text2token.analysis import format_geometry
     from text2token.evaluation import evaluate_suite, load_task
     from text2token.evaluation.mteb_runner import MTEBEncoder
     from text2token.evaluation.suite import evaluate_task
@@ -133,14 +150,9 @@ def main(argv=None) -> int:
     }
     print(f"fit samples encoded ({time.perf_counter() - t0:.0f} s)", flush=True)
 
-    # geometry of 1,000 random corpus texts: raw, then with each D (fitted on the Brown sample's first 2,000)
-    brown = samples["bundled:brown"]
-    probe = brown[: min(GEOMETRY_TEXTS, len(brown))]
-    fit_n = min(2000, len(brown))
-    record["geometry"] = {"raw": geometry(probe)}
-    for d in directions:
-        c = IsotropyCorrection.fit(brown[:fit_n], d)
-        record["geometry"][f"mean + top {d} removed"] = geometry(c.apply(torch.from_numpy(probe)).numpy())
+    # geometry of 1,000 random Brown texts, raw and corrected with each D fitted on *other* texts (the rest of the
+    # Brown sample: out of sample, as a user's texts are), and on the Wikipedia sample if there is one
+    record["geometry"] = geometry_table(samples, directions)
     save()
     print(format_geometry(record["geometry"]), flush=True)
     if args.geometry_only:

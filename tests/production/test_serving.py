@@ -149,3 +149,93 @@ def test_loopback_detection():
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.0.0.2")
     assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("192.168.1.10")
     assert not is_loopback("example.com")
+
+
+def _session_processes(sid: int) -> list[int]:
+    """Live processes of a session (the CLI was started in its own), from /proc."""
+    import os
+
+    alive = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == sid:
+                    with open(f"/proc/{entry}/stat") as f:
+                        if f.read().rsplit(")", 1)[1].split()[0] != "Z":  # a zombie is already gone
+                            alive.append(int(entry))
+            except (ProcessLookupError, PermissionError, FileNotFoundError):
+                continue
+    return alive
+
+
+@pytest.mark.slow
+def test_sigterm_drains_and_stops_every_process_of_the_server_and_frees_the_port(tmp_path, tiny_model_dir):
+    """What a process manager does (systemd, Docker, Kubernetes): SIGTERM to the main process only, while clients
+    keep sending. It once left two workers alive with parent 1, holding the port and answering."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from text2token.serving import free_port
+
+    ours = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", max_length=48, device="cpu")
+    ours.save_pretrained(tmp_path / "model")
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "text2token", "serve", str(tmp_path / "model"), "--port", str(port), "--quiet"],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode(errors="replace")[-2000:]
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.5)
+        outcomes, stop = [], threading.Event()
+
+        def client():
+            while not stop.is_set():
+                try:
+                    r = httpx.post(url + "/v1/embeddings", json={"model": "m", "input": TEXTS[:2]}, timeout=30)
+                    outcomes.append(r.status_code)
+                except httpx.TransportError:
+                    outcomes.append("refused")
+                    time.sleep(0.05)
+
+        threads = [threading.Thread(target=client) for _ in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        os.kill(proc.pid, signal.SIGTERM)  # the main process only, as a process manager sends it
+        proc.wait(timeout=90)
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+            assert not t.is_alive(), "a request hung after SIGTERM"
+        deadline = time.monotonic() + 30
+        while _session_processes(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _session_processes(proc.pid) == [], "a process of the server outlived SIGTERM"
+        with socket.socket() as s:  # the port is free again
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+        assert 200 in outcomes and set(outcomes) <= {200, 503, "refused"}, outcomes  # answered, or refused cleanly
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None or _session_processes(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()

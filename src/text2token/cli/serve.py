@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..modes import SERVE_API_KEY_ENV, SERVE_HOST, SERVE_MAX_CHARS, SERVE_MAX_TEXTS, SERVE_PORT
@@ -38,8 +41,41 @@ def cmd_serve(args) -> int:
         f"serving {args.model} at http://{args.host}:{args.port}/v1/embeddings"
         + (" (API key required)" if api_key else ""),
     )
-    server.run(host=bind, port=args.port, generate_client_file=False, log_level="warning" if args.quiet else "info")
+    with stop_on_sigterm():
+        try:
+            server.run(
+                host=bind, port=args.port, generate_client_file=False, log_level="warning" if args.quiet else "info"
+            )
+        finally:  # a stop before LitServe's own shutdown code runs (e.g. while workers load) leaves no worker behind
+            for worker in getattr(server, "inference_workers", []):
+                if worker.is_alive():
+                    worker.terminate()
+                    worker.join(timeout=10)
+                    if worker.is_alive():
+                        worker.kill()
     return 0
+
+
+@contextmanager
+def stop_on_sigterm():
+    """Within the block, SIGTERM (what systemd, Docker and Kubernetes send to stop a service) stops this process as
+    Ctrl-C does: LitServe's graceful shutdown, in which uvicorn finishes the requests in flight and every worker
+    process is terminated. Without it the main process died at once and its workers stayed, holding the port.
+    Processes forked from this one keep SIGTERM's default meaning."""
+    main_pid = os.getpid()
+
+    def stop(signum, frame):
+        if os.getpid() != main_pid:  # a forked child that inherited this handler: the default action
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def add_serve(command) -> None:
