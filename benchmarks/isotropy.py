@@ -104,6 +104,45 @@ def key(setting) -> str:
     return "raw" if setting is None else f"{setting[0].split(':')[-1]}-{setting[1]}-D{setting[2]}"
 
 
+def tables(out: Path) -> str:
+    """Markdown of every record in ``out``: per model, the mean and categories of each setting; per task for raw,
+    the best setting and the shipped default; the geometry."""
+    from text2token.analysis import format_geometry
+    from text2token.modes import ISOTROPY_DIRECTIONS, ISOTROPY_FIT_TEXTS
+
+    default = f"brown-{ISOTROPY_FIT_TEXTS}-D{ISOTROPY_DIRECTIONS}"
+    parts = []
+    for path in sorted(out.glob("*.json")):
+        rec = json.loads(path.read_text())
+        scores = rec.get("scores", {})
+        parts += [f"### {rec['name']}", "", f"`{rec['model']}`, suite `{rec.get('suite')}`", ""]
+        if scores:
+            cats = list(next(iter(scores.values()))["categories"])
+            raw = scores.get("raw", {}).get("mean")
+            parts += [
+                "| setting (corpus-texts-D) | mean | vs raw | " + " | ".join(cats) + " |",
+                "|---|---|---|" + "---|" * len(cats),
+            ]
+            for k, v in scores.items():
+                delta = f"{v['mean'] - raw:+.2f}" if raw is not None and k != "raw" else ""
+                name = f"**{k}** (default)" if k == default else k
+                parts.append(
+                    f"| {name} | {v['mean']:.2f} | {delta} | "
+                    + " | ".join(f"{v['categories'][c]:.2f}" for c in cats)
+                    + " |"
+                )
+            best = max(scores, key=lambda k: scores[k]["mean"])
+            shown = [k for k in dict.fromkeys(["raw", default, best]) if k in scores]
+            tasks = list(scores[shown[0]]["tasks"])
+            parts += ["", "| task | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
+            parts += [f"| {t} | " + " | ".join(f"{scores[k]['tasks'][t]:.2f}" for k in shown) + " |" for t in tasks]
+            parts.append("")
+        if rec.get("geometry"):
+            parts += ["Geometry of 1,000 Brown texts (corrections fitted on 1,000 others):", ""]
+            parts += [format_geometry(rec["geometry"]), ""]
+    return "\n".join(parts)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="default", help="a model folder or backbone (its own correction is ignored)")
@@ -116,6 +155,7 @@ def main(argv=None) -> int:
     p.add_argument("--corpora", default="bundled:brown,bundled:wiki")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--geometry-only", action="store_true", help="the geometry figures only, no suite scores")
+    p.add_argument("--tables", action="store_true", help="print the Markdown tables of every record in --out")
     p.add_argument("--smoke", action="store_true", help="tiny sizes (suite 'quick' cut to one task): the script runs")
     args = p.parse_args(argv)
 
@@ -125,6 +165,9 @@ def main(argv=None) -> int:
     from text2token.evaluation.suite import evaluate_task
     from text2token.isotropy import IsotropyCorrection
 
+    if args.tables:
+        print(tables(Path(args.out)))
+        return 0
     directions = [int(x) for x in args.directions.split(",")]
     texts = [int(x) for x in args.texts.split(",")]
     corpora = args.corpora.split(",")

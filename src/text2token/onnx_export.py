@@ -23,6 +23,7 @@ import numpy as np
 
 from . import tokenization
 from .errors import ConfigError, Text2TokenError
+from .progress import progress_bar
 from .textio import atomic_directory
 from .version import __version__
 
@@ -127,24 +128,39 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
-def export(model, folder: str | Path, *, onnx: bool = True, int8: bool = False, openvino: bool = False) -> dict:
+def export(
+    model, folder: str | Path, *, onnx: bool = True, int8: bool = False, openvino: bool = False, show_progress=False
+) -> dict:
     """Write ``folder`` with ``model.onnx`` (and ``model_int8.onnx`` with ``int8``) and/or ``openvino_model.xml``,
     the tokenizer and ``text2token_export.json``; each graph is checked against ``model.encode`` (fp32 exports
-    must reach cosine >= :data:`MIN_COSINE`; the int8 one's cosine is recorded). Returns the recorded settings."""
+    must reach cosine >= :data:`MIN_COSINE`; the int8 one's cosine is recorded). Returns the recorded settings.
+    ``show_progress``: a bar naming each step (tracing a graph takes minutes for a 135M model on a CPU)."""
     if not (onnx or openvino):
         raise ConfigError("nothing to export: ask for ONNX and/or OpenVINO")
     folder = Path(folder)
     expected = model.encode(CHECK_TEXTS, batch_size=2)
     info = {**_settings(model), "files": {}, "check_cosine": {}}
-    with atomic_directory(folder) as tmp:
+    checks = [k for k, on in (("onnx", onnx), ("onnx_int8", int8), ("openvino", openvino)) if on]
+    bar = progress_bar(total=1 + int8 + openvino + len(checks), desc="export", disable=not show_progress)
+
+    def step(what: str) -> None:
+        bar.set_description(f"export: {what}")
+
+    with atomic_directory(folder) as tmp, bar:
         graph = tmp / ONNX_FILE
+        step("tracing the ONNX graph")
         _export_graph(model, graph)
+        bar.update()
         if int8:
+            step("quantising to int8")
             quantize_int8(graph, tmp / ONNX_INT8_FILE, getattr(model.backbone.config, "intermediate_size", None))
+            bar.update()
         if openvino:
             import openvino as ov
 
+            step("converting to OpenVINO")
             ov.save_model(ov.convert_model(str(graph)), str(tmp / OPENVINO_FILE), compress_to_fp16=False)
+            bar.update()
         if not onnx:
             graph.unlink()
             for extra in tmp.glob(ONNX_FILE + ".data"):
@@ -154,7 +170,9 @@ def export(model, folder: str | Path, *, onnx: bool = True, int8: bool = False, 
         for kind, present in (("onnx", onnx), ("onnx_int8", int8), ("openvino", openvino)):
             if not present:
                 continue
+            step(f"checking the {kind} graph against encode")
             got = ExportedEmbedder(tmp, kind).encode(CHECK_TEXTS, batch_size=2)
+            bar.update()
             cosine = float(_cosines(got, expected).min())
             info["check_cosine"][kind] = round(cosine, 6)
             info["files"][kind] = {"onnx": ONNX_FILE, "onnx_int8": ONNX_INT8_FILE, "openvino": OPENVINO_FILE}[kind]

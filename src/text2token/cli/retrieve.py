@@ -93,7 +93,9 @@ def cmd_export(args) -> int:
 
         model = Text2TokenModel.from_pretrained(args.model, device="cpu", dtype=None)
         folder = args.onnx or args.openvino
-        info = export(model, folder, onnx=bool(args.onnx), int8=args.int8, openvino=bool(args.openvino))
+        info = export(
+            model, folder, onnx=bool(args.onnx), int8=args.int8, openvino=bool(args.openvino), show_progress=True
+        )
         checks = ", ".join(f"{k} cosine {v:.6f}" for k, v in info["check_cosine"].items())
         print(
             f"exported {args.model} to {folder} ({', '.join(info['files'].values())}; checked against encode: {checks})"
