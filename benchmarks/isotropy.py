@@ -114,6 +114,8 @@ def tables(out: Path) -> str:
     parts = []
     for path in sorted(out.glob("*.json")):
         rec = json.loads(path.read_text())
+        if "name" not in rec:  # overhead.json
+            continue
         scores = rec.get("scores", {})
         parts += [f"### {rec['name']}", "", f"`{rec['model']}`, suite `{rec.get('suite')}`", ""]
         if scores:
@@ -143,6 +145,35 @@ def tables(out: Path) -> str:
     return "\n".join(parts)
 
 
+def overhead(model_name: str, texts: int, rounds: int, batch_size: int) -> dict:
+    """Encode time with and without a correction (D = 8, the largest setting), alternating rounds in one process:
+    what the correction costs on top of the forward pass."""
+    import torch
+
+    from text2token import Text2TokenModel
+    from text2token.training.corpus import corpus_path, read_corpus
+
+    model = Text2TokenModel.from_pretrained(model_name, device="cpu", dtype=torch.float32)
+    sample, _ = read_corpus(corpus_path(None), "text", 1, texts)
+    correction = model.fit_correction(sample[: max(100, texts // 2)], 8)
+    timings = {"raw": [], "corrected": []}
+    model.encode(sample[:batch_size], batch_size=batch_size)  # warm-up
+    for _ in range(rounds):
+        for name, c in (("raw", None), ("corrected", correction)):
+            model.set_correction(c)
+            t0 = time.perf_counter()
+            model.encode(sample, batch_size=batch_size, show_progress_bar=False)
+            timings[name].append(time.perf_counter() - t0)
+    best = {k: min(v) for k, v in timings.items()}
+    return {
+        "model": model_name,
+        "texts": len(sample),
+        "rounds": rounds,
+        "seconds_best": {k: round(v, 3) for k, v in best.items()},
+        "corrected_over_raw": round(best["corrected"] / best["raw"], 4),
+    }
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="default", help="a model folder or backbone (its own correction is ignored)")
@@ -155,6 +186,9 @@ def main(argv=None) -> int:
     p.add_argument("--corpora", default="bundled:brown,bundled:wiki")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--geometry-only", action="store_true", help="the geometry figures only, no suite scores")
+    p.add_argument(
+        "--overhead", action="store_true", help="time encode with and without a correction (alone on the machine)"
+    )
     p.add_argument("--tables", action="store_true", help="print the Markdown tables of every record in --out")
     p.add_argument("--smoke", action="store_true", help="tiny sizes (suite 'quick' cut to one task): the script runs")
     args = p.parse_args(argv)
@@ -165,6 +199,14 @@ def main(argv=None) -> int:
     from text2token.evaluation.suite import evaluate_task
     from text2token.isotropy import IsotropyCorrection
 
+    if args.overhead:
+        texts, rounds = (64, 1) if args.smoke else (512, 3)
+        result = overhead(args.model, texts, rounds, args.batch_size)
+        print(json.dumps(result, indent=2))
+        if not args.smoke:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / "overhead.json").write_text(json.dumps(result, indent=2) + "\n")
+        return 0
     if args.tables:
         print(tables(Path(args.out)))
         return 0

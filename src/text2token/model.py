@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,7 @@ from .st_export import write_sentence_transformers_files
 from .textio import atomic_directory
 from .version import __version__
 
+logger = logging.getLogger(__name__)
 DEFAULT_POOLING = "last"
 DEFAULT_ATTENTION = "causal"
 DEFAULT_MAX_LENGTH = 512  # encoding length when none is given: long enough for passages, capped by the context
@@ -142,8 +144,19 @@ class Text2TokenModel(torch.nn.Module):
             prompts=saved.get("prompts"),
             training_record=saved.get("training"),
         )
-        if saved:  # only a text2token folder carries a correction
-            self.correction = IsotropyCorrection.load(str(model), self.backbone.config.hidden_size)
+        if saved:  # only a text2token folder carries a correction, fitted on the vectors of its own settings
+            correction = IsotropyCorrection.load(str(model), self.backbone.config.hidden_size)
+            changed = [k for k in ("pooling", "attention", "template") if k in saved and getattr(self, k) != saved[k]]
+            if correction is not None and changed:
+                logger.warning(
+                    "%s: its isotropy correction was fitted with its own %s; not applied with the %s given here "
+                    "(refit one for these settings with `text2token postprocess`)",
+                    model,
+                    ", ".join(changed),
+                    ", ".join(f"{k} {getattr(self, k)!r}" for k in changed),
+                )
+                correction = None
+            self.correction = correction
         return self.to(device)
 
     @property

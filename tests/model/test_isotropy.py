@@ -166,3 +166,13 @@ def test_postprocess_cli_fits_refits_and_removes_in_place_and_makes_a_training_f
     assert err.count("\n") == 1 and "needs at least 100 texts to fit, got 40" in err
     assert main(["postprocess", str(folder), "--corpus", str(tmp_path / "missing.txt"), "-q"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_correction_is_not_applied_to_vectors_of_other_settings(tmp_path, tiny_model_dir, caplog):
+    model = with_correction(Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", device="cpu"))
+    model.save_pretrained(tmp_path / "m")
+    assert Text2TokenModel.from_pretrained(str(tmp_path / "m"), max_length=32).correction is not None
+    with caplog.at_level("WARNING", logger="text2token.model"):
+        other = Text2TokenModel.from_pretrained(str(tmp_path / "m"), pooling="last")
+    assert other.correction is None  # fitted on mean-pooled vectors: meaningless for last-token ones
+    assert "fitted with its own pooling" in caplog.text and "text2token postprocess" in caplog.text
