@@ -49,12 +49,87 @@ except ImportError:  # pragma: no cover - the extra is installed by make setup
 
 
 class EmbeddingSpec(OpenAIEmbeddingSpec):
-    """LitServe's OpenAI embeddings spec, answering an empty ``input`` with a 400 (LitServe's own gives a 500)."""
+    """LitServe's OpenAI embeddings spec, answering an empty ``input`` with a 400 (LitServe's own gives a 500) and a
+    list sent to a batching server with a 400 that names the CLI flag (LitServe's names its own argument)."""
 
     async def embeddings_endpoint(self, request: EmbeddingRequest):
         if isinstance(request.input, list) and not request.input:
             raise HTTPException(status_code=400, detail="'input' is empty: give a text or a list of texts")
+        if isinstance(request.input, list) and len(request.input) > 1 and self._max_batch_size > 1:
+            raise HTTPException(
+                status_code=400,
+                detail=f"this server batches concurrent requests (--max-batch-size {self._max_batch_size}): send one "
+                "text per request, or start it with --max-batch-size 1 to send lists of texts",
+            )
         return await super().embeddings_endpoint(request)
+
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+}
+
+
+def openai_error(status: int, message: str, headers: dict | None = None):
+    """A JSON error response in OpenAI's shape (``{"error": {"message", "type", "code"}}``), which the official
+    clients turn into an exception whose text is the message."""
+    from fastapi.responses import JSONResponse
+
+    kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": None, "code": status}},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _validation_message(exc) -> str:
+    """One line for a body FastAPI could not read (malformed JSON, a missing or wrongly typed field)."""
+    errors = exc.errors() if hasattr(exc, "errors") else []
+    if not errors:
+        return "the request body is not valid JSON for /v1/embeddings"
+    first = errors[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    if first.get("type") == "json_invalid":
+        return "the request body is not valid JSON"
+    if where == "body":
+        return "the request body must be a JSON object with 'model' and 'input' (Content-Type: application/json)"
+    return f"'{where}': {first.get('msg', 'invalid')}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
+
+
+def make_openai_compatible(server, api_key: str | None, model_id: str) -> None:
+    """What the official OpenAI clients expect of the app around LitServe's endpoint: errors in OpenAI's shape,
+    a malformed body as a 400 with one message, a missing key refused (401) before the body is read on every path
+    (``/health``, ``/docs`` and ``/v1/models`` included: none is open when a key is set), and ``/v1/models``."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    app = server.app
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc):
+        return openai_error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def body_error(request, exc):
+        return openai_error(400, _validation_message(exc))
+
+    if api_key is not None:
+
+        @app.middleware("http")
+        async def require_key(request, call_next):
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+                return openai_error(
+                    401, "missing or wrong API key (send 'Authorization: Bearer KEY')", {"WWW-Authenticate": "Bearer"}
+                )
+            return await call_next(request)
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": model_id, "object": "model", "created": 0, "owned_by": "text2token"}]}
 
 
 class EmbeddingAPI(litserve.LitAPI):
@@ -98,7 +173,7 @@ class EmbeddingAPI(litserve.LitAPI):
                 headers={"WWW-Authenticate": "Bearer"},
             )
 
-    def decode_request(self, request, **kwargs):
+    def decode_request(self, request, context):
         texts = request.input
         if isinstance(texts, str):
             texts = [texts]
@@ -108,6 +183,16 @@ class EmbeddingAPI(litserve.LitAPI):
             raise HTTPException(
                 status_code=400, detail="'input' must be a text or a list of texts (token-id input is not supported)"
             )
+        hidden = self.model.backbone.config.hidden_size
+        if request.dimensions is not None and request.dimensions != hidden:
+            raise HTTPException(
+                status_code=400,
+                detail=f"'dimensions' {request.dimensions}: this model gives {hidden}-dimensional vectors only "
+                "(it is not trained to be cut shorter); leave 'dimensions' out",
+            )
+        empty = next((i for i, t in enumerate(texts) if not t.strip()), None)
+        if empty is not None:
+            raise HTTPException(status_code=400, detail=f"input[{empty}] is empty: every text must have content")
         if len(texts) > self.max_texts:
             raise HTTPException(status_code=413, detail=f"{len(texts)} texts in one request; at most {self.max_texts}")
         for i, text in enumerate(texts):
@@ -115,7 +200,11 @@ class EmbeddingAPI(litserve.LitAPI):
                 raise HTTPException(
                     status_code=413, detail=f"input[{i}] has {len(text)} characters; at most {self.max_chars} per text"
                 )
+        context["tokens"] = sum(len(ids) for ids in self.model.token_ids(texts))  # usage: the tokens encoded
         return texts
+
+    def encode_response(self, output, context):
+        return {"embeddings": output, "prompt_tokens": context["tokens"], "total_tokens": context["tokens"]}
 
     def predict(self, texts):
         return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False)
@@ -144,12 +233,14 @@ def build_server(
     max_texts: int = DEFAULT_MAX_TEXTS,
     max_chars: int = DEFAULT_MAX_CHARS,
     timeout: float = 60.0,
+    model_id: str | None = None,
 ) -> litserve.LitServer:
     """A ``litserve.LitServer`` serving ``model`` (a folder or a named backbone) at ``/v1/embeddings``.
 
     ``max_batch_size`` > 1 turns on LitServe's dynamic batching across requests (up to that many requests,
     waiting at most ``batch_timeout`` s); LitServe then requires one text per request. With 1 (the default) a
-    request may carry a list of up to ``max_texts`` texts, encoded ``batch_size`` at a time."""
+    request may carry a list of up to ``max_texts`` texts, encoded ``batch_size`` at a time. ``model_id``: the name
+    ``/v1/models`` lists (default: the folder's name)."""
     DType.require(dtype, "dtype", ConfigError)  # here, not first in each worker process
     api_class = BatchedEmbeddingAPI if max_batch_size > 1 else EmbeddingAPI
     api = api_class(
@@ -164,7 +255,7 @@ def build_server(
         batch_timeout=batch_timeout,
     )
     accelerator = "auto" if device is None else "cpu" if device.startswith("cpu") else device.split(":")[0]
-    return litserve.LitServer(
+    server = litserve.LitServer(
         api,
         accelerator=accelerator,
         devices=1,
@@ -172,6 +263,8 @@ def build_server(
         timeout=timeout,
         max_payload_size=max_texts * max_chars * 4 + 65_536,
     )
+    make_openai_compatible(server, api_key, model_id or os.path.basename(os.path.normpath(str(model))) or str(model))
+    return server
 
 
 # the addresses LitServe accepts (a listing, not a bind: check_exposure still asks for a key beyond loopback)

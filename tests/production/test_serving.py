@@ -239,3 +239,47 @@ def test_sigterm_drains_and_stops_every_process_of_the_server_and_frees_the_port
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
+
+
+@pytest.mark.slow
+def test_openai_client_sees_openai_shaped_errors_usage_models_and_the_key_rule(tmp_path, tiny_model_dir):
+    folder = tmp_path / "model"
+    model = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", max_length=48, device="cpu")
+    model.save_pretrained(folder)
+    key_file = tmp_path / "key"
+    key_file.write_text("k3y\n")
+    with serving(folder, "--api-key-file", str(key_file), "--max-texts", "3") as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="k3y", max_retries=0)
+        ok = client.embeddings.create(model="m", input=TEXTS[:2])
+        errors = {}
+        for name, kwargs in {
+            "too_many": {"input": ["a"] * 4},
+            "dimensions": {"input": "a text", "dimensions": 16},
+            "empty_string": {"input": ["fine", ""]},
+        }.items():
+            with pytest.raises(openai.APIStatusError) as exc:
+                client.embeddings.create(model="m", **kwargs)
+            errors[name] = exc.value
+        listed = client.models.list()
+        auth = {"Authorization": "Bearer k3y"}
+        json_type = {**auth, "Content-Type": "application/json"}
+        malformed = httpx.post(url + "/v1/embeddings", content=b"{not json", headers=json_type, timeout=30)
+        untyped = httpx.post(url + "/v1/embeddings", content=b"{not json", headers=auth, timeout=30)
+        missing = httpx.post(url + "/v1/embeddings", json={"model": "m"}, headers=auth, timeout=30)
+        no_key_bad_body = httpx.post(url + "/v1/embeddings", content=b"{not json", timeout=30)
+        open_paths = {p: httpx.get(url + p, timeout=30).status_code for p in ("/health", "/docs", "/v1/models")}
+        right_dimensions = client.embeddings.create(model="m", input="x", dimensions=64)
+    assert ok.usage.prompt_tokens == sum(len(ids) for ids in model.token_ids(TEXTS[:2]))  # real tokens, template in
+    assert ok.usage.total_tokens == ok.usage.prompt_tokens
+    assert errors["too_many"].status_code == 413 and "4 texts in one request; at most 3" in str(errors["too_many"])
+    assert errors["dimensions"].status_code == 400 and "64-dimensional vectors only" in str(errors["dimensions"])
+    assert errors["empty_string"].status_code == 400 and "input[1] is empty" in str(errors["empty_string"])
+    body = errors["too_many"].response.json()
+    assert set(body["error"]) >= {"message", "type", "code"} and body["error"]["code"] == 413
+    assert [m.id for m in listed.data] == ["model"]
+    assert malformed.status_code == 400 and "not valid JSON" in malformed.json()["error"]["message"]
+    assert missing.status_code == 400 and "'input'" in missing.json()["error"]["message"]
+    assert untyped.status_code == 400 and "must be a JSON object" in untyped.json()["error"]["message"]
+    assert no_key_bad_body.status_code == 401  # the key before the body
+    assert open_paths == {"/health": 401, "/docs": 401, "/v1/models": 401}  # a key, when set, guards every path
+    assert len(right_dimensions.data[0].embedding) == 64

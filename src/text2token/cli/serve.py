@@ -35,6 +35,7 @@ def cmd_serve(args) -> int:
         api_key=api_key,
         max_texts=args.max_texts,
         max_chars=args.max_chars,
+        model_id=os.path.basename(os.path.normpath(args.model)),  # what /v1/models lists: the folder's name
     )
     note(
         args,
