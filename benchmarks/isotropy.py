@@ -155,7 +155,7 @@ def overhead(model_name: str, texts: int, rounds: int, batch_size: int) -> dict:
 
     model = Text2TokenModel.from_pretrained(model_name, device="cpu", dtype=torch.float32)
     sample, _ = read_corpus(corpus_path(None), "text", 1, texts)
-    correction = model.fit_correction(sample[: max(100, texts // 2)], 8)
+    correction = model.fit_correction(read_corpus(corpus_path(None), "text", 2, 200)[0], 8)
     timings = {"raw": [], "corrected": []}
     model.encode(sample[:batch_size], batch_size=batch_size)  # warm-up
     for _ in range(rounds):
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
     texts = [int(x) for x in args.texts.split(",")]
     corpora = args.corpora.split(",")
     if args.smoke:
-        directions, texts, corpora = [0, 1], [120], ["bundled:brown"]
+        directions, texts, corpora = [0, 1], [240], ["bundled:brown"]
     name = args.name or Path(args.adapters or args.model).name
     out = Path(args.out) if not args.smoke else Path(tempfile.mkdtemp(prefix="isotropy-smoke-"))
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,34 @@
+"""Benchmarks rot unseen unless something runs them: each one here runs in its smoke mode (tiny sizes, the tiny
+model) as a user would start it, and must finish cleanly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str) -> str:
+    proc = subprocess.run(  # noqa: S603 — this interpreter running the project's own script
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_isotropy_benchmark_smoke(tiny_model_dir):
+    out = _run("benchmarks/isotropy.py", "--smoke", "--model", str(tiny_model_dir), "--name", "tiny")
+    assert "mean pairwise cosine" in out and "smoke raw: WordSim353" in out and "smoke brown-240-D1" in out
+    out = _run("benchmarks/isotropy.py", "--smoke", "--overhead", "--model", str(tiny_model_dir))
+    assert "corrected_over_raw" in out
