@@ -16,7 +16,7 @@ EXAMPLES = """examples:
   text2token eval --model runs/demo/model --suite demo --baseline default
   text2token index --model runs/demo/model --corpus docs.jsonl --output runs/demo/index
   text2token search --index runs/demo/index --query "interest rates"
-  text2token postprocess runs/demo/model --directions 1                 # refit the isotropy correction in place
+  text2token postprocess runs/demo/model                                 # refit the isotropy correction in place
   text2token postprocess default --output runs/free                      # a training-free embedder folder
 
 several jobs on one machine:
