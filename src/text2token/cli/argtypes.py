@@ -18,6 +18,21 @@ def positive(name: str):
     return parse
 
 
+def at_least(name: str, minimum: int, why: str = ""):
+    """An integer option that must be >= ``minimum`` (``why``: the reason, shown in the error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}{f' ({why})' if why else ''}, got {value}")
+        return value
+
+    return parse
+
+
 def max_length_arg(text: str) -> int:
     value = positive("--max-length")(text)
     if value < 8:

@@ -25,6 +25,15 @@ def model_args(p: argparse.ArgumentParser) -> None:
     device_args(p)
 
 
+def model_positional(p: argparse.ArgumentParser) -> None:
+    """The model as ``MODEL`` or ``--model MODEL`` (one of them; read ``args.model or args.model_option``)."""
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("model", metavar="MODEL", nargs="?", help=MODEL_HELP)
+    which.add_argument(
+        "--model", dest="model_option", metavar="MODEL", help="the model, as the other commands take it (or MODEL)"
+    )
+
+
 def device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", type=device_arg, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available, else cpu)"

@@ -3,38 +3,17 @@ from any LM (an untrained backbone plus a fitted correction, written as a comple
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from ..modes import ISOTROPY_DIRECTIONS, ISOTROPY_FIT_TEXTS, ISOTROPY_MIN_FIT_TEXTS, Attention, Pooling
-from .argtypes import max_length_arg, positive
-from .arguments import MODEL_HELP, device_args
-from .common import note, torch_dtype
-
-
-def _at_least_min(text: str) -> int:
-    value = positive("--texts")(text)
-    if value < ISOTROPY_MIN_FIT_TEXTS:
-        raise argparse.ArgumentTypeError(
-            f"--texts must be >= {ISOTROPY_MIN_FIT_TEXTS} (a correction fitted on fewer is too noisy), got {value}"
-        )
-    return value
-
-
-def _directions(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--directions must be an integer, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"--directions must be >= 0 (0: subtract the mean only), got {value}")
-    return value
+from .argtypes import at_least, max_length_arg, positive
+from .arguments import device_args, model_positional
+from .common import load_model, note
 
 
 def cmd_postprocess(args) -> int:
     from ..errors import Text2TokenError
     from ..layout import MODEL_CONFIG_NAME
-    from ..model import Text2TokenModel
     from ..training.isotropy_fit import fit_on_corpus
 
     args.model = args.model or args.model_option
@@ -47,14 +26,7 @@ def cmd_postprocess(args) -> int:
         )
     if args.none and not is_folder:
         raise Text2TokenError(f"--none removes a folder's correction; {args.model} is not a text2token folder")
-    model = Text2TokenModel.from_pretrained(
-        args.model,
-        pooling=args.pooling,
-        attention=args.attention,
-        max_length=args.max_length,
-        device=args.device,
-        dtype=torch_dtype(args),
-    )
+    model = load_model(args)
     before = model.correction
     if args.none:
         if before is None:
@@ -97,9 +69,7 @@ def add_postprocess(command) -> None:
         "unless --output is given; any other model (e.g. 'default') needs --output and becomes a complete,\n"
         "training-free embedder folder. The vocabulary view (explain, sparse index) is not changed.",
     )
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("model", metavar="MODEL", nargs="?", help=MODEL_HELP)
-    which.add_argument("--model", dest="model_option", metavar="MODEL", help="the model (or MODEL)")
+    model_positional(p)
     p.add_argument("--output", metavar="DIR", help="write the folder here (default: MODEL itself, if a folder)")
     p.add_argument(
         "--corpus",
@@ -107,11 +77,14 @@ def add_postprocess(command) -> None:
     )
     p.add_argument("--field", default="text", help="JSONL field holding the text")
     p.add_argument(
-        "--texts", type=_at_least_min, default=ISOTROPY_FIT_TEXTS, help="texts of the seeded sample it is fitted on"
+        "--texts",
+        type=at_least("--texts", ISOTROPY_MIN_FIT_TEXTS, "a correction fitted on fewer is too noisy"),
+        default=ISOTROPY_FIT_TEXTS,
+        help="texts of the seeded sample it is fitted on",
     )
     p.add_argument(
         "--directions",
-        type=_directions,
+        type=at_least("--directions", 0, "0: subtract the mean only"),
         default=ISOTROPY_DIRECTIONS,
         help="top principal directions removed after the mean (0: the mean only)",
     )

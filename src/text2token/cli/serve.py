@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..modes import SERVE_API_KEY_ENV, SERVE_HOST, SERVE_MAX_CHARS, SERVE_MAX_TEXTS, SERVE_PORT
 from .argtypes import positive
-from .arguments import MODEL_HELP, device_args
+from .arguments import device_args, model_positional
 from .common import note
 
 
@@ -89,11 +89,7 @@ def add_serve(command) -> None:
         "(--api-key-file or $TEXT2TOKEN_API_KEY; clients send 'Authorization: Bearer KEY'). Requests are\n"
         "bounded (--max-texts, --max-chars): a 413 names the bound. Needs: pip install 'text2token[serve]'.",
     )
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("model", metavar="MODEL", nargs="?", help=MODEL_HELP)
-    which.add_argument(
-        "--model", dest="model_option", metavar="MODEL", help="the model, as the other commands take it (or MODEL)"
-    )
+    model_positional(p)
     p.add_argument(
         "--host",
         default=SERVE_HOST,
