@@ -27,6 +27,7 @@ def fit_on_corpus(
     field: str = "text",
     batch_size: int = 32,
     show_progress_bar: bool | None = None,
+    errors: str = "strict",
 ):
     """Fit and set ``model``'s isotropy correction on ``texts`` texts of ``corpus`` (a path, ``bundled:NAME``, or
     None for the bundled Brown corpus) shuffled with ``seed``; returns it. Its record names the corpus, its hash, the
@@ -34,7 +35,7 @@ def fit_on_corpus(
     path = corpus_path(corpus)
     if not path.is_file():
         raise Text2TokenError(f"isotropy corpus {path} does not exist")
-    sample, info = read_corpus(path, field, seed, texts)
+    sample, info = read_corpus(path, field, seed, texts, errors)
     if len(sample) < texts:
         logger.info(
             "isotropy corpus %s holds %d texts, fewer than the %d asked for: all are used", path, info["lines"], texts
@@ -42,6 +43,8 @@ def fit_on_corpus(
     fitted_on = {"corpus": corpus_name(corpus), "corpus_sha256_16": info["sha256_16"], "seed": seed}
     if field != "text":
         fitted_on["field"] = field
+    if errors != "strict":
+        fitted_on["errors"] = errors
     return model.fit_correction(
         sample, directions, batch_size=batch_size, fitted_on=fitted_on, show_progress_bar=show_progress_bar
     )
@@ -63,6 +66,7 @@ def refit_like(model, record: dict, batch_size: int = 32, show_progress_bar: boo
         directions=int(record.get("directions", ISOTROPY_DIRECTIONS)),
         seed=int(record.get("seed", 0)),
         field=record.get("field", "text"),
+        errors=record.get("errors", "strict"),
         batch_size=batch_size,
         show_progress_bar=show_progress_bar,
     )

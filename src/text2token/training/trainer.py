@@ -165,6 +165,7 @@ def _fit_isotropy(cfg: RunConfig, model, show_progress_bar: bool) -> dict | None
             directions=iso.directions,
             seed=cfg.training.seed,
             field=cfg.data.field if not iso.corpus else "text",
+            errors=cfg.data.errors if not iso.corpus else "strict",  # the training corpus is read as training read it
             batch_size=cfg.training.batch_size,
             show_progress_bar=show_progress_bar,
         )
