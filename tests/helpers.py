@@ -29,6 +29,16 @@ SENTENCES = [
 ] * 4
 
 
+# Texts that exercise encoding paths: short, punctuated, one word, one truncated, quotes.
+PROBE_TEXTS = [
+    "A cat sat on the mat.",
+    "Stocks fell sharply after the bank raised rates!",
+    "short",
+    "word " * 120 + "end of a very long text that must be truncated.",
+    'He said "yes."',
+]
+
+
 def tiny_run_config(tmp_path, model_dir, *extra):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(SENTENCES) + "\n\n", encoding="utf-8")

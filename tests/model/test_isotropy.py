@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import with_correction
+from helpers import PROBE_TEXTS, with_correction
 from sentence_transformers import SentenceTransformer
 
 from text2token import Text2TokenModel
@@ -18,13 +18,7 @@ from text2token.errors import Text2TokenError
 from text2token.isotropy import IsotropyCorrection, TooFewTexts
 from text2token.layout import ISOTROPY_FILE
 
-TEXTS = [
-    "A cat sat on the mat.",
-    "Stocks fell sharply after the bank raised rates!",
-    "short",
-    "word " * 120 + "end of a very long text that must be truncated.",
-    'He said "yes."',
-]
+TEXTS = PROBE_TEXTS
 
 
 def _cos(a, b):
@@ -121,7 +115,7 @@ def test_a_corrected_folder_gives_the_same_vectors_in_python_st_and_mteb_and_kee
 
 def test_a_folder_without_a_correction_is_saved_as_before(tmp_path, tiny_model):
     tiny_model.save_pretrained(tmp_path / "m")
-    assert not (tmp_path / ISOTROPY_FILE).exists() and not (tmp_path / "m" / "2_Dense").exists()
+    assert not (tmp_path / "m" / ISOTROPY_FILE).exists() and not (tmp_path / "m" / "2_Dense").exists()
     assert "isotropy" not in json.loads((tmp_path / "m" / "text2token_config.json").read_text())
     assert Text2TokenModel.from_pretrained(str(tmp_path / "m"), device="cpu").correction is None
 

@@ -5,18 +5,13 @@ import json
 
 import numpy as np
 import pytest
+from helpers import PROBE_TEXTS
 from sentence_transformers import SentenceTransformer
 
 from text2token import Text2TokenModel
 from text2token.cli import main
 
-TEXTS = [
-    "A cat sat on the mat.",
-    "Stocks fell sharply after the bank raised rates!",
-    "short",
-    "word " * 120 + "end of a very long text that must be truncated.",
-    'He said "yes."',
-]
+TEXTS = PROBE_TEXTS
 
 
 @pytest.mark.parametrize(

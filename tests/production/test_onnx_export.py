@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import with_correction
+from helpers import PROBE_TEXTS, with_correction
 
 from text2token import Text2TokenModel
 from text2token.cli import main
@@ -16,14 +16,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 pytest.importorskip("openvino")
 
-TEXTS = [
-    "A cat sat on the mat.",
-    "Stocks fell sharply after the bank raised rates!",
-    "short",
-    "word " * 120 + "end of a very long text that must be truncated.",
-    'He said "yes."',
-    "x",
-]
+TEXTS = [*PROBE_TEXTS, "x"]
 
 
 def _cos(a, b):
