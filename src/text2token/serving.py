@@ -41,7 +41,7 @@ def is_loopback(host: str) -> bool:
 
 try:
     import litserve
-    from fastapi import HTTPException, Request
+    from fastapi import HTTPException
     from litserve.specs import OpenAIEmbeddingSpec
     from litserve.specs.openai_embedding import EmbeddingRequest
 except ImportError:  # pragma: no cover - the extra is installed by make setup
@@ -143,7 +143,6 @@ class EmbeddingAPI(litserve.LitAPI):
         device: str | None,
         dtype: str,
         batch_size: int,
-        api_key: str | None,
         max_texts: int,
         max_chars: int,
         max_batch_size: int,
@@ -151,7 +150,7 @@ class EmbeddingAPI(litserve.LitAPI):
     ):
         super().__init__(spec=EmbeddingSpec(), max_batch_size=max_batch_size, batch_timeout=batch_timeout)
         self.model_path, self.device, self.dtype, self.batch_size = model, device, dtype, batch_size
-        self.api_key, self.max_texts, self.max_chars = api_key, max_texts, max_chars
+        self.max_texts, self.max_chars = max_texts, max_chars  # the API key is checked by the app, on every path
 
     def setup(self, device):
         from .devices import dtype_from_name
@@ -161,17 +160,6 @@ class EmbeddingAPI(litserve.LitAPI):
             self.model_path, device=self.device or device, dtype=dtype_from_name(self.dtype)
         )
         self.model.eval()
-
-    def authorize(self, request: Request) -> None:
-        if self.api_key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_key.encode()):
-            raise HTTPException(
-                status_code=401,
-                detail="missing or wrong API key (send 'Authorization: Bearer KEY')",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
 
     def decode_request(self, request, context):
         texts = request.input
@@ -248,7 +236,6 @@ def build_server(
         device=device,
         dtype=dtype,
         batch_size=batch_size,
-        api_key=api_key,
         max_texts=max_texts,
         max_chars=max_chars,
         max_batch_size=max_batch_size,

@@ -6,16 +6,8 @@ import argparse
 
 
 def positive(name: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got '{text}'") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {value}")
-        return value
-
-    return parse
+    """An integer option that must be >= 1."""
+    return at_least(name, 1)
 
 
 def at_least(name: str, minimum: int, why: str = ""):
