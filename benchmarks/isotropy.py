@@ -38,17 +38,9 @@ def load(args):
     from text2token import Text2TokenModel
 
     if args.adapters:
-        from text2token.recipes import STAGES
-        from text2token.training.config import load_config
-        from text2token.training.lora import merge_adapter
-        from text2token.training.trainer import build_model
+        from text2token.training.checkpoint_model import load_run_adapters
 
-        folder = Path(args.adapters)
-        cfg = load_config(folder / "config.yaml")
-        model = build_model(cfg, "cpu", cfg.model.max_length)
-        for stage in cfg.run_stages():
-            merge_adapter(model, cfg.lora, folder / STAGES[stage].folder / "adapter_final.safetensors")
-        return model.eval().float()
+        return load_run_adapters(args.adapters).float()
     model = Text2TokenModel.from_pretrained(args.model, device="cpu", dtype=torch.float32)
     model.set_correction(None)  # every setting is fitted here, on the raw vectors
     return model

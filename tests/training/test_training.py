@@ -65,6 +65,14 @@ def test_checkpoint_model_equals_final_model(tmp_path, tiny_model_dir):
     # the checkpoint's weights differ from the final model's (two more steps were taken)
     final = Text2TokenModel.from_pretrained(str(run / "model"), device="cpu")
     assert not np.allclose(ckpt.encode(SENTENCES[:2]), final.encode(SENTENCES[:2]), atol=1e-5)
+    # the run rebuilt from its config and final adapters alone is the saved model (what a study keeps)
+    from text2token.training.checkpoint_model import load_run_adapters
+
+    rebuilt = load_run_adapters(run)
+    np.testing.assert_allclose(rebuilt.encode(SENTENCES[:3]), final.encode(SENTENCES[:3]), atol=1e-5)
+    (run / "stage1-data" / "adapter_final.safetensors").unlink()
+    with pytest.raises(Text2TokenError, match="has not finished"):
+        load_run_adapters(run)
 
 
 def test_unknown_lora_module_is_a_clear_error(tmp_path, tiny_model_dir):

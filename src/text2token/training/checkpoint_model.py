@@ -42,3 +42,24 @@ def load_checkpoint_model(checkpoint_dir: str | os.PathLike):
             break
     model.eval()
     return model
+
+
+def load_run_adapters(run_dir: str | os.PathLike):
+    """A finished run rebuilt from what it kept of its training: its ``config.yaml`` and each stage's
+    ``adapter_final.safetensors`` (any dtype), merged in order into the recorded backbone — how a study keeps a trained
+    model in a few MB and scores it again later. The rebuilt model carries no isotropy correction (fit one on it)."""
+    from .config import load_config
+    from .lora import merge_adapter
+    from .trainer import build_model
+
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_CONFIG_NAME).is_file():
+        raise Text2TokenError(f"{run_dir} holds no {RUN_CONFIG_NAME}: not a run folder")
+    cfg = load_config(run_dir / RUN_CONFIG_NAME)
+    model = build_model(cfg, "cpu", cfg.model.max_length)
+    for stage in cfg.run_stages():
+        adapter = run_dir / STAGES[stage].folder / "adapter_final.safetensors"
+        if not adapter.is_file():
+            raise Text2TokenError(f"{adapter} is missing: stage '{stage}' of {run_dir} has not finished")
+        merge_adapter(model, cfg.lora, adapter)
+    return model.eval()
