@@ -170,3 +170,20 @@ def test_a_correction_is_not_applied_to_vectors_of_other_settings(tmp_path, tiny
         other = Text2TokenModel.from_pretrained(str(tmp_path / "m"), pooling="last")
     assert other.correction is None  # fitted on mean-pooled vectors: meaningless for last-token ones
     assert "fitted with its own pooling" in caplog.text and "text2token postprocess" in caplog.text
+
+
+def test_a_baseline_refit_repeats_the_recorded_recipe_or_says_why_it_cannot(tmp_path, tiny_model_dir):
+    from text2token.training.isotropy_fit import fit_on_corpus, refit_like
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(f"sentence {i} on subject {i % 9}" for i in range(150)) + "\n")
+    model = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", device="cpu")
+    fitted = fit_on_corpus(model, str(corpus), texts=120, directions=1, seed=4, show_progress_bar=False)
+    other = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", device="cpu")
+    assert refit_like(other, fitted.fitted_on).fingerprint() == fitted.fingerprint()  # same model, same recipe
+    corpus.write_text(corpus.read_text() + "one more line\n")
+    with pytest.raises(Text2TokenError, match="has changed since the correction was fitted"):
+        refit_like(other, fitted.fitted_on)
+    corpus.unlink()
+    with pytest.raises(Text2TokenError, match="does not exist"):
+        refit_like(other, fitted.fitted_on)

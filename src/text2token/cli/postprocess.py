@@ -8,7 +8,7 @@ from pathlib import Path
 from ..modes import ISOTROPY_DIRECTIONS, ISOTROPY_FIT_TEXTS, ISOTROPY_MIN_FIT_TEXTS, Attention, Pooling
 from .argtypes import at_least, max_length_arg, positive
 from .arguments import device_args, model_positional
-from .common import load_model, note
+from .common import load_model
 
 
 def cmd_postprocess(args) -> int:
@@ -46,8 +46,6 @@ def cmd_postprocess(args) -> int:
         batch_size=args.batch_size,
         show_progress_bar=not args.quiet,
     )
-    if correction.fitted_on["texts"] < args.texts:
-        note(args, f"the corpus holds only {correction.fitted_on['texts']} texts: the correction is fitted on them all")
     model.save_pretrained(output)
     what = "refitted" if before is not None else "fitted"
     print(

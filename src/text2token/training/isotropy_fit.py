@@ -28,14 +28,20 @@ def fit_on_corpus(
     batch_size: int = 32,
     show_progress_bar: bool | None = None,
     errors: str = "strict",
+    expected_sha256_16: str | None = None,
 ):
     """Fit and set ``model``'s isotropy correction on ``texts`` texts of ``corpus`` (a path, ``bundled:NAME``, or
     None for the bundled Brown corpus) shuffled with ``seed``; returns it. Its record names the corpus, its hash, the
-    sample size, the seed and the directions, so the same fit can be repeated on another model."""
+    sample size, the seed and the directions, so the same fit can be repeated on another model
+    (``expected_sha256_16``: refuse a corpus whose texts are not the recorded ones)."""
     path = corpus_path(corpus)
     if not path.is_file():
         raise Text2TokenError(f"isotropy corpus {path} does not exist")
     sample, info = read_corpus(path, field, seed, texts, errors)
+    if expected_sha256_16 and info["sha256_16"] != expected_sha256_16:  # checked before any text is encoded
+        raise Text2TokenError(
+            f"{corpus_name(corpus)} has changed since the correction was fitted on it (its hash differs)"
+        )
     if len(sample) < texts:
         logger.info(
             "isotropy corpus %s holds %d texts, fewer than the %d asked for: all are used", path, info["lines"], texts
@@ -56,10 +62,7 @@ def refit_like(model, record: dict, batch_size: int = 32, show_progress_bar: boo
     (or not the one recorded) is an error naming it."""
     corpus = record.get("corpus")
     name = None if corpus == corpus_name(None) else corpus
-    path = corpus_path(name)
-    if not path.is_file():
-        raise Text2TokenError(f"the correction was fitted on {corpus}, which is not here to fit the same way")
-    correction = fit_on_corpus(
+    return fit_on_corpus(
         model,
         name,
         texts=int(record.get("texts", ISOTROPY_FIT_TEXTS)),
@@ -69,7 +72,5 @@ def refit_like(model, record: dict, batch_size: int = 32, show_progress_bar: boo
         errors=record.get("errors", "strict"),
         batch_size=batch_size,
         show_progress_bar=show_progress_bar,
+        expected_sha256_16=record.get("corpus_sha256_16"),
     )
-    if record.get("corpus_sha256_16") and correction.fitted_on["corpus_sha256_16"] != record["corpus_sha256_16"]:
-        raise Text2TokenError(f"{corpus} has changed since the correction was fitted on it (its hash differs)")
-    return correction
