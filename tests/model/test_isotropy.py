@@ -160,6 +160,18 @@ def test_postprocess_cli_fits_refits_and_removes_in_place_and_makes_a_training_f
     assert err.count("\n") == 1 and "needs at least 100 texts to fit, got 40" in err
     assert main(["postprocess", str(folder), "--corpus", str(tmp_path / "missing.txt"), "-q"]) == 2
     assert "does not exist" in capsys.readouterr().err
+    # the hint for invalid UTF-8 names an option postprocess has, and that option works
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"".join(b"caf\xe9 number %d\n" % i for i in range(120)))
+    assert main(["postprocess", str(folder), "--corpus", str(latin), "--texts", "100", "-q"]) == 2
+    assert "use --errors replace" in capsys.readouterr().err
+    assert (
+        main(["postprocess", str(folder), "--corpus", str(latin), "--texts", "100", "--errors", "replace", "-q"]) == 0
+    )
+    capsys.readouterr()
+    assert main(["postprocess", str(folder), "--corpus", "bundled:nope", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "no bundled corpus 'nope'" in err and "data.train_file" not in err  # not a config key here
 
 
 def test_a_correction_is_not_applied_to_vectors_of_other_settings(tmp_path, tiny_model_dir, caplog):

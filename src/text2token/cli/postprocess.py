@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..modes import ISOTROPY_DIRECTIONS, ISOTROPY_FIT_TEXTS, ISOTROPY_MIN_FIT_TEXTS, Attention, Pooling
+from ..modes import ISOTROPY_DIRECTIONS, ISOTROPY_FIT_TEXTS, ISOTROPY_MIN_FIT_TEXTS, Attention, InputErrors, Pooling
 from .argtypes import at_least, max_length_arg, positive
 from .arguments import device_args, model_positional
 from .common import load_model
@@ -43,6 +43,7 @@ def cmd_postprocess(args) -> int:
         directions=args.directions,
         seed=args.seed,
         field=args.field,
+        errors=args.errors,
         batch_size=args.batch_size,
         show_progress_bar=not args.quiet,
     )
@@ -74,6 +75,12 @@ def add_postprocess(command) -> None:
         help="texts to fit on: .txt or .jsonl, or bundled:brown / bundled:wiki (default: the bundled Brown corpus)",
     )
     p.add_argument("--field", default="text", help="JSONL field holding the text")
+    p.add_argument(
+        "--errors",
+        choices=InputErrors.values(),
+        default="strict",
+        help="invalid UTF-8 in the corpus: strict (error naming the line) or replace (U+FFFD, counted)",
+    )
     p.add_argument(
         "--texts",
         type=at_least("--texts", ISOTROPY_MIN_FIT_TEXTS, "a correction fitted on fewer is too noisy"),

@@ -25,10 +25,7 @@ def corpus_path(train_file: str | None) -> Path:
     if train_file.startswith(BUNDLED_PREFIX):
         name = train_file[len(BUNDLED_PREFIX) :]
         if name not in BUNDLED:
-            raise ConfigError(
-                f"data.train_file: no bundled corpus '{name}'; bundled: "
-                f"{', '.join(BUNDLED_PREFIX + n for n in BUNDLED)}"
-            )
+            raise ConfigError(f"no bundled corpus '{name}'; bundled: {', '.join(BUNDLED_PREFIX + n for n in BUNDLED)}")
         return BUNDLED[name]
     return Path(train_file)
 
