@@ -23,7 +23,8 @@ def _training_lines(training: dict) -> list[str]:
     lines.append("- stages: " + "; then ".join(STAGES[s].label if s in STAGES else s for s in stages))
     if recipe and recipe.simcse_term:
         c = cfg.get("combined", {})
-        lines.append(f"- combined per stage: {c.get('token_weight')}×KL + {c.get('simcse_weight')}×SimCSE")
+        centred = " (on batch-centred vectors)" if cfg.get("simcse", {}).get("center") else ""
+        lines.append(f"- combined per stage: {c.get('token_weight')}×KL + {c.get('simcse_weight')}×SimCSE{centred}")
     for stage in STAGES.values():
         key = f"stage_{stage.key}"
         if key in training:

@@ -63,7 +63,8 @@ def test_combined_components_sum_to_its_loss_and_weights_1_0_equal_token_kl(tiny
     assert not torch.allclose(grads[0], only_kl), "the SimCSE term adds to the first view's gradient too"
 
 
-def test_combined_training_logs_every_component(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("center", [False, True])
+def test_combined_training_logs_every_component(tmp_path, tiny_model_dir, center):
     cfg = tiny_run_config(
         tmp_path,
         tiny_model_dir,
@@ -71,6 +72,7 @@ def test_combined_training_logs_every_component(tmp_path, tiny_model_dir):
         "stage1.steps=4",
         "combined.simcse_weight=0.5",
         "simcse.dropout=0.1",
+        f"simcse.center={str(center).lower()}",
         "description=token KL and half-weight SimCSE",
     )
     model_dir = train(cfg, show_progress_bar=False)
@@ -81,12 +83,14 @@ def test_combined_training_logs_every_component(tmp_path, tiny_model_dir):
         assert 0 <= row["hit_rate"] <= 1
     summary = json.loads((tmp_path / "run" / "stage1-data" / "summary.json").read_text())
     assert "simcse" in summary["objective"].lower() and "token_kl" in summary["objective"]
+    assert ("centred" in summary["objective"]) == center
     from text2token import Text2TokenModel
 
     reloaded = Text2TokenModel.from_pretrained(str(model_dir), device="cpu")
     assert reloaded.backbone.config.attention_dropout == 0.0  # the training dropout is not shipped
     card = (model_dir / "README.md").read_text()  # the card names the recipe, its description and its weights
     assert "- recipe: token KL and half-weight SimCSE" in card and "1.0×KL + 0.5×SimCSE" in card
+    assert ("batch-centred" in card) == center
 
 
 def test_a_finished_stage_is_skipped_before_its_corpus_is_read(tmp_path, tiny_model_dir):

@@ -23,6 +23,24 @@ def test_simcse_loss_is_cross_entropy_over_scaled_cosines():
     assert simcse_loss(a, a, 0.05).item() < simcse_loss(a, b.flip(0), 0.05).item()
 
 
+def test_centred_simcse_ignores_a_direction_shared_by_the_batch():
+    """center: the cosines of the vectors minus the batch mean — a vector added to every text changes nothing,
+    as the isotropy correction's mean subtraction would remove it; uncentred, it changes the loss."""
+    torch.manual_seed(0)
+    a, b = torch.randn(6, 8), torch.randn(6, 8)
+    shared = 5 * torch.randn(1, 8)
+    centred = simcse_loss(a, b, 0.05, center=True)
+    assert simcse_loss(a + shared, b + shared, 0.05, center=True).item() == pytest.approx(centred.item(), rel=1e-4)
+    assert abs(simcse_loss(a + shared, b + shared, 0.05).item() - simcse_loss(a, b, 0.05).item()) > 0.1
+    mean = torch.cat([a, b]).mean(0)
+    assert centred.item() == pytest.approx(simcse_loss(a - mean, b - mean, 0.05).item(), rel=1e-5)
+    a.requires_grad_(True)  # the mean carries no gradient: each text's gradient is its own cosine's
+    (grad,) = torch.autograd.grad(simcse_loss(a, b, 0.05, center=True), a)
+    fixed = (a - mean).detach().requires_grad_(True)
+    (expected,) = torch.autograd.grad(simcse_loss(fixed, b - mean, 0.05), fixed)
+    assert torch.allclose(grad, expected, atol=1e-6)
+
+
 def test_gathered_negatives_path_in_a_real_process_group(tmp_path):
     """gather_negatives goes through torch.distributed's autograd all_gather (a 1-process gloo group here; the
     2-process run is tests/training/test_distributed.py): same loss as local negatives, gradients reach both views."""

@@ -2,6 +2,11 @@
 
 Each text is encoded twice with dropout active; the two views of a text are positives, every other
 text of the (global) batch is a negative: cross-entropy over cosine similarities / temperature.
+
+``center``: the cosines are taken after subtracting the batch's mean pooled vector (both views, no gradient
+through it) — the vectors the isotropy correction (text2token.isotropy) leaves, so the term does not spend its
+gradient on the common direction that correction removes for free. The token KL of ``combined`` still reads
+the raw pooled state.
 """
 
 from __future__ import annotations
@@ -13,15 +18,24 @@ from .base import Objective, ObjectiveOutput
 
 
 def simcse_loss(
-    view_a: torch.Tensor, view_b: torch.Tensor, temperature: float = 0.05, gather_negatives: bool = False
+    view_a: torch.Tensor,
+    view_b: torch.Tensor,
+    temperature: float = 0.05,
+    gather_negatives: bool = False,
+    center: bool = False,
 ) -> torch.Tensor:
     """``view_a``/``view_b``: B×H pooled embeddings of the same texts under two dropout masks.
 
     With ``gather_negatives`` (several processes), ``view_b`` is all-gathered with gradients so that
-    each text sees the negatives of the whole global batch, as on one process.
+    each text sees the negatives of the whole global batch, as on one process. With ``center``, each
+    process's batch mean of both views (detached) is subtracted before the cosines.
     """
-    a = F.normalize(view_a.float(), dim=-1)
-    b = F.normalize(view_b.float(), dim=-1)
+    a, b = view_a.float(), view_b.float()
+    if center:
+        mean = torch.cat([a, b]).mean(dim=0, keepdim=True).detach()
+        a, b = a - mean, b - mean
+    a = F.normalize(a, dim=-1)
+    b = F.normalize(b, dim=-1)
     offset = 0
     if gather_negatives and torch.distributed.is_available() and torch.distributed.is_initialized():
         from torch.distributed.nn.functional import all_gather
@@ -53,14 +67,19 @@ class SimCSE(Objective):
     name = "simcse"
     views = 2
 
-    def __init__(self, temperature: float = 0.05, dropout: float = 0.3, gather_negatives: bool = False):
+    def __init__(
+        self, temperature: float = 0.05, dropout: float = 0.3, gather_negatives: bool = False, center: bool = False
+    ):
         self.temperature = temperature
         self.attention_dropout = dropout
         self.gather_negatives = gather_negatives
+        self.center = center
 
     def __call__(self, views, batch, model) -> ObjectiveOutput:
-        loss = simcse_loss(views[0], views[1], self.temperature, gather_negatives=self.gather_negatives)
+        loss = simcse_loss(
+            views[0], views[1], self.temperature, gather_negatives=self.gather_negatives, center=self.center
+        )
         return ObjectiveOutput({self.name: loss})
 
     def describe(self) -> str:
-        return f"SimCSE (dropout {self.attention_dropout:g})"
+        return f"SimCSE (dropout {self.attention_dropout:g}{', centred' if self.center else ''})"

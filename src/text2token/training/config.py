@@ -128,6 +128,7 @@ class SimCSEConfig:
         0.3  # attention dropout of the backbone while training (LLM2Vec: 0.3); LoRA dropout is lora.dropout
     )
     temperature: float = 0.05  # cosine similarities are divided by this
+    center: bool = False  # cosines of the vectors minus the batch mean (what the isotropy correction leaves)
 
 
 @dataclass

@@ -92,7 +92,7 @@ class Stage:
         if not self._adds_simcse_term():
             return base
         c, s = self.cfg.combined, self.cfg.simcse
-        simcse = SimCSE(s.temperature, s.dropout, gather_negatives=accelerator.num_processes > 1)
+        simcse = SimCSE(s.temperature, s.dropout, gather_negatives=accelerator.num_processes > 1, center=s.center)
         return Combined([(base, c.token_weight), (simcse, c.simcse_weight)])
 
     # ---- helpers
@@ -212,12 +212,13 @@ class SimCSEStage(Stage):
     def prepare(self, model, accelerator, frozen_fp, show_progress_bar):
         s = self.cfg.simcse
         return self._plain_texts(
-            model, {"objective": "simcse", "attention_dropout": s.dropout, "temperature": s.temperature}
+            model,
+            {"objective": "simcse", "attention_dropout": s.dropout, "temperature": s.temperature, "center": s.center},
         )
 
     def base_objective(self, peft_model, accelerator):
         s = self.cfg.simcse
-        return SimCSE(s.temperature, s.dropout, gather_negatives=accelerator.num_processes > 1)
+        return SimCSE(s.temperature, s.dropout, gather_negatives=accelerator.num_processes > 1, center=s.center)
 
 
 class MNTPStage(Stage):
