@@ -256,6 +256,23 @@ def test_quantised_ann_graph_is_rescored_by_the_float_vectors(tmp_path, tiny_mod
         assert len(set(rows) & set(exact[i][0])) >= len(set(graph_only[i][0]) & set(exact[i][0]))
 
 
+def test_index_says_how_many_documents_the_window_cuts(tmp_path, tiny_model_dir, capsys):
+    """A document longer than max_length is indexed by its first max_length tokens only: index says so (as encode
+    does) and records the count; text past the window is then not what its vectors hold."""
+    corpus = tmp_path / "docs.jsonl"
+    long_text = "The cat sat on the mat. " * 20 + "Volcanoes erupted near the village."
+    rows = [{"id": "short", "text": DOCS[1]}, {"id": "long", "text": long_text}]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = ["index", "--model", str(tiny_model_dir), "--pooling", "mean", "--corpus", str(corpus)]
+    assert main([*base, "--output", str(tmp_path / "cut"), "--max-length", "32"]) == 0
+    err = capsys.readouterr().err
+    assert "1 of 2 documents are longer than 32 tokens" in err and "not found" in err
+    assert json.loads((tmp_path / "cut" / "index.json").read_text())["documents_truncated"] == 1
+    assert main([*base, "--output", str(tmp_path / "whole")]) == 0
+    assert "longer than" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "whole" / "index.json").read_text())["documents_truncated"] == 0
+
+
 def test_index_rejects_an_unknown_ann_choice(tmp_path, tiny_model):
     import pytest
 
@@ -380,7 +397,12 @@ def test_interrupted_index_resumes_to_the_same_files(tmp_path, tiny_model_dir, c
         "--ann",
         "on",
     ]
+    corpus.write_text(  # two documents longer than the window: the count is carried across the interruption
+        corpus.read_text()
+        + "".join(json.dumps({"id": f"long{i}", "text": "words " * 600}) + "\n" for i in range(2))
+    )
     assert main([*args, "--output", str(tmp_path / "whole")]) == 0
+    assert json.loads((tmp_path / "whole" / "index.json").read_text())["documents_truncated"] == 2
     out = tmp_path / "out"
     with interrupted_at_call(Text2TokenModel, "vocab_logits", 3):  # Ctrl-C while the third chunk is encoded
         assert main([*args, "--output", str(out)]) == 130

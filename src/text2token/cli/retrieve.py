@@ -8,7 +8,7 @@ import json
 from ..modes import CHUNK_SIZE, AnnDtype, Fusion
 from .argtypes import fraction, positive
 from .arguments import MODEL_HELP, device_args, input_args, model_args
-from .common import input_notes, load_model, torch_dtype
+from .common import input_notes, load_model, note, torch_dtype
 
 
 def cmd_index(args) -> int:
@@ -33,6 +33,13 @@ def cmd_index(args) -> int:
         chunk=args.chunk_size,
         ann_dtype=args.ann_dtype,
     )
+    if summary["documents_truncated"]:
+        note(
+            args,
+            f"{summary['documents_truncated']} of {summary['documents']} documents are longer than "
+            f"{model.max_length} tokens: only their first {model.max_length} are indexed, so text past that is "
+            "not found (--max-length to change, up to the backbone's window; or index long documents as passages)",
+        )
     ann = (
         f", ANN graph ({summary['ann']['dtype']}) {summary['ann']['bytes'] / 1024:.0f} KiB"
         if summary.get("ann")

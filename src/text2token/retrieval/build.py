@@ -136,6 +136,7 @@ def _build_locked(
         NpyFile.create(partial / TOP_PROBS_FILE, rows, top_k, "<f4")
     sinks = [NpyFile(partial / name) for name in ("dense.npy", TOP_IDS_FILE, TOP_PROBS_FILE)]
     docs_written = state["docs_bytes"] if state else 0
+    truncated = state.get("truncated", 0) if state else 0  # documents longer than the window, cut to it
     docs_fh = open(partial / "docs.jsonl", "r+b" if docs_written else "wb")
     docs_fh.truncate(docs_written)
     docs_fh.seek(docs_written)
@@ -143,6 +144,7 @@ def _build_locked(
     try:
         for first, ids, texts in source.chunks(start, chunk):
             top = TopTokens(model, texts, top_k, batch_size, on_batch=bar.update)
+            truncated += model.count_truncated(texts)
             for sink, block in zip(sinks, (top.dense, top.ids.astype(np.int32), top.probs)):
                 sink.write(first, block)
             docs_fh.write(
@@ -157,7 +159,12 @@ def _build_locked(
                 write_atomic(partial / LOGIT_SUM_FILE, lambda tmp, total=logit_sum: np.save(tmp, total), suffix=".npy")
                 write_json_atomic(
                     partial / PROGRESS_FILE,
-                    {"rows_done": first + len(texts), "docs_bytes": docs_fh.tell(), "fingerprint": fingerprint},
+                    {
+                        "rows_done": first + len(texts),
+                        "docs_bytes": docs_fh.tell(),
+                        "truncated": truncated,
+                        "fingerprint": fingerprint,
+                    },
                 )
     finally:
         bar.close()
@@ -191,6 +198,7 @@ def _build_locked(
         "query_top_k": query_top_k,
         "weighting": weighting,
         "documents": rows,
+        "documents_truncated": truncated,  # longer than max_length tokens: only their first max_length are indexed
         "vocab_size": int(len(prior)),
         "sparse_nnz": nnz,
     }
