@@ -292,11 +292,14 @@ class Text2TokenModel(torch.nn.Module):
         input_ids, mask = tokenization.pad(self.tokenizer, ids, multiple_of)
         return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
 
+    def text_budget(self) -> int:
+        """Tokens of text :meth:`tokenize` keeps: ``max_length`` less what the template and special tokens take."""
+        return self.max_length - self._template_overhead(self.template if self.template is not None else "{text}")
+
     def count_truncated(self, texts: list[str]) -> int:
         """How many of ``texts`` are longer than ``max_length`` tokens (template included) and
         will be truncated by :meth:`tokenize`."""
-        overhead = self._template_overhead(self.template if self.template is not None else "{text}")
-        budget = self.max_length - overhead
+        budget = self.text_budget()
         lengths = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return sum(len(ids) > budget for ids in lengths)
 

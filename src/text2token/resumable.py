@@ -71,6 +71,11 @@ class Source:
         self.rows = len(self._kept)
         return self
 
+    @staticmethod
+    def record(row_id, text: str) -> dict:
+        """The ``docs.jsonl`` object of a row (an index's document)."""
+        return {"id": row_id, "text": text}
+
     def check_unique_ids(self) -> None:
         """An error naming repeated ids (a JSONL 'id' field), from the ids' hashes kept by the counting pass; the
         file is read again only when two hashes are equal, to name the ids (equal hashes of different ids pass)."""

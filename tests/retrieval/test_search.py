@@ -398,8 +398,7 @@ def test_interrupted_index_resumes_to_the_same_files(tmp_path, tiny_model_dir, c
         "on",
     ]
     corpus.write_text(  # two documents longer than the window: the count is carried across the interruption
-        corpus.read_text()
-        + "".join(json.dumps({"id": f"long{i}", "text": "words " * 600}) + "\n" for i in range(2))
+        corpus.read_text() + "".join(json.dumps({"id": f"long{i}", "text": "words " * 600}) + "\n" for i in range(2))
     )
     assert main([*args, "--output", str(tmp_path / "whole")]) == 0
     assert json.loads((tmp_path / "whole" / "index.json").read_text())["documents_truncated"] == 2
@@ -772,3 +771,90 @@ def test_a_corrected_model_indexes_corrected_dense_rows_and_the_same_sparse_rows
     assert main(["search", "--index", str(tmp_path / "i-corrected"), "--query", "x"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "isotropy correction is not the one" in err and "rebuild the index" in err
+
+
+def _long_corpus(path):
+    """Three documents; 'manual' runs far past a 32-token window and ends with the sentence the test looks for."""
+    sections = [
+        f"Section {k}. The {w} pump of unit {k} is checked every {k + 2} weeks by the night crew."
+        for k, w in enumerate(["red", "blue", "green", "grey", "white", "black", "amber", "violet"])
+    ]
+    needle = "Volcanic ash from the northern ridge clogged every air filter in the valley."
+    rows = [
+        {"id": "manual", "text": "\n\n".join(sections) + "\n\n" + needle},
+        {"id": "stocks", "text": DOCS[1]},
+        {"id": "cat", "text": DOCS[0]},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows, needle
+
+
+def test_passage_index_finds_text_past_the_window_and_ranks_documents(tmp_path, tiny_model_dir, capsys):
+    corpus = tmp_path / "long.jsonl"
+    rows, needle = _long_corpus(corpus)
+    base = ["index", "-q", "--model", str(tiny_model_dir), "--pooling", "mean", "--corpus", str(corpus)]
+    base += ["--max-length", "32", "--top-k", "16", "--chunk-size", "3"]
+    assert main([*base, "--output", str(tmp_path / "cut")]) == 0
+    assert main([*base, "--output", str(tmp_path / "split"), "--passages", "--passage-overlap", "4"]) == 0
+    capsys.readouterr()
+    info = json.loads((tmp_path / "split" / "index.json").read_text())
+    assert info["passages"]["documents"] == 3 and info["passages"]["split"] == 1 and info["passages"]["overlap"] == 4
+    assert info["documents"] > 3 and info["documents_truncated"] == 0
+    index = SearchIndex(tmp_path / "split")
+    assert index.passages
+    manual = [d for d in index.docs if d["id"] == "manual"]
+    assert [d["passage"] for d in manual] == list(range(len(manual))) and len(manual) == info["documents"] - 2
+    assert index.model.count_truncated([d["text"] for d in manual]) == 0, "every passage fits the window"
+    for d in manual:  # each passage is the document's own text at its offset
+        assert rows[0]["text"][d["start"] : d["start"] + len(d["text"])] == d["text"]
+    assert needle in manual[-1]["text"] and needle not in manual[0]["text"]
+    vectors = [json.loads(l) for l in (tmp_path / "split" / "sparse_vectors.jsonl").read_text().splitlines()]
+    assert [(v["id"], v.get("passage")) for v in vectors] == [(d["id"], d.get("passage")) for d in index.docs]
+
+    query = manual[-1]["text"]  # the passage holding the last sentence: found as itself, in its document
+    for mode in ("dense", "sparse", "hybrid"):
+        hits = index.search(query, top=10, mode=mode)
+        assert [h["id"] for h in hits].count("manual") == 1 and len(hits) == 3, "each document once"
+        assert hits[0]["id"] == "manual" and hits[0]["passage"] == len(manual) - 1, mode
+    assert index.search(query, top=1, mode="dense")[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    cut = SearchIndex(tmp_path / "cut", model=index.model)
+    assert not cut.passages and json.loads((tmp_path / "cut" / "index.json").read_text())["documents_truncated"] == 1
+    assert cut.search(query, top=3, mode="dense")[0]["score"] < 0.999, "truncated, the manual's vector lacks it"
+
+    assert main(["search", "--index", str(tmp_path / "split"), "--query", query, "--top", "2"]) == 0
+    assert f"[manual, passage {len(manual) - 1}]" in capsys.readouterr().out
+    assert main([*base, "--output", str(tmp_path / "bad"), "--passages", "--passage-overlap", "500"]) == 2
+    assert "--passage-overlap must be >= 0 and below the" in capsys.readouterr().err
+
+    from qdrant_client import QdrantClient  # an exported passage keeps its document: id, passage, start
+
+    q = ["export", "--index", str(tmp_path / "split"), "--qdrant-path", str(tmp_path / "qd"), "--collection", "p"]
+    assert main([*q, "--quiet"]) == 0
+    client = QdrantClient(path=str(tmp_path / "qd"))
+    try:
+        points = client.retrieve("p", ids=list(range(len(index.docs))), with_payload=True)
+        assert sorted((p.id, p.payload.get("passage"), p.payload["id"]) for p in points) == [
+            (i, d.get("passage"), d["id"]) for i, d in enumerate(index.docs)
+        ]
+    finally:
+        client.close()
+
+
+def test_passage_index_with_a_graph_and_an_interrupted_build(tmp_path, tiny_model_dir, capsys):
+    """The ANN path still returns each document once; a passage build interrupted mid-corpus resumes to the
+    same files as an uninterrupted one."""
+    corpus = tmp_path / "long.jsonl"
+    _long_corpus(corpus)
+    args = ["index", "-q", "--model", str(tiny_model_dir), "--pooling", "mean", "--corpus", str(corpus)]
+    args += ["--max-length", "32", "--top-k", "16", "--chunk-size", "2", "--passages", "--ann", "on"]
+    assert main([*args, "--output", str(tmp_path / "whole")]) == 0
+    out = tmp_path / "out"
+    with interrupted_at_call(Text2TokenModel, "vocab_logits", 2):
+        assert main([*args, "--output", str(out)]) == 130
+    assert main([*args, "--output", str(out), "--resume"]) == 0
+    for name in ("docs.jsonl", "dense.npy", "sparse.npz", "sparse_vectors.jsonl", "prior.npy"):
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    index = SearchIndex(out)
+    assert index.ann is not None
+    hits = index.search(index.docs[1]["text"], top=3, mode="dense")
+    assert len({h["id"] for h in hits}) == len(hits) == 3

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from ..modes import CHUNK_SIZE, AnnDtype, Fusion
-from .argtypes import fraction, positive
+from ..retrieval.passages import DEFAULT_OVERLAP
+from .argtypes import at_least, fraction, positive
 from .arguments import MODEL_HELP, device_args, input_args, model_args
 from .common import input_notes, load_model, note, torch_dtype
 
@@ -32,6 +33,8 @@ def cmd_index(args) -> int:
         resume=args.resume,
         chunk=args.chunk_size,
         ann_dtype=args.ann_dtype,
+        passages=args.passages,
+        passage_overlap=args.passage_overlap,
     )
     if summary["documents_truncated"]:
         note(
@@ -45,8 +48,14 @@ def cmd_index(args) -> int:
         if summary.get("ann")
         else ""
     )
+    passages = summary.get("passages")
+    what = (
+        f"{passages['documents']} documents as {summary['documents']} passages ({passages['split']} documents split)"
+        if passages
+        else f"{summary['documents']} documents"
+    )
     print(
-        f"indexed {summary['documents']} documents into {args.output}: sparse {summary['sparse_bytes'] / 1024:.0f} KiB "
+        f"indexed {what} into {args.output}: sparse {summary['sparse_bytes'] / 1024:.0f} KiB "
         f"({args.top_k} tokens each), dense {summary['dense_bytes'] / 1024:.0f} KiB{ann}"
     )
     return 0
@@ -83,7 +92,8 @@ def cmd_search(args) -> int:
             continue
         print(f"query: {query}  ({label})")
         for h in hits:
-            print(f"  {h['rank']:3d}. {h['score']:.4f}  [{h['id']}] {h['text'][:100]}")
+            where = f"{h['id']}, passage {h['passage']}" if "passage" in h else h["id"]
+            print(f"  {h['rank']:3d}. {h['score']:.4f}  [{where}] {h['text'][:100]}")
     return 0
 
 
@@ -176,6 +186,19 @@ def add_index(command) -> None:
         type=positive("--chunk-size"),
         default=CHUNK_SIZE,
         help="documents read, encoded and written at a time (memory and resume granularity)",
+    )
+    p.add_argument(
+        "--passages",
+        action="store_true",
+        help="split documents longer than the model's window into passages that fit it (on paragraph, sentence "
+        "or word boundaries, by the model's tokenizer) and index each; search ranks documents by their best "
+        "passage and shows it. Without it a long document is indexed by its first --max-length tokens",
+    )
+    p.add_argument(
+        "--passage-overlap",
+        type=at_least("--passage-overlap", 0),
+        default=None,
+        help=f"tokens neighbouring passages may share (default {DEFAULT_OVERLAP}, at most a quarter of a passage)",
     )
 
 

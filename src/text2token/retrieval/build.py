@@ -34,6 +34,7 @@ from ..resumable import NpyFile, Source, process_group, recorded_progress
 from ..targets.model_derived import prior_from_logit_sum
 from ..textio import replace_directory, write_atomic, write_json_atomic
 from .ann import ANN_AUTO_MIN_DOCUMENTS, ANN_FILE, build_ann
+from .passages import PassageSource, PassageSplitter
 from .top_tokens import DEFAULT_QUERY_TOP_K, DEFAULT_TOP_K, INDEX_FILE, TopTokens, weights
 
 ANN_CHOICES = ("auto", "on", "off")
@@ -57,6 +58,8 @@ def build_index(
     resume: bool = False,
     chunk: int = CHUNK_SIZE,
     ann_dtype: str = "f16",
+    passages: bool = False,
+    passage_overlap: int | None = None,
 ) -> dict:
     """Index ``docs`` — a list of dicts with ``id`` and ``text``, or a :class:`~text2token.streaming.Source`
     (a file read in chunks) — into the folder ``output``; returns its summary.
@@ -66,6 +69,8 @@ def build_index(
     ``ann_dtype``: its vectors' precision, ``f16``, ``i8`` or ``b1`` (sign bits); search rescores its candidates by
     the float vectors.
     ``resume``: continue an interrupted build of the same file with the same model and settings.
+    ``passages``: index each document as passages that fit the model's window (:mod:`text2token.retrieval.passages`,
+    up to ``passage_overlap`` tokens shared by neighbours, None: the default); search then ranks documents by their best passage.
 
     A local model is recorded by its path relative to the index (so index and model can move together) and
     its absolute path; every model by a fingerprint of its weights, checked when ``--model`` relocates it."""
@@ -86,6 +91,8 @@ def build_index(
     if resume and source.stdin:
         raise Text2TokenError("--resume needs a file input, not standard input")
     source.check_unique_ids()
+    if passages:
+        source = PassageSource(source, PassageSplitter(model, passage_overlap), show_progress_bar)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with RunLock.for_output(output, "index build"):  # one writer at a time: a second build is refused
@@ -148,7 +155,7 @@ def _build_locked(
             for sink, block in zip(sinks, (top.dense, top.ids.astype(np.int32), top.probs)):
                 sink.write(first, block)
             docs_fh.write(
-                "".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in zip(ids, texts)).encode(
+                "".join(json.dumps(source.record(i, t), ensure_ascii=False) + "\n" for i, t in zip(ids, texts)).encode(
                     "utf-8"
                 )
             )
@@ -174,7 +181,8 @@ def _build_locked(
 
     prior = prior_from_logit_sum(torch.from_numpy(logit_sum), rows).numpy()
     np.save(partial / "prior.npy", prior)
-    nnz = write_sparse(partial, prior, weighting, model.lm_head.weight.shape[0], (r["id"] for r in _doc_ids(partial)))
+    keys = ({k: r[k] for k in ("id", "passage") if k in r} for r in _doc_ids(partial))  # a passage: its document
+    nnz = write_sparse(partial, prior, weighting, model.lm_head.weight.shape[0], keys)
     local = bool(model_ref) and Path(model_ref).exists()
     where = (
         {
@@ -199,6 +207,11 @@ def _build_locked(
         "weighting": weighting,
         "documents": rows,
         "documents_truncated": truncated,  # longer than max_length tokens: only their first max_length are indexed
+        **(
+            {"passages": {**source.splitter.settings(), "documents": source.documents, "split": source.documents_split}}
+            if isinstance(source, PassageSource)
+            else {}
+        ),
         "vocab_size": int(len(prior)),
         "sparse_nnz": nnz,
     }
@@ -277,9 +290,7 @@ def write_sparse(folder: Path, prior: np.ndarray, weighting: str, vocab: int, id
                     fh.write(w.astype("<f4").tobytes())
                     vectors.write(
                         "".join(
-                            json.dumps(
-                                {"id": next(ids), "indices": t.tolist(), "values": [round(float(x), 6) for x in v]}
-                            )
+                            json.dumps({**next(ids), "indices": t.tolist(), "values": [round(float(x), 6) for x in v]})
                             + "\n"
                             for t, v in zip(tok, w)
                         )

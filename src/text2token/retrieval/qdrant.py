@@ -77,7 +77,7 @@ def export_qdrant(index, client, collection: str, batch_size: int = 256, show_pr
             points.append(
                 models.PointStruct(
                     id=i,
-                    payload={"id": index.docs[i]["id"], "text": index.docs[i]["text"]},
+                    payload={k: index.docs[i][k] for k in ("id", "passage", "start", "text") if k in index.docs[i]},
                     vector={
                         DENSE: dense[k].tolist(),
                         SPARSE: models.SparseVector(

@@ -30,6 +30,7 @@ from ..fingerprint import model_fingerprint
 from ..model import Text2TokenModel
 from ..modes import AnnDtype, Attention, Fusion, Pooling, SparseWeighting
 from .ann import DenseANN
+from .passages import PASSAGE_POOL
 from .top_tokens import INDEX_FILE, TopTokens
 
 logger = logging.getLogger(__name__)
@@ -291,6 +292,11 @@ class SearchIndex:
             )
         return out[0] if isinstance(query, str) else out
 
+    @property
+    def passages(self) -> bool:
+        """Rows are passages of documents (``index --passages``): rankings are of documents, by their best passage."""
+        return bool(self.info.get("passages"))
+
     def ranked(
         self,
         queries: list[str],
@@ -305,8 +311,33 @@ class SearchIndex:
         unless the index has an ANN graph (then dense candidates come from the graph and hybrid fuses the union of
         the dense and sparse candidate lists); ``exact=True`` forces the exact path. With a graph, dense search
         takes ``RESCORE_FACTOR``·``top`` candidates and ranks them by the float vectors' cosines (hybrid always
-        uses the float cosines of its candidates); ``rescore=False`` returns the graph's own ranking and scores."""
+        uses the float cosines of its candidates); ``rescore=False`` returns the graph's own ranking and scores.
+        In a passage index (``index --passages``) the rows are passages and each document appears once, as its
+        best-scoring passage (with a graph, among ``PASSAGE_POOL``·``top`` passage candidates)."""
         _check_search(mode, alpha)
+        if self.passages:  # rows are passages: the best passage of each document, ``top`` documents
+            exact_path = self.ann is None or mode == "sparse" or exact
+            pool = len(self.docs) if exact_path else top * PASSAGE_POOL
+            return [
+                self._best_passages(r, sc, top)
+                for r, sc in self._ranked_rows(queries, pool, mode, alpha, fusion, exact, rescore)
+            ]
+        return self._ranked_rows(queries, top, mode, alpha, fusion, exact, rescore)
+
+    def _best_passages(self, rows: np.ndarray, scores: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+        """Of rows ranked best first, the first (best) row of each document, up to ``top`` documents."""
+        seen, keep = set(), []
+        for k, i in enumerate(rows):
+            doc = self.docs[i]["id"]
+            if doc not in seen:
+                seen.add(doc)
+                keep.append(k)
+                if len(keep) == top:
+                    break
+        return rows[keep], scores[keep]
+
+    def _ranked_rows(self, queries, top, mode, alpha, fusion, exact, rescore) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`ranked` over the index's rows (documents, or passages of an ``index --passages`` folder)."""
         if self.ann is None or mode == "sparse" or exact:
             out = []
             for scores in self.scores(queries, mode, alpha, fusion):
