@@ -32,3 +32,16 @@ def test_isotropy_benchmark_smoke(tiny_model_dir):
     assert "mean pairwise cosine" in out and "smoke raw: WordSim353" in out and "smoke brown-240-D1" in out
     out = _run("benchmarks/isotropy.py", "--smoke", "--overhead", "--model", str(tiny_model_dir))
     assert "corrected_over_raw" in out
+
+
+@pytest.mark.slow
+def test_long_documents_benchmark_smoke(tiny_model_dir, tmp_path):
+    out = _run(
+        "benchmarks/long_documents.py", "--smoke", "--model", str(tiny_model_dir), "--json", str(tmp_path / "r.json")
+    )
+    assert "truncated" in out and "passages of 16" in out
+    import json
+
+    rows = json.loads((tmp_path / "r.json").read_text())["settings"]
+    assert rows["truncated"]["documents_truncated"] > 0 and rows["passages"]["documents_truncated"] == 0
+    assert rows["passages"]["rows"] > rows["truncated"]["rows"]
