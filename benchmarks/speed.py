@@ -15,6 +15,7 @@
 
     python benchmarks/speed.py --quick --json speed.json    # a few minutes on 2 CPU cores
     python benchmarks/speed.py                               # more steps and texts
+    python benchmarks/speed.py --smoke                       # sections 1-3 at tiny sizes on the tiny llama: it runs
 """
 
 from __future__ import annotations
@@ -223,14 +224,14 @@ def measure_encode_length(batch: int, lengths=(128, 512), repeats: int = 2) -> d
     return out
 
 
-def measure_encode(n_texts: int, batch: int, max_length: int, repeats: int = 3) -> dict:
+def measure_encode(n_texts: int, batch: int, max_length: int, repeats: int = 3, model: str = "default") -> dict:
     import torch
     from sentence_transformers import SentenceTransformer, models
 
     from text2token import Text2TokenModel
     from text2token.backbone import resolve_model_path
 
-    path = resolve_model_path("default")
+    path = resolve_model_path(model)
     texts = _corpus(n_texts)
     ours = Text2TokenModel.from_pretrained(path, pooling="mean", max_length=max_length, dtype=torch.float32)
     # sentence-transformers 6 renders plain texts through the tokenizer's chat template when the folder
@@ -421,9 +422,17 @@ def main(argv=None) -> int:
         help="training-step rounds (each runs every system in a fresh process; step times pooled)",
     )
     p.add_argument("--skip", default="", help="comma-separated sections to skip: train,encode,length,targets,trainer")
+    p.add_argument(
+        "--smoke", action="store_true", help="training step, encoding and targets at tiny sizes on the tiny llama only"
+    )
     args = p.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
-    steps = 2 if args.quick else 5
+    steps = 2 if args.quick or args.smoke else 5
+    if args.smoke:
+        skip |= {"length", "trainer"}
+        args.batch_size, args.max_length = 4, 16
+    tmp = tempfile.TemporaryDirectory()
+    tiny = _tiny_model(Path(tmp.name) / "tiny") if args.smoke or "train" not in skip else None
     import torch
 
     print(
@@ -441,19 +450,21 @@ def main(argv=None) -> int:
             f"training step (batch {args.batch_size} × ≤{args.max_length} tokens, median of {steps} steps × "
             f"{args.rounds} round(s)):"
         )
-        with tempfile.TemporaryDirectory() as d:
-            report["train_tiny"] = measure_train(
-                _tiny_model(Path(d) / "tiny"), "tiny", args.batch_size, args.max_length, steps, args.rounds
+        report["train_tiny"] = measure_train(tiny, "tiny", args.batch_size, args.max_length, steps, args.rounds)
+        main_model = "train_tiny" if args.smoke else "train_default"
+        if not args.smoke:
+            report["train_default"] = measure_train(
+                "default", "SmolLM2", args.batch_size, args.max_length, steps, args.rounds
             )
-        report["train_default"] = measure_train(
-            "default", "SmolLM2", args.batch_size, args.max_length, steps, args.rounds
-        )
-        report["train_step_ratio_vs_simcse"] = report["train_default"]["step_ratio_vs_simcse"]
-        report["train_peak_mem_ratio_vs_simcse"] = report["train_default"]["peak_mem_ratio_vs_simcse"]
-        report["train_step_ratio_vs_naive"] = report["train_default"]["step_ratio_vs_naive"]
+        report["train_step_ratio_vs_simcse"] = report[main_model]["step_ratio_vs_simcse"]
+        report["train_peak_mem_ratio_vs_simcse"] = report[main_model]["peak_mem_ratio_vs_simcse"]
+        report["train_step_ratio_vs_naive"] = report[main_model]["step_ratio_vs_naive"]
     if "encode" not in skip:
-        print("encoding (SmolLM2, mean pooling):")
-        enc = measure_encode(256 if args.quick else 2048, args.batch_size, 128)
+        print(f"encoding ({'tiny llama' if args.smoke else 'SmolLM2'}, mean pooling):")
+        if args.smoke:
+            enc = measure_encode(16, args.batch_size, 32, repeats=1, model=tiny)
+        else:
+            enc = measure_encode(256 if args.quick else 2048, args.batch_size, 128)
         report["encode"] = enc
         report["encode_throughput_ratio_vs_sentence_transformers"] = enc["throughput_ratio_vs_sentence_transformers"]
         report["encode_min_cosine_vs_sentence_transformers"] = enc["min_cosine_vs_sentence_transformers"]
@@ -463,7 +474,7 @@ def main(argv=None) -> int:
         report["encode_length"] = measure_encode_length(args.batch_size)
     if "targets" not in skip:
         print("data-driven targets:")
-        tg = measure_targets(100_000)
+        tg = measure_targets(500 if args.smoke else 100_000)
         report["targets"] = tg
         report["targets_texts_per_s"] = tg["texts_per_s"]
         report["target_bytes_per_text"] = tg["bytes_per_target"]

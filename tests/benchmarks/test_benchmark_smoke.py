@@ -45,3 +45,11 @@ def test_long_documents_benchmark_smoke(tiny_model_dir, tmp_path):
     rows = json.loads((tmp_path / "r.json").read_text())["settings"]
     assert rows["truncated"]["documents_truncated"] > 0 and rows["passages"]["documents_truncated"] == 0
     assert rows["passages"]["rows"] > rows["truncated"]["rows"]
+
+
+@pytest.mark.slow
+def test_speed_benchmark_smoke(tmp_path):
+    """benchmarks/speed.py once stopped at a renamed attribute and nothing noticed: its sections 1-3 run here."""
+    out = _run("benchmarks/speed.py", "--smoke", "--json", str(tmp_path / "speed.json"))
+    assert "train_step_ratio_vs_simcse" in out and "encode_min_cosine_vs_sentence_transformers" in out
+    assert "targets_texts_per_s" in out
