@@ -7,6 +7,16 @@ server stopped) is the baseline; the goal is >= 70% of it at concurrency 32 with
 bundled corpus lines; the server and this client share the machine's cores, as a one-box deployment would.
 
     python benchmarks/serve.py --model default --requests 256 --json benchmarks/results/serve.json
+
+``--soak SECONDS``: instead, what a process manager does mid-load — the real CLI server under ``--soak-clients``
+concurrent clients sending without pause; halfway through, SIGTERM to its main process (as systemd, Docker and
+Kubernetes send it). Counted: requests answered (200), refused cleanly (connection refused, or 503 while it stops),
+closed unanswered (sent on a kept-alive connection just as the stopping server closed it: HTTP/1.1's keep-alive
+race — the server never read the request, and a client retries it, as the openai client does on connection errors)
+and broken (any other status, a timeout, any other transport error); the seconds from SIGTERM to exit; processes of
+the server left alive; whether the port is free again.
+
+    python benchmarks/serve.py --model default --soak 60 --soak-clients 16 --json benchmarks/results/serve_soak.json
 """
 
 from __future__ import annotations
@@ -64,6 +74,115 @@ async def load(url: str, texts: list[str], concurrency: int) -> dict:
     }
 
 
+def soak(model: str, seconds: float, clients: int, texts: list[str], batch_size: int) -> dict:
+    import signal
+    import socket
+    import subprocess
+    from collections import Counter
+
+    import httpx
+
+    from text2token.serving import free_port, session_processes
+
+    port = free_port()
+    options = ["--max-batch-size", str(batch_size), "--batch-timeout", "0.01"]
+    proc = subprocess.Popen(  # noqa: S603 — this interpreter running our own CLI
+        [sys.executable, "-m", "text2token", "serve", model, "--port", str(port), "--quiet", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stdout.read().decode(errors="replace")[-2000:])
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not come up")
+            time.sleep(0.5)
+        before, after = Counter(), Counter()
+        state = {"term": None, "stop": False}
+
+        def outcome(status) -> str:
+            if status == 200:
+                return "answered"
+            if status in (503, "connect refused"):
+                return "refused cleanly"
+            if status in ("ReadError", "RemoteProtocolError"):  # the connection closed before any response
+                return "closed unanswered"
+            return f"broken ({status})"
+
+        async def client(c, k: int):
+            i = k
+            while not state["stop"]:
+                sent_after = state["term"] is not None
+                try:
+                    r = await c.post(url + "/v1/embeddings", json={"model": "m", "input": texts[i % len(texts)]})
+                    status = r.status_code
+                except httpx.ConnectError:
+                    status = "connect refused"
+                except httpx.TransportError as exc:
+                    status = type(exc).__name__
+                (after if sent_after else before)[outcome(status)] += 1
+                if status != 200:
+                    await asyncio.sleep(0.05)
+                i += clients
+
+        async def run() -> float:
+            limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+            async with httpx.AsyncClient(timeout=120, limits=limits) as c:
+                tasks = [asyncio.create_task(client(c, k)) for k in range(clients)]
+                await asyncio.sleep(seconds / 2)
+                state["term"] = time.perf_counter()
+                os.kill(proc.pid, signal.SIGTERM)  # the main process only
+                while proc.poll() is None:
+                    await asyncio.sleep(0.05)
+                exit_s = time.perf_counter() - state["term"]
+                await asyncio.sleep(1)  # clients meet the stopped server
+                state["stop"] = True
+                await asyncio.gather(*tasks)
+            return exit_s
+
+        exit_s = asyncio.run(run())
+        deadline = time.monotonic() + 30
+        while session_processes(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = session_processes(proc.pid)
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+                port_free = True
+            except OSError:
+                port_free = False
+    finally:
+        if proc.poll() is None or session_processes(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    total = before + after
+    return {
+        "clients": clients,
+        "seconds_before_sigterm": seconds / 2,
+        "before_sigterm": dict(before),
+        "sent_after_sigterm": dict(after),
+        "answered": total["answered"],
+        "refused_cleanly": total["refused cleanly"],
+        "closed_unanswered": total["closed unanswered"],
+        "broken": sum(v for k, v in total.items() if k.startswith("broken")),
+        "seconds_sigterm_to_exit": round(exit_s, 2),
+        "exit_status": proc.returncode,
+        "processes_left": len(left),
+        "port_free": port_free,
+    }
+
+
 def encode_rate(model: str, texts: list[str], batch_size: int) -> float:
     from text2token import Text2TokenModel
 
@@ -81,6 +200,8 @@ def main(argv=None) -> int:
     p.add_argument("--concurrency", default="1,8,32")
     p.add_argument("--batch-size", type=int, default=32, help="encode's batch and the dynamic batch's maximum")
     p.add_argument("--json", help="write the figures here")
+    p.add_argument("--soak", type=float, default=0, help="seconds of a soak with a SIGTERM halfway (see above)")
+    p.add_argument("--soak-clients", type=int, default=16, help="concurrent clients of the soak")
     args = p.parse_args(argv)
 
     from text2token.backbone import resolve_model_path
@@ -91,6 +212,18 @@ def main(argv=None) -> int:
     model = resolve_model_path(args.model)
     texts = read_texts(str(BUNDLED_CORPUS))[: args.requests]
     levels = [int(c) for c in args.concurrency.split(",")]
+    if args.soak:
+        result = {
+            "model": args.model,
+            "cpu_count": os.cpu_count(),
+            **soak(model, args.soak, args.soak_clients, texts, args.batch_size),
+        }
+        print(json.dumps(result, indent=2))
+        ok = result["broken"] == 0 and result["processes_left"] == 0 and result["port_free"] and result["answered"]
+        print(f"soak: every request answered or refused cleanly, nothing left running: {bool(ok)}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        return 0
     baseline = encode_rate(model, texts, args.batch_size)
     print(f"encode (batch {args.batch_size}): {baseline:.1f} texts/s")
     dynamic = ["--max-batch-size", str(args.batch_size), "--batch-timeout", "0.01"]

@@ -295,6 +295,22 @@ def read_api_key(path: str | None) -> str | None:
     return os.environ.get(API_KEY_ENV) or None
 
 
+def session_processes(sid: int) -> list[int]:
+    """Live processes (zombies excluded) of the session ``sid`` — a server started in its own session, as
+    :func:`background_server` starts it — read from /proc (Linux): what is left of it after it stopped."""
+    alive = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == sid:
+                    with open(f"/proc/{entry}/stat") as f:
+                        if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                            alive.append(int(entry))
+            except (ProcessLookupError, PermissionError, FileNotFoundError):
+                continue
+    return alive
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

@@ -53,3 +53,18 @@ def test_speed_benchmark_smoke(tmp_path):
     out = _run("benchmarks/speed.py", "--smoke", "--json", str(tmp_path / "speed.json"))
     assert "train_step_ratio_vs_simcse" in out and "encode_min_cosine_vs_sentence_transformers" in out
     assert "targets_texts_per_s" in out
+
+
+@pytest.mark.slow
+def test_serve_soak_smoke(tiny_model_dir, tmp_path):
+    """The soak of benchmarks/serve.py on the tiny model: clients through a SIGTERM, figures written."""
+    from text2token import Text2TokenModel
+
+    Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", max_length=48).save_pretrained(tmp_path / "m")
+    args = ["--model", str(tmp_path / "m"), "--soak", "6", "--soak-clients", "4", "--requests", "32"]
+    out = _run("benchmarks/serve.py", *args, "--json", str(tmp_path / "soak.json"))
+    import json
+
+    result = json.loads((tmp_path / "soak.json").read_text())
+    assert result["answered"] > 0 and result["broken"] == 0, out
+    assert result["processes_left"] == 0 and result["port_free"] and result["exit_status"] == 0

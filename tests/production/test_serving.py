@@ -151,23 +151,6 @@ def test_loopback_detection():
     assert not is_loopback("example.com")
 
 
-def _session_processes(sid: int) -> list[int]:
-    """Live processes of a session (the CLI was started in its own), from /proc."""
-    import os
-
-    alive = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.getsid(int(entry)) == sid:
-                    with open(f"/proc/{entry}/stat") as f:
-                        if f.read().rsplit(")", 1)[1].split()[0] != "Z":  # a zombie is already gone
-                            alive.append(int(entry))
-            except (ProcessLookupError, PermissionError, FileNotFoundError):
-                continue
-    return alive
-
-
 @pytest.mark.slow
 def test_sigterm_drains_and_stops_every_process_of_the_server_and_frees_the_port(tmp_path, tiny_model_dir):
     """What a process manager does (systemd, Docker, Kubernetes): SIGTERM to the main process only, while clients
@@ -180,7 +163,7 @@ def test_sigterm_drains_and_stops_every_process_of_the_server_and_frees_the_port
     import threading
     import time
 
-    from text2token.serving import free_port
+    from text2token.serving import free_port, session_processes
 
     ours = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", max_length=48, device="cpu")
     ours.save_pretrained(tmp_path / "model")
@@ -226,16 +209,16 @@ def test_sigterm_drains_and_stops_every_process_of_the_server_and_frees_the_port
             t.join(timeout=60)
             assert not t.is_alive(), "a request hung after SIGTERM"
         deadline = time.monotonic() + 30
-        while _session_processes(proc.pid) and time.monotonic() < deadline:
+        while session_processes(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert _session_processes(proc.pid) == [], "a process of the server outlived SIGTERM"
+        assert session_processes(proc.pid) == [], "a process of the server outlived SIGTERM"
         with socket.socket() as s:  # the port is free again
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
         assert 200 in outcomes and set(outcomes) <= {200, 503, "refused"}, outcomes  # answered, or refused cleanly
         assert proc.returncode == 0
     finally:
-        if proc.poll() is None or _session_processes(proc.pid):
+        if proc.poll() is None or session_processes(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
