@@ -77,35 +77,16 @@ async def load(url: str, texts: list[str], concurrency: int) -> dict:
 def soak(model: str, seconds: float, clients: int, texts: list[str], batch_size: int) -> dict:
     import signal
     import socket
-    import subprocess
     from collections import Counter
 
     import httpx
 
-    from text2token.serving import free_port, session_processes
+    from text2token.serving import session_processes, start_server
 
-    port = free_port()
     options = ["--max-batch-size", str(batch_size), "--batch-timeout", "0.01"]
-    proc = subprocess.Popen(  # noqa: S603 — this interpreter running our own CLI
-        [sys.executable, "-m", "text2token", "serve", model, "--port", str(port), "--quiet", *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_server(model, *options)
+    port = int(url.rsplit(":", 1)[1])
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stdout.read().decode(errors="replace")[-2000:])
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not come up")
-            time.sleep(0.5)
         before, after = Counter(), Counter()
         state = {"term": None, "stop": False}
 

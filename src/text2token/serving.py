@@ -318,13 +318,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextmanager
-def background_server(
+def start_server(
     model: str, *options: str, env: dict | None = None, api_key: str | None = None, startup_s: float = 300
-):
-    """Run ``text2token serve MODEL OPTIONS`` on a free localhost port in a subprocess (its own process group) until
-    the block ends; yields the base URL once ``/health`` answers (sent with ``api_key`` as a Bearer token, if any).
-    A server that exits or does not come up in ``startup_s`` is an error quoting the end of its output."""
+) -> tuple[subprocess.Popen, str]:
+    """Start ``text2token serve MODEL OPTIONS`` on a free localhost port in a subprocess of its own session; return
+    the process and the base URL once ``/health`` answers (sent with ``api_key`` as a Bearer token, if any). A server
+    that exits or does not come up in ``startup_s`` is an error quoting the end of its output (and is stopped)."""
     import httpx
 
     port = free_port()
@@ -338,20 +337,32 @@ def background_server(
     )
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    deadline = time.monotonic() + startup_s
+    while True:
+        if proc.poll() is not None:
+            tail = proc.stdout.read().decode(errors="replace")[-3000:]
+            proc.stdout.close()
+            raise Text2TokenError(f"the server exited with status {proc.returncode}:\n{tail}")
+        try:
+            if httpx.get(url + "/health", timeout=2, headers=headers).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            proc.stdout.close()
+            raise Text2TokenError(f"the server did not answer /health within {startup_s:.0f} s")
+        time.sleep(0.5)
+
+
+@contextmanager
+def background_server(
+    model: str, *options: str, env: dict | None = None, api_key: str | None = None, startup_s: float = 300
+):
+    """:func:`start_server` for the length of the block: yields the base URL; the server is stopped after it."""
+    proc, url = start_server(model, *options, env=env, api_key=api_key, startup_s=startup_s)
     try:
-        deadline = time.monotonic() + startup_s
-        while True:
-            if proc.poll() is not None:
-                tail = proc.stdout.read().decode(errors="replace")[-3000:]
-                raise Text2TokenError(f"the server exited with status {proc.returncode}:\n{tail}")
-            try:
-                if httpx.get(url + "/health", timeout=2, headers=headers).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise Text2TokenError(f"the server did not answer /health within {startup_s:.0f} s")
-            time.sleep(0.5)
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -158,35 +158,16 @@ def test_sigterm_drains_and_stops_every_process_of_the_server_and_frees_the_port
     import os
     import signal
     import socket
-    import subprocess
-    import sys
     import threading
     import time
 
-    from text2token.serving import free_port, session_processes
+    from text2token.serving import session_processes, start_server
 
     ours = Text2TokenModel.from_pretrained(str(tiny_model_dir), pooling="mean", max_length=48, device="cpu")
     ours.save_pretrained(tmp_path / "model")
-    port = free_port()
-    proc = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "text2token", "serve", str(tmp_path / "model"), "--port", str(port), "--quiet"],
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_server(tmp_path / "model", env={"OMP_NUM_THREADS": "1"})
+    port = int(url.rsplit(":", 1)[1])
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode(errors="replace")[-2000:]
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.5)
         outcomes, stop = [], threading.Event()
 
         def client():

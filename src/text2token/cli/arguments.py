@@ -46,10 +46,14 @@ def device_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def input_args(p: argparse.ArgumentParser, flag: str, required: bool, help: str = INPUT_HELP) -> None:
+def input_args(
+    p: argparse.ArgumentParser, flag: str, required: bool, help: str = INPUT_HELP, skip_blank: bool = True
+) -> None:
+    """An input file option ``flag`` with ``--field``, ``--errors`` and (``skip_blank``) ``--skip-blank``."""
     p.add_argument(flag, required=required, help=help)
     p.add_argument("--field", default="text", help="JSONL field holding the text")
-    p.add_argument("--skip-blank", action="store_true", help="skip blank lines instead of refusing the file")
+    if skip_blank:
+        p.add_argument("--skip-blank", action="store_true", help="skip blank lines instead of refusing the file")
     p.add_argument(
         "--errors",
         choices=InputErrors.values(),

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..modes import ISOTROPY_DIRECTIONS, ISOTROPY_FIT_TEXTS, ISOTROPY_MIN_FIT_TEXTS, Attention, InputErrors, Pooling
+from ..modes import ISOTROPY_DIRECTIONS, ISOTROPY_FIT_TEXTS, ISOTROPY_MIN_FIT_TEXTS, Attention, Pooling
 from .argtypes import at_least, max_length_arg, positive
-from .arguments import device_args, model_positional
+from .arguments import device_args, input_args, model_positional
 from .common import load_model
 
 
@@ -70,16 +70,12 @@ def add_postprocess(command) -> None:
     )
     model_positional(p)
     p.add_argument("--output", metavar="DIR", help="write the folder here (default: MODEL itself, if a folder)")
-    p.add_argument(
+    input_args(
+        p,
         "--corpus",
+        required=False,
         help="texts to fit on: .txt or .jsonl, or bundled:brown / bundled:wiki (default: the bundled Brown corpus)",
-    )
-    p.add_argument("--field", default="text", help="JSONL field holding the text")
-    p.add_argument(
-        "--errors",
-        choices=InputErrors.values(),
-        default="strict",
-        help="invalid UTF-8 in the corpus: strict (error naming the line) or replace (U+FFFD, counted)",
+        skip_blank=False,  # blank lines are skipped when a corpus is read for fitting
     )
     p.add_argument(
         "--texts",
