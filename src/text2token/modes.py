@@ -124,6 +124,7 @@ class TaskType(Choice):  # the evaluation task types the bundled suites hold (mt
 # Texts read (and, in encode, tokenized and length-sorted) at a time by streaming encode/index and by
 # Text2TokenModel.encode: memory stays flat for any corpus size.
 CHUNK_SIZE = 16384
+PASSAGE_OVERLAP = 32  # index --passages: tokens neighbouring passages may share (at most a quarter of a passage)
 
 # text2token serve: bounds on one request (the model truncates each text to its max_length tokens anyway), and the
 # environment variable an API key may come from.

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 
-from ..modes import CHUNK_SIZE, AnnDtype, Fusion
-from ..retrieval.passages import DEFAULT_OVERLAP
+from ..modes import CHUNK_SIZE, PASSAGE_OVERLAP, AnnDtype, Fusion
 from .argtypes import at_least, fraction, positive
 from .arguments import MODEL_HELP, device_args, input_args, model_args
 from .common import input_notes, load_model, note, torch_dtype
@@ -198,7 +197,7 @@ def add_index(command) -> None:
         "--passage-overlap",
         type=at_least("--passage-overlap", 0),
         default=None,
-        help=f"tokens neighbouring passages may share (default {DEFAULT_OVERLAP}, at most a quarter of a passage)",
+        help=f"tokens neighbouring passages may share (default {PASSAGE_OVERLAP}, at most a quarter of a passage)",
     )
 
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from ..errors import Text2TokenError
 from ..modes import CHUNK_SIZE
+from ..modes import PASSAGE_OVERLAP as DEFAULT_OVERLAP  # so that a sentence cut at a border is whole in one passage
 
-DEFAULT_OVERLAP = 32  # tokens neighbouring passages may share (at most a quarter of a passage), so a sentence cut
-# at a border is whole in one of them
 PASSAGE_POOL = 8  # with an ANN graph, a passage index searches this many times ``top`` rows to find ``top`` documents
 
 
