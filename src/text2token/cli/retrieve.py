@@ -12,9 +12,12 @@ from .common import input_notes, load_model, note, torch_dtype
 
 
 def cmd_index(args) -> int:
+    from ..errors import ConfigError
     from ..resumable import Source
     from ..retrieval.build import build_index
 
+    if args.passage_overlap is not None and not args.passages:
+        raise ConfigError("--passage-overlap goes with --passages")
     source = Source(args.corpus, args.field, args.skip_blank, args.errors)  # every line checked before the model loads
     source.check_unique_ids()
     input_notes(args, args.corpus, source.counts)
