@@ -83,11 +83,11 @@ def main(argv=None) -> int:
         window = 32
         model = Text2TokenModel.from_pretrained(args.model, max_length=window)
     budget = model.text_budget()
-    lengths = [len(ids) for ids in model.tokenizer([d["text"] for d in docs], add_special_tokens=False)["input_ids"]]
+    token_ids = model.tokenizer([d["text"] for d in docs], add_special_tokens=False)["input_ids"]  # once per page
+    lengths = [len(ids) for ids in token_ids]
     past = 0  # definitions not wholly inside the first window of their page
-    for d in docs:
-        head = model.tokenizer(d["text"], add_special_tokens=False)["input_ids"][:budget]
-        visible = model.tokenizer.decode(head)
+    for d, ids in zip(docs, token_ids):
+        visible = model.tokenizer.decode(ids[:budget])
         past += sum(part not in visible for part in d["text"].split("\n\n"))
     print(
         f"{args.model}: {len(queries)} queries × {len(docs)} pages of {args.per_doc} definitions "
